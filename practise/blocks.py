@@ -1,0 +1,77 @@
+"""Find the droppable residual blocks of any model (read-only inspection)."""
+from __future__ import annotations
+
+import fnmatch
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .modes import eval_mode
+from .tracing import ModelTrace, trace_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Block:
+    """A residual block that can be replaced by identity."""
+
+    name: str                     # dotted module path, e.g. "layer3.2"
+    kind: str                     # class name of the module
+    params: int
+    flops: int                    # FLOPs of the block for the example input
+    shape: tuple[int, ...]        # input (= output) shape for the example input
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "params": self.params, "flops": self.flops,
+                "shape": list(self.shape)}
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@torch.no_grad()
+def count_flops(model: nn.Module, example_input: torch.Tensor) -> tuple[int, dict[str, int]]:
+    """Total FLOPs (torch's FlopCounterMode) and per-module FLOPs keyed by dotted path."""
+    with eval_mode(model), FlopCounterMode(display=False) as counter:
+        model(example_input)
+    prefix = type(model).__name__ + "."
+    per_module = {key[len(prefix):]: sum(ops.values()) for key, ops in counter.get_flop_counts().items()
+                  if key.startswith(prefix)}
+    return counter.get_total_flops(), per_module
+
+
+def matches(name: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def select_by_patterns(names: list[str], include: list[str] | None, exclude: list[str] | None,
+                       what: str = "block") -> list[str]:
+    """Filter names by glob patterns. A pattern that matches nothing is an error naming the valid names."""
+    for pattern in (include or []) + (exclude or []):
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            raise ValueError(f"{what} name or pattern {pattern!r} matches no candidate; valid names: {', '.join(names)}")
+    kept = [n for n in names if include is None or matches(n, include)]
+    return [n for n in kept if not (exclude and matches(n, exclude))]
+
+
+def find_blocks(model: nn.Module, example_input: torch.Tensor, include: list[str] | None = None,
+                exclude: list[str] | None = None, trace: ModelTrace | None = None) -> list[Block]:
+    """Residual blocks whose output has their input's shape, in forward order.
+
+    ``include`` / ``exclude`` take exact names or glob patterns (``layer3.*``).
+    """
+    trace = trace or trace_model(model, example_input)
+    for name, reason in trace.undecided.items():
+        if name in trace.adds_own_input:
+            log.warning("not a candidate: %s (%s)", name, reason)
+    names = [n for n in trace.call_order if trace.is_residual_block(n)]
+    names = select_by_patterns(names, include, exclude)
+    _, flops = count_flops(model, example_input)
+    modules = dict(model.named_modules())
+    return [Block(n, type(modules[n]).__name__, count_params(modules[n]), flops.get(n, 0),
+                  trace.input_shapes[n]) for n in names]

@@ -1,0 +1,188 @@
+"""Latency measured on the user's device, honestly.
+
+Variants of one model (the full network, and the network with some blocks dropped)
+are timed *interleaved*: every repeat runs each variant once, in a rotated order, so
+drifts in machine load hit all variants alike. Variants are made by swapping blocks
+for nn.Identity on one private copy of the model, so no extra copies of the weights
+are held. Medians and the interquartile range are reported with every setting that
+affects the numbers.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+
+from .progress import Progress, silent
+from .surgery import replace_module_
+
+log = logging.getLogger(__name__)
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> cuda if available, else mps, else cpu; anything else is passed to torch."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}; valid choices: auto, cpu, cuda, cuda:N, mps") from exc
+
+
+@dataclass
+class LatencyConfig:
+    device: str = "auto"
+    # None: 64 on a GPU (the paper's 64x3x224x224), 8 on a CPU (a full 64-image batch
+    # of a 224 px network takes seconds per pass on a few cores).
+    batch_size: int | None = None
+    warmup: int = 5              # untimed passes per variant before timing
+    repeats: int = 20            # timed passes per variant (interleaved)
+    threads: int | None = None   # torch CPU threads; None leaves torch's default
+    dtype: str = "float32"
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; valid choices: {', '.join(DTYPES)}")
+        if self.repeats < 1 or self.warmup < 0:
+            raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {self.repeats} and {self.warmup}")
+
+    def resolved_batch(self, device: torch.device) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        return 64 if device.type == "cuda" else 8
+
+
+@dataclass
+class LatencyStats:
+    median_ms: float
+    q25_ms: float
+    q75_ms: float
+    min_ms: float
+    max_ms: float
+    samples: int
+
+    @classmethod
+    def from_samples(cls, seconds: list[float]) -> "LatencyStats":
+        ms = sorted(s * 1000 for s in seconds)
+        quart = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
+        return cls(statistics.median(ms), quart[0], quart[2], ms[0], ms[-1], len(ms))
+
+    @property
+    def iqr_ms(self) -> float:
+        return self.q75_ms - self.q25_ms
+
+
+@dataclass
+class LatencySettings:
+    device: str
+    device_name: str
+    threads: int
+    batch_size: int
+    input_shape: list[int]
+    dtype: str
+    channels_last: bool
+    warmup: int
+    repeats: int
+    torch_version: str = field(default_factory=lambda: torch.__version__)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} ({platform.system()})"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _Swapper:
+    """Drops a set of blocks on the private copy for one timed pass, then restores them."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def run(self, blocks: list[str], x: torch.Tensor, device: torch.device) -> float:
+        originals = [(name, replace_module_(self.model, name, nn.Identity())) for name in blocks]
+        try:
+            _sync(device)
+            began = time.perf_counter()
+            self.model(x)
+            _sync(device)
+            return time.perf_counter() - began
+        finally:
+            for name, module in reversed(originals):
+                replace_module_(self.model, name, module)
+
+
+def measure_variants(model: nn.Module, sample_shape: tuple[int, ...], variants: dict[str, list[str]],
+                     config: LatencyConfig, progress: Progress = silent) -> tuple[dict[str, LatencyStats], LatencySettings]:
+    """Time each variant (name -> blocks to drop) interleaved; the caller's model is untouched.
+
+    ``sample_shape`` is one input without the batch dimension, e.g. (3, 224, 224).
+    """
+    device = resolve_device(config.device)
+    dtype = DTYPES[config.dtype]
+    batch = config.resolved_batch(device)
+    previous_threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+    private = copy.deepcopy(model).to(device=device, dtype=dtype, memory_format=fmt).eval()
+    x = torch.randn((batch, *sample_shape), generator=torch.Generator().manual_seed(0)).to(
+        device=device, dtype=dtype, memory_format=fmt if len(sample_shape) == 3 else torch.contiguous_format)
+    swapper = _Swapper(private)
+    names = list(variants)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    progress.start("latency", (config.warmup + config.repeats) * len(names))
+    try:
+        with torch.inference_mode():
+            for _ in range(config.warmup):
+                for name in names:
+                    swapper.run(variants[name], x, device)
+                    progress.advance(1)
+            for rep in range(config.repeats):
+                shift = rep % len(names)  # rotate the order so no variant always runs first
+                for name in names[shift:] + names[:shift]:
+                    samples[name].append(swapper.run(variants[name], x, device))
+                    progress.advance(1)
+    finally:
+        progress.end()
+        torch.set_num_threads(previous_threads)
+    settings = LatencySettings(str(device), _device_name(device), config.threads or previous_threads, batch,
+                               [batch, *sample_shape], config.dtype, config.channels_last, config.warmup,
+                               config.repeats)
+    return {n: LatencyStats.from_samples(s) for n, s in samples.items()}, settings
+
+
+def reduction(full: LatencyStats, pruned: LatencyStats) -> float:
+    """Fractional latency reduction from medians: (lat_full - lat_pruned) / lat_full."""
+    return (full.median_ms - pruned.median_ms) / full.median_ms
+
+
+FULL = "<full model>"  # variant name; angle brackets cannot clash with a module path
+
+
+def block_latency_reductions(model: nn.Module, sample_shape: tuple[int, ...], blocks: list[str],
+                             config: LatencyConfig, progress: Progress = silent
+                             ) -> tuple[dict[str, float], dict[str, LatencyStats], LatencySettings]:
+    """r_b for every block: full network against the network without that one block."""
+    variants = {FULL: [], **{b: [b] for b in blocks}}
+    stats, settings = measure_variants(model, sample_shape, variants, config, progress)
+    return {b: reduction(stats[FULL], stats[b]) for b in blocks}, stats, settings

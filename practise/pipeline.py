@@ -1,0 +1,173 @@
+"""The whole PRACTISE job: candidates -> latency -> recoverability -> selection ->
+surgery -> recovery -> evaluation. Returns the compressed model and a report dict."""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from . import __version__
+from .blocks import Block, count_flops, count_params, find_blocks
+from .data.sources import ImageSource
+from .data.tinyset import TinySet
+from .data.transforms import Transforms
+from .evaluation import evaluate_models
+from .latency import LatencyConfig, block_latency_reductions, resolve_device
+from .progress import Progress, silent
+from .recovery import RECOVERY_METHODS, RecoveryConfig, recover
+from .scoring import BlockScore, Scorer, ScoringConfig, score_blocks
+from .selection import Selection, measure_selection, select_by_count, select_by_target
+from .surgery import drop_blocks
+from .tracing import check_module_name, feature_chain, find_feature_layer, trace_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CompressConfig:
+    target_latency: float | None = None   # fraction, e.g. 0.22; or give num_blocks
+    num_blocks: int | None = None         # the paper's "drop the k best blocks"
+    include: list[str] | None = None      # candidate names or glob patterns to consider
+    exclude: list[str] | None = None      # ... and to leave alone
+    feature_layer: str | None = None      # module whose output is mimicked; None: found automatically
+    device: str = "auto"                  # where scoring and recovery run
+    seed: int = 0
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+
+    def __post_init__(self) -> None:
+        if (self.target_latency is None) == (self.num_blocks is None):
+            raise ValueError("give exactly one of target_latency (e.g. 0.22) and num_blocks")
+
+
+@dataclass
+class CompressResult:
+    model: nn.Module
+    blocks: list[Block]
+    scores: list[BlockScore]
+    selection: Selection
+    feature_layer: str
+    report: dict
+
+
+@dataclass
+class Inspection:
+    """What one traced forward pass tells about a model."""
+
+    blocks: list[Block]
+    feature_layer: str
+    chain: list[str] | None
+    trace: object
+
+
+def inspect_model(model: nn.Module, sample_shape: tuple[int, ...], include: list[str] | None = None,
+                  exclude: list[str] | None = None, feature_layer: str | None = None) -> Inspection:
+    example = torch.zeros(1, *sample_shape, device=next(model.parameters()).device)
+    trace = trace_model(model, example)
+    if feature_layer is not None:
+        check_module_name(model, feature_layer, "feature layer")
+    layer = feature_layer or find_feature_layer(model, trace)
+    blocks = find_blocks(model, example, include, exclude, trace=trace)
+    if not blocks:
+        raise ValueError("no droppable residual blocks found: none of the model's modules adds its own input "
+                         "to a branch output of the same shape")
+    return Inspection(blocks, layer, feature_chain(model, trace, layer, example), trace)
+
+
+def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...], config: CompressConfig,
+             eval_source: ImageSource | None = None, eval_transforms: Transforms | None = None,
+             workdir: str | Path | None = None, progress: Progress = silent) -> CompressResult:
+    """Run PRACTISE on ``teacher`` (left untouched) with ``tiny_set``.
+
+    ``sample_shape`` is one input without batch dimension, e.g. (3, 224, 224).
+    ``workdir`` keeps the per-block scores so an interrupted run resumes.
+    """
+    began = time.perf_counter()
+    device = resolve_device(config.device)
+    if RECOVERY_METHODS[config.recovery.method].needs_labels:
+        tiny_set.label_tensor()  # fail before the long steps if labels are missing
+    teacher = copy.deepcopy(teacher).to(device).eval()
+    info = inspect_model(teacher, sample_shape, config.include, config.exclude, config.feature_layer)
+    names = [b.name for b in info.blocks]
+    log.info("%d candidate blocks; feature layer %s; %s", len(names), info.feature_layer,
+             "feature chain found" if info.chain else "no feature chain (full passes while scoring)")
+    timings = {}
+    t = time.perf_counter()
+    r_b, block_stats, latency_settings = block_latency_reductions(teacher, sample_shape, names, config.latency, progress)
+    timings["block_latency_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    scorer = Scorer(teacher, tiny_set, info.trace, info.chain, info.feature_layer, config.scoring, device)
+    cache = Path(workdir) / "scores.json" if workdir is not None else None
+    scores = score_blocks(scorer, names, r_b, cache, progress)
+    timings["scoring_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if config.num_blocks is not None:
+        selection = measure_selection(teacher, sample_shape, select_by_count(scores, config.num_blocks),
+                                      config.latency, progress)
+    else:
+        selection = select_by_target(teacher, sample_shape, scores, config.target_latency, config.latency, progress)
+    timings["selection_s"] = time.perf_counter() - t
+    student = drop_blocks(teacher, selection.blocks)
+    t = time.perf_counter()
+    losses = recover(student, teacher, tiny_set, info.feature_layer, config.recovery, device, progress)
+    timings["recovery_s"] = time.perf_counter() - t
+    student.eval()
+    evaluation = None
+    if eval_source is not None:
+        t = time.perf_counter()
+        evaluation = evaluate_models({"teacher": teacher, "compressed": student}, eval_source,
+                                     eval_transforms or tiny_set.transforms, device, reference="teacher")
+        timings["evaluation_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - began
+    report = build_report(teacher, student, sample_shape, info, scores, selection, config, tiny_set,
+                          losses, evaluation, block_stats, latency_settings, timings)
+    return CompressResult(student, info.blocks, scores, selection, info.feature_layer, report)
+
+
+def build_report(teacher, student, sample_shape, info: Inspection, scores, selection: Selection,
+                 config: CompressConfig, tiny_set: TinySet, losses, evaluation, block_stats,
+                 latency_settings, timings) -> dict:
+    example = torch.zeros(1, *sample_shape, device=next(teacher.parameters()).device)
+    flops_before, _ = count_flops(teacher, example)
+    flops_after, _ = count_flops(student, example)
+    chosen = set(selection.blocks)
+    candidates = []
+    for rank, s in enumerate(sorted(scores, key=lambda s: (s.score, s.block)), 1):
+        block = next(b for b in info.blocks if b.name == s.block)
+        stats = block_stats[s.block]
+        candidates.append({**block.as_dict(), "rank": rank, "chosen": s.block in chosen,
+                           "flops_reduction": block.flops / flops_before if flops_before else 0.0,
+                           "latency_ms_without": stats.median_ms, "latency_reduction": s.latency_reduction,
+                           "recoverability": s.recoverability, "mse_before": s.mse_before, "score": s.score,
+                           "scoring_protocol": s.protocol, "scoring_seconds": s.seconds})
+    return {
+        "practise_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": {"arch": getattr(teacher, "practise_arch", None), "feature_layer": info.feature_layer,
+                  "input_shape": list(sample_shape), "feature_chain": info.chain is not None},
+        "config": asdict(config),
+        "tiny_set": {"size": len(tiny_set), "labelled": tiny_set.labels is not None,
+                     "skipped_unreadable": tiny_set.skipped, "images": tiny_set.identifiers},
+        "candidates": candidates,
+        "selection": {"mode": "count" if config.num_blocks is not None else "latency target",
+                      "target": config.target_latency, "num_blocks": config.num_blocks,
+                      "blocks": selection.blocks, "predicted_reduction": selection.predicted_reduction,
+                      "measured_reduction": selection.measured_reduction, "trials": selection.trials},
+        "latency": {"settings": latency_settings.as_dict(),
+                    "full_ms": asdict(selection.full_latency), "compressed_ms": asdict(selection.pruned_latency),
+                    "selection_settings": selection.latency_settings.as_dict()},
+        "before": {"params": count_params(teacher), "flops": flops_before},
+        "after": {"params": count_params(student), "flops": flops_after,
+                  "params_removed": sum(b.params for b in info.blocks if b.name in chosen)},
+        "recovery": {"method": config.recovery.method, "iterations": config.recovery.iterations,
+                     "lr": config.recovery.resolved_lr,
+                     "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None},
+        "evaluation": evaluation,
+        "timings": timings,
+    }

@@ -1,0 +1,149 @@
+"""Recovering the pruned network: feature mimicking (PRACTISE), and the baselines
+cross-entropy finetuning (the paper's BP) and logit distillation (KD).
+
+Methods live in a registry: a name maps to a small class with a loss function; the
+training loop is shared.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data.tinyset import TinySet
+from .features import forward_features
+from .modes import eval_mode
+from .optim import batch_indices, set_lr_, step_lr
+from .progress import Progress, silent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecoveryConfig:
+    method: str = "mimic"          # a name in RECOVERY_METHODS
+    iterations: int = 2000         # paper: 2000 (16000 data-free)
+    batch_size: int = 64           # paper
+    lr: float | None = None        # None: the method's default (mimic/kd 0.02, ce 1e-4 as the authors' BP)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_drop_at: float = 0.4        # x0.1 after this fraction of the iterations
+    kd_temperature: float = 4.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in RECOVERY_METHODS:
+            raise ValueError(f"unknown recovery method {self.method!r}; valid choices: {', '.join(RECOVERY_METHODS)}")
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+
+    @property
+    def resolved_lr(self) -> float:
+        return self.lr if self.lr is not None else RECOVERY_METHODS[self.method].default_lr
+
+
+class RecoveryMethod:
+    name: str
+    needs_labels = False
+    default_lr = 0.02
+
+    def losses(self, student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor | None,
+               feature_layer: str, config: RecoveryConfig) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+RECOVERY_METHODS: dict[str, RecoveryMethod] = {}
+
+
+def register_recovery(cls: type[RecoveryMethod]) -> type[RecoveryMethod]:
+    if cls.name in RECOVERY_METHODS:
+        raise ValueError(f"recovery method {cls.name!r} is already registered")
+    RECOVERY_METHODS[cls.name] = cls()
+    return cls
+
+
+@register_recovery
+class FeatureMimic(RecoveryMethod):
+    """MSE between student and teacher feature maps before global pooling; no labels.
+    The classifier gets no gradient (the forward stops at the feature layer)."""
+
+    name = "mimic"
+
+    def losses(self, student, teacher, x, y, feature_layer, config):
+        with torch.no_grad():
+            target = forward_features(teacher, x, feature_layer)
+        return {"loss": F.mse_loss(forward_features(student, x, feature_layer), target)}
+
+
+@register_recovery
+class CrossEntropy(RecoveryMethod):
+    """Plain finetuning on the labelled tiny set (the paper's BP baseline)."""
+
+    name = "ce"
+    needs_labels = True
+    default_lr = 1e-4
+
+    def losses(self, student, teacher, x, y, feature_layer, config):
+        return {"loss": F.cross_entropy(student(x), y)}
+
+
+@register_recovery
+class LogitDistillation(RecoveryMethod):
+    """Hinton's KD on logits: KL(teacher || student) at temperature T, times T^2; no labels."""
+
+    name = "kd"
+
+    def losses(self, student, teacher, x, y, feature_layer, config):
+        t = config.kd_temperature
+        with torch.no_grad():
+            teacher_logits = teacher(x)
+        kl = F.kl_div(F.log_softmax(student(x) / t, 1), F.log_softmax(teacher_logits / t, 1),
+                      reduction="batchmean", log_target=True)
+        return {"loss": kl * t * t}
+
+
+def recover(student: nn.Module, teacher: nn.Module, tiny_set: TinySet, feature_layer: str,
+            config: RecoveryConfig, device: torch.device | str = "cpu", progress: Progress = silent) -> list[float]:
+    """Train all of ``student``'s parameters in place; student in train mode, teacher in eval mode.
+
+    Returns the loss of every step.
+    """
+    method = RECOVERY_METHODS[config.method]
+    labels = tiny_set.label_tensor() if method.needs_labels else None  # raises if unlabelled
+    student.to(device)
+    teacher.to(device)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    optimizer = torch.optim.SGD(student.parameters(), lr=config.resolved_lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    batches = batch_indices(len(tiny_set), config.batch_size, generator)
+    history: list[float] = []
+    progress.start(f"recovery ({config.method})", config.iterations)
+    was_training = student.training
+    try:
+        with eval_mode(teacher):
+            student.train()
+            for step in range(config.iterations):
+                idx = next(batches)
+                x = tiny_set.train_batch(idx.tolist(), generator).to(device)
+                y = labels[idx].to(device) if labels is not None else None
+                set_lr_(optimizer, step_lr(step, config.resolved_lr, config.lr_drop_at, config.iterations))
+                loss = method.losses(student, teacher, x, y, feature_layer, config)["loss"]
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"recovery diverged at step {step} (loss {float(loss)}); lower the lr")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                history.append(float(loss.detach()))
+                progress.advance(1)
+                if step % 200 == 0:
+                    log.info("recovery step %d/%d loss %.5f", step, config.iterations, history[-1])
+    finally:
+        progress.end()
+        student.train(was_training)
+    return history
+

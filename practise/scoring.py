@@ -1,0 +1,247 @@
+"""Recoverability of each candidate block, and the PRACTISE score R_b / r_b.
+
+For block b: copy the teacher, drop b, insert identity-initialised adaptors around it
+(see adaptors.py), train only the adaptors to make the student's pre-pooling features
+match the teacher's (MSE, both networks in eval mode), then R_b = that MSE over the
+tiny set under the evaluation transform.
+
+Two protocols, chosen by ``ScoringConfig.protocol``:
+
+* ``"cached"`` (default): training batches come from the evaluation-transformed tiny
+  set, so the teacher's targets and the frozen layers before the first adaptor are
+  computed once, and each step runs only the rest of the network. Needs a feature
+  chain (see tracing.feature_chain); falls back to full passes otherwise.
+* ``"paper"``: the authors' loop: augmented batches, a full teacher and student
+  forward pass every step.
+
+Scores are written to ``cache_path`` after each block, so an interrupted run resumes
+without recomputing finished blocks.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .adaptors import adaptor_sites, insert_adaptors_
+from .data.tinyset import TinySet
+from .features import forward_features, run_chain
+from .io import atomic_write_text
+from .modes import eval_mode
+from .optim import batch_indices, set_lr_, step_lr
+from .progress import Progress, silent
+from .surgery import replace_module_
+from .tracing import ModelTrace
+
+log = logging.getLogger(__name__)
+PROTOCOLS = ("cached", "paper")
+
+
+@dataclass
+class ScoringConfig:
+    iterations: int = 1000      # SGD steps per block; the authors used 1000-2000
+    batch_size: int = 64        # paper
+    lr: float = 0.02            # paper
+    momentum: float = 0.9       # paper
+    weight_decay: float = 1e-4  # paper
+    lr_drop_at: float = 0.4     # x0.1 step decay after this fraction of iterations (paper)
+    protocol: str = "cached"    # see module docstring
+    seed: int = 0
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown scoring protocol {self.protocol!r}; valid choices: {', '.join(PROTOCOLS)}")
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be at least 1, got {self.iterations}")
+
+
+@dataclass
+class BlockScore:
+    block: str
+    recoverability: float       # feature MSE after adaptor training (R_b)
+    mse_before: float           # feature MSE with the block dropped, adaptors at identity
+    latency_reduction: float    # r_b as a fraction of the full model's latency
+    score: float                # R_b / r_b; +inf when the measured saving is not positive
+    protocol: str
+    iterations: int
+    seconds: float
+
+
+def practise_score(recoverability: float, latency_reduction: float) -> float:
+    return recoverability / latency_reduction if latency_reduction > 0 else math.inf
+
+
+@torch.no_grad()
+def _batched(fn, x: torch.Tensor, batch: int) -> torch.Tensor:
+    return torch.cat([fn(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
+
+
+class _Student:
+    """The teacher copy with one block dropped and adaptors inserted, plus how to run it."""
+
+    def __init__(self, teacher: nn.Module, block: str, trace: ModelTrace, chain: list[str] | None,
+                 feature_layer: str):
+        self.model = copy.deepcopy(teacher)
+        units = chain if chain is not None and block in chain else trace.call_order
+        sites = adaptor_sites(teacher, block, trace, units)
+        replace_module_(self.model, block, nn.Identity())
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.adaptors = insert_adaptors_(self.model, sites)
+        self.sites = sites
+        self.feature_layer = feature_layer
+        self.start = None  # chain index where cached inputs enter
+        if chain is not None and block in chain:
+            touched = [block] + [s.module for s in sites]
+            positions = [i for i, u in enumerate(chain) if any(t == u or t.startswith(u + ".") for t in touched)]
+            self.start = min(positions)
+            self.suffix = [self.model.get_submodule(u) for u in chain[self.start:]]
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for a in self.adaptors for p in a.parameters()]
+
+    def features_from_cache(self, cached: torch.Tensor) -> torch.Tensor:
+        return run_chain(self.suffix, cached)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return forward_features(self.model, x, self.feature_layer)
+
+
+class Scorer:
+    """Scores blocks of one teacher on one tiny set; holds the caches shared by blocks."""
+
+    def __init__(self, teacher: nn.Module, tiny_set: TinySet, trace: ModelTrace, chain: list[str] | None,
+                 feature_layer: str, config: ScoringConfig, device: torch.device | str = "cpu"):
+        self.teacher = teacher.to(device)
+        self.device = torch.device(device)
+        self.tiny_set, self.trace, self.chain = tiny_set, trace, chain
+        self.feature_layer, self.config = feature_layer, config
+        self.eval_images = tiny_set.eval_tensor().to(self.device)
+        with eval_mode(teacher):
+            self.targets = _batched(lambda x: forward_features(teacher, x, feature_layer), self.eval_images,
+                                    config.eval_batch_size)
+        self._prefix_cache: tuple[int, torch.Tensor] | None = None
+
+    def _cached_inputs(self, start: int) -> torch.Tensor:
+        """Teacher activations entering chain unit ``start``; one cache kept at a time."""
+        if self._prefix_cache is None or self._prefix_cache[0] != start:
+            prefix = [self.teacher.get_submodule(u) for u in self.chain[:start]]
+            with eval_mode(self.teacher):
+                cached = _batched(lambda x: run_chain(prefix, x), self.eval_images, self.config.eval_batch_size)
+            self._prefix_cache = (start, cached)
+        return self._prefix_cache[1]
+
+    def _generator(self, block: str) -> torch.Generator:
+        # Seeded per block so scores do not depend on the order blocks are scored in.
+        return torch.Generator().manual_seed(self.config.seed * 1_000_003 + zlib.crc32(block.encode()))
+
+    def recoverability(self, block: str, progress: Progress = silent) -> tuple[float, float, str]:
+        """(R_b, MSE before training, protocol actually used) for one block."""
+        student = _Student(self.teacher, block, self.trace, self.chain, self.feature_layer)
+        cached = self.config.protocol == "cached" and student.start is not None
+        if self.config.protocol == "cached" and not cached:
+            log.info("%s: no feature chain through this block; using full forward passes", block)
+        inputs = self._cached_inputs(student.start) if cached else self.eval_images
+        run = student.features_from_cache if cached else student.features
+        with eval_mode(student.model, self.teacher):
+            before = self._final_mse(run, inputs)
+            self._train(student, run, inputs, cached, block, progress)
+            after = self._final_mse(run, inputs)
+        if not math.isfinite(after):
+            log.warning("%s: adaptor training diverged (feature MSE %s); scored as unrecoverable. "
+                        "A lower scoring lr may help.", block, after)
+            after = math.inf
+        return after, before, "cached" if cached else "paper"
+
+    def _train(self, student: _Student, run, inputs: torch.Tensor, cached: bool, block: str,
+               progress: Progress) -> None:
+        config = self.config
+        optimizer = torch.optim.SGD(student.parameters(), lr=config.lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay)
+        generator = self._generator(block)
+        batches = batch_indices(inputs.shape[0], config.batch_size, generator)
+        for step in range(config.iterations):
+            set_lr_(optimizer, step_lr(step, config.lr, config.lr_drop_at, config.iterations))
+            idx = next(batches)
+            if cached:
+                x, target = inputs[idx], self.targets[idx]
+            else:  # the authors' loop: augmented batch, teacher run every step
+                x = self.tiny_set.train_batch(idx.tolist(), generator).to(self.device)
+                with torch.no_grad():
+                    target = forward_features(self.teacher, x, self.feature_layer)
+            loss = F.mse_loss(run(x), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            progress.advance(1)
+
+    def _final_mse(self, run, inputs: torch.Tensor) -> float:
+        """Mean squared error over the whole tiny set (evaluation transform)."""
+        with torch.no_grad():
+            total, count = 0.0, 0
+            for i in range(0, inputs.shape[0], self.config.eval_batch_size):
+                out = run(inputs[i:i + self.config.eval_batch_size])
+                target = self.targets[i:i + self.config.eval_batch_size]
+                total += float(F.mse_loss(out, target, reduction="sum"))
+                count += target.numel()
+        return total / count
+
+
+def scoring_fingerprint(teacher: nn.Module, tiny_set: TinySet, config: ScoringConfig, feature_layer: str) -> str:
+    """Identifies what the cached scores depend on (weights, images, settings)."""
+    digest = hashlib.sha256()
+    for key, value in teacher.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().float().numpy().tobytes()[:4096])
+        digest.update(str(float(value.float().sum())).encode())
+    digest.update("\n".join(tiny_set.identifiers).encode())
+    digest.update(json.dumps(asdict(config), sort_keys=True).encode())
+    digest.update(feature_layer.encode())
+    return digest.hexdigest()[:16]
+
+
+def load_score_cache(path: Path | None, fingerprint: str) -> dict[str, dict]:
+    if path is None or not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    if data.get("fingerprint") != fingerprint:
+        log.warning("ignoring %s: it was computed for other weights, images or settings", path)
+        return {}
+    return data.get("blocks", {})
+
+
+def score_blocks(scorer: Scorer, blocks: list[str], latency_reduction: dict[str, float],
+                 cache_path: str | Path | None = None, progress: Progress = silent) -> list[BlockScore]:
+    """Score every block (resuming from ``cache_path``), sorted best (lowest score) first."""
+    import time
+
+    cache_path = Path(cache_path) if cache_path is not None else None
+    fingerprint = scoring_fingerprint(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
+    done = load_score_cache(cache_path, fingerprint)
+    todo = [b for b in blocks if b not in done]
+    if done:
+        log.info("resuming: %d of %d blocks already scored in %s", len(blocks) - len(todo), len(blocks), cache_path)
+    progress.start("recoverability", len(todo) * scorer.config.iterations)
+    for block in todo:
+        began = time.perf_counter()
+        after, before, protocol = scorer.recoverability(block, progress)
+        done[block] = {"recoverability": after, "mse_before": before, "protocol": protocol,
+                       "seconds": time.perf_counter() - began}
+        log.info("%s: feature MSE %.5f -> %.5f (%.1f s)", block, before, after, done[block]["seconds"])
+        if cache_path is not None:
+            atomic_write_text(cache_path, json.dumps({"fingerprint": fingerprint, "blocks": done}, indent=1))
+    progress.end()
+    scores = [BlockScore(b, done[b]["recoverability"], done[b]["mse_before"], latency_reduction[b],
+                         practise_score(done[b]["recoverability"], latency_reduction[b]), done[b]["protocol"],
+                         scorer.config.iterations, done[b]["seconds"]) for b in blocks]
+    return sorted(scores, key=lambda s: (s.score, s.block))
