@@ -86,4 +86,5 @@ def load_compressed(path: str | Path, model: nn.Module | None = None) -> nn.Modu
     model.practise_arch = meta["arch"]
     model.practise_dropped = meta["dropped_blocks"]
     model.practise_feature_layer = meta["feature_layer"]
+    model.practise_extra = meta["extra"]  # preprocessing recorded at compression time
     return model.eval()

@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from .progress import Progress, silent
 from .surgery import replace_module_
+from .tracing import check_module_name
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -137,6 +138,9 @@ def measure_variants(model: nn.Module, sample_shape: tuple[int, ...], variants: 
 
     ``sample_shape`` is one input without the batch dimension, e.g. (3, 224, 224).
     """
+    for blocks in variants.values():
+        for name in blocks:
+            check_module_name(model, name, "block")
     device = resolve_device(config.device)
     dtype = DTYPES[config.dtype]
     batch = config.resolved_batch(device)

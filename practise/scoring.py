@@ -146,24 +146,29 @@ class Scorer:
         return torch.Generator().manual_seed(self.config.seed * 1_000_003 + zlib.crc32(block.encode()))
 
     def recoverability(self, block: str, progress: Progress = silent) -> tuple[float, float, str]:
-        """(R_b, MSE before training, protocol actually used) for one block."""
+        """(R_b, MSE before training, how it ran) for one block.
+
+        How it ran: "cached" (fixed batches, frozen prefix skipped), "cached-full" (fixed
+        batches, full student passes: no feature chain through this block), or "paper".
+        """
         student = _Student(self.teacher, block, self.trace, self.chain, self.feature_layer)
-        cached = self.config.protocol == "cached" and student.start is not None
-        if self.config.protocol == "cached" and not cached:
-            log.info("%s: no feature chain through this block; using full forward passes", block)
-        inputs = self._cached_inputs(student.start) if cached else self.eval_images
-        run = student.features_from_cache if cached else student.features
+        fixed_batches = self.config.protocol == "cached"
+        skip_prefix = fixed_batches and student.start is not None
+        if fixed_batches and not skip_prefix:
+            log.info("%s: no feature chain through this block; running full student passes", block)
+        inputs = self._cached_inputs(student.start) if skip_prefix else self.eval_images
+        run = student.features_from_cache if skip_prefix else student.features
         with eval_mode(student.model, self.teacher):
             before = self._final_mse(run, inputs)
-            self._train(student, run, inputs, cached, block, progress)
+            self._train(student, run, inputs, fixed_batches, block, progress)
             after = self._final_mse(run, inputs)
         if not math.isfinite(after):
             log.warning("%s: adaptor training diverged (feature MSE %s); scored as unrecoverable. "
                         "A lower scoring lr may help.", block, after)
             after = math.inf
-        return after, before, "cached" if cached else "paper"
+        return after, before, ("cached" if skip_prefix else "cached-full") if fixed_batches else "paper"
 
-    def _train(self, student: _Student, run, inputs: torch.Tensor, cached: bool, block: str,
+    def _train(self, student: _Student, run, inputs: torch.Tensor, fixed_batches: bool, block: str,
                progress: Progress) -> None:
         config = self.config
         optimizer = torch.optim.SGD(student.parameters(), lr=config.lr, momentum=config.momentum,
@@ -173,7 +178,7 @@ class Scorer:
         for step in range(config.iterations):
             set_lr_(optimizer, step_lr(step, config.lr, config.lr_drop_at, config.iterations))
             idx = next(batches)
-            if cached:
+            if fixed_batches:
                 x, target = inputs[idx], self.targets[idx]
             else:  # the authors' loop: augmented batch, teacher run every step
                 x = self.tiny_set.train_batch(idx.tolist(), generator).to(self.device)

@@ -84,7 +84,7 @@ def train_classifier(model: nn.Module, train: ImageSource, test: ImageSource, tr
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            running += float(loss)
+            running += float(loss.detach())
             if progress is not None:
                 progress(epoch, step, steps_per_epoch, float(loss))
         acc = evaluate_models({"model": model}, test, transforms, device)["model"]["top1"]

@@ -183,3 +183,14 @@ def load_fashion_mnist(split: str = "train", root: str | Path | None = None) -> 
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{image_file} and {label_file} disagree on the number of images")
     return TensorSource(images, labels, FASHION_MNIST_CLASSES, name=f"fashion-mnist:{split}")
+
+
+def open_source(spec: str | Path) -> ImageSource:
+    """A data set from a command-line spec: ``fashion-mnist:train`` / ``fashion-mnist:test``
+    (optionally ``fashion-mnist:test@/folder/with/idx``), or a folder of images."""
+    text = str(spec)
+    if text.startswith("fashion-mnist"):
+        name, _, root = text.partition("@")
+        split = name.partition(":")[2] or "train"
+        return load_fashion_mnist(split, root or None)
+    return ImageFolderSource(text)

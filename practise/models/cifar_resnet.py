@@ -15,6 +15,7 @@ from .resnet import BasicBlock, init_resnet_weights_, make_stage
 
 class CifarResNet(nn.Module):
     practise_feature_layer = "layer3"
+    practise_image_size = 32
 
     def __init__(self, depth: int, *, num_classes: int = 10, in_channels: int = 3):
         super().__init__()

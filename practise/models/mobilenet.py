@@ -50,6 +50,7 @@ class InvertedResidual(nn.Module):
 
 class MobileNetV2(nn.Module):
     practise_feature_layer = "features"
+    practise_image_size = 224
 
     def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, width_mult: float = 1.0,
                  dropout: float = 0.2):

@@ -91,6 +91,7 @@ def init_resnet_weights_(model: nn.Module) -> None:
 class ResNet(nn.Module):
     # The feature map mimicked by PRACTISE: the output of this module, before global pooling.
     practise_feature_layer = "layer4"
+    practise_image_size = 224
 
     def __init__(self, block: type, layers: list[int], *, num_classes: int = 1000, in_channels: int = 3):
         super().__init__()

@@ -1,0 +1,390 @@
+"""The `practise` command: argument parsing only. Everything it does is a library call."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .blocks import count_flops
+from .data import TransformConfig, Transforms, build_tiny_set, open_source
+from .data.sources import FASHION_MNIST_CLASSES
+from .evaluation import evaluate_models
+from .export import arch_spec, save_compressed
+from .latency import FULL, LatencyConfig, block_latency_reductions, measure_variants, reduction, resolve_device
+from .loading import input_channels, load_model
+from .pipeline import CompressConfig, compress, inspect_model
+from .progress import Progress
+from .recovery import RECOVERY_METHODS, RecoveryConfig
+from .report import check_outputs_free, summary_rows, write_report_files
+from .scoring import PROTOCOLS, Scorer, ScoringConfig, score_blocks
+from .seeding import seed_everything
+from .selection import UnreachableTarget, parse_target
+
+log = logging.getLogger("practise")
+FASHION_MNIST_NORM = ((0.2860,), (0.3530,))
+
+
+class TqdmProgress(Progress):
+    def __init__(self, enabled: bool = True):
+        self.enabled, self.bar = enabled, None
+
+    def start(self, task: str, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=task, disable=not self.enabled, mininterval=0.5, file=sys.stderr,
+                        dynamic_ncols=True)
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    return tuple(float(t) for t in text.split(",")) if text else None
+
+
+# ---- argument groups -------------------------------------------------------------------
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", required=True, help="architecture name (see `practise blocks --list`) or a compressed model file")
+    g.add_argument("--weights", help=".pth/.pt/.safetensors state dict (loaded weights-only)")
+    g.add_argument("--num-classes", type=int, help="default: read from --weights, else the architecture's")
+    g.add_argument("--in-channels", type=int, help="default: read from --weights, else 3")
+    g.add_argument("--image-size", type=int, help="input side in pixels (default: 28 for Fashion-MNIST, else the architecture's)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (default: auto)")
+
+
+def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=required,
+                   help="image folder (class subfolders = labelled, flat = unlabelled) or fashion-mnist:train")
+    g.add_argument("--num-images", type=int, default=500, help="tiny-set size (default 500, or all if fewer)")
+    g.add_argument("--eval-data", help="evaluation images (folder or fashion-mnist:test) for accuracy / agreement")
+    g.add_argument("--eval-limit", type=int, help="evaluate on at most this many images")
+    g.add_argument("--mean", help="normalisation mean, comma-separated (default ImageNet's, Fashion-MNIST's for it)")
+    g.add_argument("--std", help="normalisation std, comma-separated")
+    g.add_argument("--seed", type=int, default=0, help="seeds the tiny set, scoring and recovery (default 0)")
+
+
+def add_candidate_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("candidates")
+    g.add_argument("--include", help="only these blocks: names or glob patterns, comma-separated (layer3.*)")
+    g.add_argument("--exclude", help="never these blocks: names or glob patterns, comma-separated")
+    g.add_argument("--feature-layer", help="module whose output is mimicked (default: found automatically)")
+
+
+def add_latency_args(p: argparse.ArgumentParser) -> None:
+    d = LatencyConfig()
+    g = p.add_argument_group("latency measurement")
+    g.add_argument("--batch-size", type=int, help="batch for timing (default 64 on GPU, 8 on CPU)")
+    g.add_argument("--repeats", type=int, default=d.repeats, help=f"timed passes per variant (default {d.repeats})")
+    g.add_argument("--warmup", type=int, default=d.warmup, help=f"untimed passes per variant (default {d.warmup})")
+    g.add_argument("--threads", type=int, help="CPU threads for timing (default: torch's)")
+    g.add_argument("--dtype", default=d.dtype, help="float32, float16 or bfloat16")
+    g.add_argument("--channels-last", action="store_true", help="time with channels_last memory format")
+
+
+def add_scoring_args(p: argparse.ArgumentParser) -> None:
+    d = ScoringConfig()
+    g = p.add_argument_group("recoverability scoring")
+    g.add_argument("--score-iterations", type=int, default=d.iterations, help=f"adaptor SGD steps per block (default {d.iterations}, paper)")
+    g.add_argument("--score-protocol", choices=PROTOCOLS, default=d.protocol,
+                   help="cached: fixed eval-transformed batches, teacher and frozen prefix computed once (fast); "
+                        "paper: augmented batches and full passes every step")
+    g.add_argument("--score-lr", type=float, default=d.lr)
+    g.add_argument("--workdir", help="folder keeping per-block scores so an interrupted run resumes")
+
+
+def add_recovery_args(p: argparse.ArgumentParser) -> None:
+    d = RecoveryConfig()
+    g = p.add_argument_group("recovery")
+    g.add_argument("--recovery", choices=list(RECOVERY_METHODS), default=d.method,
+                   help="mimic: feature mimicking (PRACTISE); ce: cross-entropy with labels; kd: logit distillation")
+    g.add_argument("--recovery-iterations", type=int, default=d.iterations, help=f"default {d.iterations} (paper)")
+    g.add_argument("--recovery-lr", type=float, help="default: 0.02 for mimic/kd, 1e-4 for ce (the authors')")
+
+
+# ---- configs from arguments ------------------------------------------------------------
+
+def latency_config(a) -> LatencyConfig:
+    return LatencyConfig(device=a.device, batch_size=a.batch_size, warmup=a.warmup, repeats=a.repeats,
+                         threads=a.threads, dtype=a.dtype, channels_last=a.channels_last)
+
+
+def model_from_args(a) -> torch.nn.Module:
+    return load_model(a.model, a.weights, num_classes=a.num_classes, in_channels=a.in_channels)
+
+
+def transforms_for(a, model: torch.nn.Module, data: str | None) -> Transforms:
+    """Preprocessing: flags first, then what a compressed file recorded, then the data set's
+    (Fashion-MNIST) or the architecture's defaults."""
+    fmnist = bool(data) and str(data).startswith("fashion-mnist")
+    recorded = getattr(model, "practise_extra", {}) or {}
+    size = a.image_size or recorded.get("image_size") or (28 if fmnist else getattr(model, "practise_image_size", None))
+    if size is None:
+        raise ValueError("--image-size is required for this model")
+    mean = (_floats(getattr(a, "mean", None)) or recorded.get("mean")
+            or (FASHION_MNIST_NORM[0] if fmnist else TransformConfig.mean))
+    std = (_floats(getattr(a, "std", None)) or recorded.get("std")
+           or (FASHION_MNIST_NORM[1] if fmnist else TransformConfig.std))
+    return Transforms(TransformConfig(image_size=size, channels=input_channels(model), mean=tuple(mean), std=tuple(std)))
+
+
+def sample_shape(transforms: Transforms) -> tuple[int, int, int]:
+    c = transforms.config
+    return (c.channels, c.image_size, c.image_size)
+
+
+def tiny_set_from_args(a, transforms: Transforms):
+    source = open_source(a.data)
+    n = min(a.num_images, len(source))
+    if n < a.num_images:
+        log.warning("%s holds %d images; using all of them", a.data, len(source))
+    return build_tiny_set(source, n, seed_everything(a.seed), transforms)
+
+
+# ---- subcommands ----------------------------------------------------------------------
+
+def cmd_blocks(a) -> None:
+    if a.list:
+        from .models import list_models
+
+        print("\n".join(list_models()))
+        return
+    model = model_from_args(a)
+    shape = sample_shape(transforms_for(a, model, None))
+    info = inspect_model(model, shape, _csv(a.include), _csv(a.exclude), a.feature_layer)
+    total, _ = count_flops(model, torch.zeros(1, *shape))
+    r_b = {}
+    if a.latency:
+        r_b, _, settings = block_latency_reductions(model, shape, [b.name for b in info.blocks], latency_config(a),
+                                                    TqdmProgress(not a.quiet))
+    rows = [{**b.as_dict(), "flops_share": b.flops / total, **({"latency_reduction": r_b[b.name]} if r_b else {})}
+            for b in info.blocks]
+    if a.json:
+        print(json.dumps({"feature_layer": info.feature_layer, "blocks": rows}, indent=2))
+        return
+    print(f"{len(rows)} droppable blocks; feature layer: {info.feature_layer}")
+    print(f"{'block':<16}{'kind':<20}{'params':>12}{'FLOPs share':>13}" + (f"{'latency share':>15}" if r_b else ""))
+    for r in rows:
+        line = f"{r['name']:<16}{r['kind']:<20}{r['params']:>12,}{100 * r['flops_share']:>12.1f}%"
+        print(line + (f"{100 * r['latency_reduction']:>14.1f}%" if r_b else ""))
+
+
+def cmd_latency(a) -> None:
+    model = model_from_args(a)
+    shape = sample_shape(transforms_for(a, model, None))
+    drop = _csv(a.drop) or []
+    if drop:  # only droppable blocks: anything else would change shapes mid-network
+        candidates = [b.name for b in inspect_model(model, shape).blocks]
+        for name in drop:
+            if name not in candidates:
+                raise ValueError(f"unknown block {name!r}; droppable blocks: {', '.join(candidates)}")
+    variants = {FULL: []} | ({"dropped": drop} if drop else {})
+    stats, settings = measure_variants(model, shape, variants, latency_config(a), TqdmProgress(not a.quiet))
+    result = {"settings": settings.as_dict(), "latency_ms": {k: asdict(v) for k, v in stats.items()}}
+    if drop:
+        result["reduction"] = reduction(stats[FULL], stats["dropped"])
+    if a.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"device {settings.device} ({settings.device_name}), {settings.threads} threads, input {settings.input_shape}, "
+          f"{settings.dtype}, {settings.warmup} warm-up + {settings.repeats} repeats, torch {settings.torch_version}")
+    for name, s in stats.items():
+        print(f"{name:<14} median {s.median_ms:9.3f} ms   IQR {s.iqr_ms:7.3f} ms   min {s.min_ms:9.3f} ms")
+    if drop:
+        print(f"latency reduction from dropping {', '.join(drop)}: {100 * result['reduction']:.1f}%")
+
+
+def scoring_config(a) -> ScoringConfig:
+    return ScoringConfig(iterations=a.score_iterations, protocol=a.score_protocol, lr=a.score_lr, seed=a.seed)
+
+
+def cmd_score(a) -> None:
+    model = model_from_args(a)
+    device = resolve_device(a.device)
+    transforms = transforms_for(a, model, a.data)
+    tiny = tiny_set_from_args(a, transforms)
+    shape = sample_shape(transforms)
+    model = model.to(device)
+    info = inspect_model(model, shape, _csv(a.include), _csv(a.exclude), a.feature_layer)
+    names = [b.name for b in info.blocks]
+    progress = TqdmProgress(not a.quiet)
+    r_b, _, _ = block_latency_reductions(model, shape, names, latency_config(a), progress)
+    scorer = Scorer(model, tiny, info.trace, info.chain, info.feature_layer, scoring_config(a), device)
+    scores = score_blocks(scorer, names, r_b, Path(a.workdir) / "scores.json" if a.workdir else None, progress)
+    rows = [asdict(s) for s in scores]
+    if a.out:
+        from .io import atomic_write_text
+
+        atomic_write_text(a.out, json.dumps({"scores": rows, "tiny_set": tiny.identifiers}, indent=2), overwrite=a.overwrite)
+    print(f"{'rank':<6}{'block':<16}{'recoverability':>16}{'latency red.':>14}{'score':>12}")
+    for i, s in enumerate(scores, 1):
+        print(f"{i:<6}{s.block:<16}{s.recoverability:>16.5f}{100 * s.latency_reduction:>13.1f}%{s.score:>12.4f}")
+
+
+def compress_config(a) -> CompressConfig:
+    return CompressConfig(
+        target_latency=parse_target(a.target_latency) if a.target_latency else None, num_blocks=a.num_blocks,
+        include=_csv(a.include), exclude=_csv(a.exclude), feature_layer=a.feature_layer, device=a.device, seed=a.seed,
+        scoring=scoring_config(a), latency=latency_config(a),
+        recovery=RecoveryConfig(method=a.recovery, iterations=a.recovery_iterations, lr=a.recovery_lr, seed=a.seed))
+
+
+def cmd_compress(a) -> None:
+    config = compress_config(a)
+    out = Path(a.out)
+    check_outputs_free(out, a.overwrite)
+    model = model_from_args(a)
+    transforms = transforms_for(a, model, a.data)
+    tiny = tiny_set_from_args(a, transforms)
+    eval_source = open_source(a.eval_data) if a.eval_data else None
+    if eval_source is not None and a.eval_limit:
+        eval_source = _limited(eval_source, a.eval_limit)
+    result = compress(model, tiny, sample_shape(transforms), config, eval_source, transforms,
+                      workdir=a.workdir or out / "work", progress=TqdmProgress(not a.quiet))
+    tc = transforms.config
+    extra = {"image_size": tc.image_size, "channels": tc.channels, "mean": list(tc.mean), "std": list(tc.std),
+             "measured_latency_reduction": result.selection.measured_reduction}
+    save_compressed(out / "model.safetensors", result.model, result.selection.blocks, result.feature_layer,
+                    arch_spec(model), extra, overwrite=a.overwrite)
+    write_report_files(result.report, out)
+    print_summary(result.report, out)
+
+
+def print_summary(report: dict, out: Path) -> None:
+    rows = summary_rows(report)
+    width = max(len(r[0]) for r in rows) + 2
+    print(f"\n{'':<{width}}{'before':>18}{'after':>18}")
+    for name, before, after in rows:
+        if name == "dropped blocks":
+            print(f"{name:<{width}}{after}")
+        else:
+            print(f"{name:<{width}}{before:>18}{after:>18}")
+    print(f"\nwrote {out / 'model.safetensors'}, {out / 'report.md'}, {out / 'report.json'}, {out / 'blocks.png'}")
+
+
+class _limited:
+    """The first ``n`` images of a source (evaluation on a subset)."""
+
+    def __init__(self, source, n: int):
+        self.source, self.n = source, min(n, len(source))
+        self.labels = source.labels[:self.n] if source.labels is not None else None
+        self.classes = source.classes
+
+    def __len__(self) -> int:
+        return self.n
+
+    def load(self, i: int, channels: int):
+        return self.source.load(i, channels)
+
+    def identifier(self, i: int) -> str:
+        return self.source.identifier(i)
+
+
+def cmd_evaluate(a) -> None:
+    model = model_from_args(a)
+    transforms = transforms_for(a, model, a.data)
+    device = resolve_device(a.device)
+    models = {"model": model.to(device)}
+    if a.teacher:
+        models["teacher"] = load_model(a.teacher, a.teacher_weights).to(device)
+    source = open_source(a.data)
+    if a.eval_limit:
+        source = _limited(source, a.eval_limit)
+    results = evaluate_models(models, source, transforms, device, reference="teacher" if a.teacher else None)
+    print(json.dumps(results, indent=2))
+
+
+# ---- parser --------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="practise", description="Make a pretrained network faster with a tiny "
+                                     "set of images by dropping residual blocks (PRACTISE, CVPR 2023).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    # the same flags after the subcommand; SUPPRESS keeps them from resetting the values above
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log every step")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("blocks", parents=[common], help="list the droppable residual blocks of a model")
+    p.add_argument("--list", action="store_true", help="list the built-in architectures and exit")
+    p.add_argument("--latency", action="store_true", help="also measure each block's latency share")
+    p.add_argument("--json", action="store_true")
+    add_model_args(p), add_candidate_args(p), add_latency_args(p)
+    p.set_defaults(func=cmd_blocks)
+    for action in p._actions:  # --model is not needed with --list
+        if action.dest == "model":
+            action.required = False
+
+    p = sub.add_parser("latency", parents=[common], help="measure latency, optionally against the model with blocks dropped")
+    p.add_argument("--drop", help="blocks to drop, comma-separated")
+    p.add_argument("--json", action="store_true")
+    add_model_args(p), add_latency_args(p)
+    p.set_defaults(func=cmd_latency)
+
+    p = sub.add_parser("score", parents=[common], help="score every candidate block: recoverability / latency reduction")
+    p.add_argument("--out", help="write the scores as JSON here")
+    p.add_argument("--overwrite", action="store_true")
+    add_model_args(p), add_data_args(p), add_candidate_args(p), add_latency_args(p), add_scoring_args(p)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("compress", parents=[common], help="the whole PRACTISE job: score, select, drop, recover, report")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-latency", help="latency reduction to reach, e.g. 22%% or 0.22")
+    target.add_argument("--num-blocks", type=int, help="drop this many best-scoring blocks (the paper's rule)")
+    p.add_argument("--out", required=True, help="output folder: model.safetensors, report.md/json, blocks.png")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_model_args(p), add_data_args(p), add_candidate_args(p), add_latency_args(p), add_scoring_args(p)
+    add_recovery_args(p)
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("evaluate", parents=[common], help="accuracy of a model (and agreement with a teacher) on a data set")
+    p.add_argument("--teacher", help="architecture name or compressed file to compare predictions with")
+    p.add_argument("--teacher-weights")
+    add_model_args(p)
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, help="image folder or fashion-mnist:test")
+    g.add_argument("--eval-limit", type=int)
+    g.add_argument("--mean"), g.add_argument("--std")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, UnreachableTarget)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "blocks" and not args.list and not args.model:
+        print("practise blocks: error: --model is required", file=sys.stderr)
+        return 2
+    try:
+        args.func(args)
+    except USER_ERRORS as exc:
+        print(f"practise {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Getting a model from a name or file, with architecture arguments inferred from weights."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .export import is_compressed_file, load_compressed
+from .models import create_model, list_models, load_state_dict_strict, read_state_dict
+
+
+def _first_conv_and_last_linear(model: nn.Module) -> tuple[str | None, str | None]:
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return (convs[0] if convs else None), (linears[-1] if linears else None)
+
+
+def infer_arch_kwargs(name: str, state: dict[str, torch.Tensor]) -> dict:
+    """num_classes and in_channels read off the weights' first conv and last linear layer."""
+    conv, linear = _first_conv_and_last_linear(create_model(name))
+    kwargs = {}
+    if linear and f"{linear}.weight" in state:
+        kwargs["num_classes"] = int(state[f"{linear}.weight"].shape[0])
+    if conv and f"{conv}.weight" in state:
+        kwargs["in_channels"] = int(state[f"{conv}.weight"].shape[1])
+    return kwargs
+
+
+def load_model(spec: str, weights: str | None = None, **arch_kwargs) -> nn.Module:
+    """A registered architecture (optionally with a weights file), or a compressed model file.
+
+    Architecture keyword arguments not given are inferred from the weights file.
+    """
+    if Path(spec).is_file():
+        if not is_compressed_file(spec):
+            raise ValueError(f"{spec} is not a practise compressed model; give an architecture name "
+                             f"({', '.join(list_models())}) and pass the file as --weights")
+        if weights:
+            raise ValueError("--weights is not used with a compressed model file (it holds its weights)")
+        return load_compressed(spec)
+    if spec not in list_models():
+        raise ValueError(f"unknown model {spec!r}; valid choices: {', '.join(list_models())}, or a compressed model file")
+    state = read_state_dict(weights) if weights else None
+    kwargs = {**(infer_arch_kwargs(spec, state) if state else {}),
+              **{k: v for k, v in arch_kwargs.items() if v is not None}}
+    model = create_model(spec, **kwargs)
+    if state is not None:
+        shapes = model.state_dict()
+        wrong = [f"{k}: file {tuple(v.shape)} vs model {tuple(shapes[k].shape)}" for k, v in state.items()
+                 if k in shapes and v.shape != shapes[k].shape]
+        if wrong:
+            raise ValueError(f"{weights} does not fit {spec}{kwargs}: shape mismatch in {'; '.join(wrong[:5])}")
+        load_state_dict_strict(model, state, source=str(weights))
+    return model.eval()
+
+
+def input_channels(model: nn.Module) -> int:
+    conv, _ = _first_conv_and_last_linear(model)
+    return model.get_submodule(conv).in_channels if conv else 3

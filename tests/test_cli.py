@@ -1,0 +1,99 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers import tiny_resnet, weird_model, WEIRD_BLOCKS, tiny_set
+from practise.cli import main
+from practise.export import load_compressed
+from practise.latency import LatencyConfig
+from practise.pipeline import CompressConfig, compress
+from practise.recovery import RecoveryConfig
+from practise.scoring import ScoringConfig
+
+QUICK = ["--score-iterations", "3", "--recovery-iterations", "3", "--repeats", "3", "--warmup", "1",
+         "--batch-size", "2", "--device", "cpu", "--image-size", "16", "-q"]
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (tmp_path / "images" / f"class{c}").mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8), "L").save(
+                tmp_path / "images" / f"class{c}" / f"{i}.png")
+    return tmp_path / "images"
+
+
+@pytest.fixture
+def weights(tmp_path):
+    torch.save(tiny_resnet().state_dict(), tmp_path / "teacher.pth")
+    return tmp_path / "teacher.pth"
+
+
+def test_compress_end_to_end_on_an_image_folder(tmp_path, image_folder, weights, capsys):
+    out = tmp_path / "out"
+    code = main(["-q", "compress", "--model", "resnet20", "--weights", str(weights), "--data", str(image_folder),
+                 "--num-images", "20", "--target-latency", "10%", "--eval-data", str(image_folder),
+                 "--out", str(out)] + QUICK)
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "latency reduction (measured)" in printed and "dropped blocks" in printed
+    report = json.loads((out / "report.json").read_text())
+    chosen = report["selection"]["blocks"]
+    assert chosen and report["selection"]["measured_reduction"] >= 0.10
+    assert len(report["tiny_set"]["images"]) == 20 and report["after"]["params"] < report["before"]["params"]
+    assert {c["name"] for c in report["candidates"] if c["chosen"]} == set(chosen)
+    assert "top1" in report["evaluation"]["compressed"] and (out / "blocks.png").stat().st_size > 1000
+    assert "Candidate blocks" in (out / "report.md").read_text()
+    model = load_compressed(out / "model.safetensors")
+    assert model(torch.randn(1, 1, 16, 16)).shape == (1, 10)
+    assert main(["evaluate", "--model", str(out / "model.safetensors"), "--data", str(image_folder),
+                 "--teacher", "resnet20", "--teacher-weights", str(weights)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"]["images"] == 24 and 0 <= result["model"]["agreement_with_teacher"] <= 1
+    # a second run refuses to overwrite, before doing any work
+    before = (out / "model.safetensors").read_bytes()
+    assert main(["compress", "--model", "resnet20", "--weights", str(weights), "--data", str(image_folder),
+                 "--num-blocks", "1", "--out", str(out)] + QUICK) == 2
+    assert "--overwrite" in capsys.readouterr().err and (out / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["blocks", "--model", "resnet99"], "unknown model 'resnet99'; valid choices: mobilenet_v2"),
+    (["blocks", "--model", "resnet20", "--include", "layer7.*"], "'layer7.*' matches no candidate; valid names: layer1.0"),
+    (["latency", "--model", "resnet20", "--drop", "layer9.9", "--repeats", "1"], "unknown block 'layer9.9'"),
+    (["score", "--model", "resnet20", "--data", "/no/such/folder"], "image folder not found: /no/such/folder"),
+])
+def test_bad_input_exits_2_with_one_line_reason(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_blocks_and_latency_commands(capsys):
+    assert main(["blocks", "--model", "resnet56", "--in-channels", "1", "--image-size", "28", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert len(listing["blocks"]) == 25 and listing["feature_layer"] == "layer3"
+    assert main(["latency", "--model", "resnet20", "--drop", "layer3.1,layer3.2", "--repeats", "3", "--warmup", "1",
+                 "--batch-size", "2", "--json", "-q"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["latency_ms"]) == {"<full model>", "dropped"} and "reduction" in result
+
+
+def test_python_api_on_a_custom_model():
+    model = weird_model()
+    config = CompressConfig(num_blocks=2, device="cpu", scoring=ScoringConfig(iterations=5, batch_size=16),
+                            recovery=RecoveryConfig(iterations=5, batch_size=16),
+                            latency=LatencyConfig(batch_size=2, repeats=3, warmup=1))
+    result = compress(model, tiny_set(32), (1, 16, 16), config)
+    assert [b.name for b in result.blocks] == WEIRD_BLOCKS and result.feature_layer == "trunk"
+    assert len(result.selection.blocks) == 2 and set(result.selection.blocks) <= set(WEIRD_BLOCKS)
+    for name in result.selection.blocks:
+        assert isinstance(result.model.get_submodule(name), torch.nn.Identity)
+        assert not isinstance(model.get_submodule(name), torch.nn.Identity)  # the teacher is untouched
+    assert result.report["after"]["params"] == result.report["before"]["params"] - result.report["after"]["params_removed"]
+    assert result.model(torch.randn(2, 1, 16, 16)).shape == (2, 5)

@@ -1,0 +1,86 @@
+import pytest
+import torch
+import torch.nn as nn
+
+from practise.blocks import find_blocks
+from practise.latency import FULL, LatencyConfig, LatencyStats, block_latency_reductions, measure_variants, resolve_device
+from practise.scoring import BlockScore
+from practise.selection import UnreachableTarget, parse_target, select_by_count, select_by_target
+
+
+class Heavy(nn.Module):
+    """A residual block whose cost is set by its width: dropping it saves measurable time."""
+
+    def __init__(self, c: int, repeat: int):
+        super().__init__()
+        self.body = nn.Sequential(*[nn.Conv2d(c, c, 3, padding=1) for _ in range(repeat)])
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def heavy_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 16, 1), Heavy(16, 6), Heavy(16, 1), nn.AdaptiveAvgPool2d(1))
+
+
+FAST = LatencyConfig(device="cpu", batch_size=4, warmup=2, repeats=9)
+
+
+def test_variants_are_timed_and_settings_recorded():
+    model = heavy_model()
+    stats, settings = measure_variants(model, (1, 32, 32), {FULL: [], "no-heavy": ["1"]}, FAST)
+    assert set(stats) == {FULL, "no-heavy"} and stats[FULL].samples == 9
+    assert stats[FULL].q25_ms <= stats[FULL].median_ms <= stats[FULL].q75_ms
+    assert settings.batch_size == 4 and settings.input_shape == [4, 1, 32, 32] and settings.repeats == 9
+    assert settings.torch_version == torch.__version__ and settings.threads >= 1
+    # the heavy block holds most of the work: its saving must dominate the light one's
+    r_b, _, _ = block_latency_reductions(model, (1, 32, 32), ["1", "2"], FAST)
+    assert r_b["1"] > 0.4 and r_b["1"] > 2 * r_b["2"]
+    # the caller's model is untouched: blocks restored, still in train mode, no hooks
+    assert isinstance(model[1], Heavy) and model.training
+
+
+def test_stats_and_config_validation():
+    s = LatencyStats.from_samples([0.001, 0.002, 0.003, 0.004, 0.100])
+    assert s.median_ms == pytest.approx(3.0) and s.max_ms == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="'int8'.*float32"):
+        LatencyConfig(dtype="int8")
+    with pytest.raises(ValueError, match="'tpu'"):
+        resolve_device("tpu")
+    assert LatencyConfig(batch_size=None).resolved_batch(torch.device("cpu")) == 8
+
+
+def test_parse_target():
+    assert parse_target("22%") == pytest.approx(0.22) and parse_target("0.16") == pytest.approx(0.16)
+    for bad in ["120%", "0", "fast"]:
+        with pytest.raises(ValueError, match=repr(bad)):
+            parse_target(bad)
+
+
+def fake_scores(pairs):
+    return [BlockScore(b, rec, 0.0, r, rec / r, "cached", 1, 0.0) for b, rec, r in pairs]
+
+
+def test_select_by_count_takes_lowest_scores():
+    scores = fake_scores([("a", 1.0, 0.1), ("b", 0.1, 0.1), ("c", 0.5, 0.1)])
+    assert select_by_count(scores, 2).blocks == ["b", "c"]
+    with pytest.raises(ValueError, match="between 1 and 3"):
+        select_by_count(scores, 4)
+
+
+def test_select_by_target_measures_and_stops_when_reached():
+    model = heavy_model()
+    names = [b.name for b in find_blocks(model, torch.zeros(1, 1, 32, 32))]
+    assert names == ["1", "2"]
+    # prediction says block "2" alone is enough, the measurement says no: "1" is added
+    scores = fake_scores([("2", 0.01, 0.5), ("1", 1.0, 0.5)])
+    selection = select_by_target(model, (1, 32, 32), scores, 0.4, FAST)
+    assert selection.blocks == ["2", "1"] and selection.measured_reduction >= 0.4
+    assert len(selection.trials) == 2 and selection.trials[0]["blocks"] == ["2"]
+
+
+def test_unreachable_target_reports_best_achievable():
+    scores = fake_scores([("2", 0.01, 0.01), ("1", 1.0, 0.01)])
+    with pytest.raises(UnreachableTarget, match=r"99.0% is not reachable.*gives \d+\.\d% measured"):
+        select_by_target(heavy_model(), (1, 32, 32), scores, 0.99, FAST)

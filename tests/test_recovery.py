@@ -1,0 +1,50 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import tiny_resnet, tiny_set
+from practise.features import forward_features
+from practise.recovery import RECOVERY_METHODS, RecoveryConfig, recover
+from practise.surgery import drop_blocks
+
+
+def feature_mse(student, teacher, x):
+    with torch.no_grad():
+        return float(F.mse_loss(forward_features(student.eval(), x, "layer3"), forward_features(teacher.eval(), x, "layer3")))
+
+
+def test_feature_mimicking_recovers_and_leaves_classifier_alone():
+    teacher = tiny_resnet()
+    data = tiny_set(48)
+    student = drop_blocks(teacher, ["layer1.1", "layer2.1"])
+    fc = student.fc.weight.clone()
+    x = data.eval_tensor()
+    before = feature_mse(student, teacher, x)
+    losses = recover(student, teacher, data, "layer3", RecoveryConfig(iterations=30, batch_size=16))
+    assert len(losses) == 30 and feature_mse(student, teacher, x) < before
+    assert torch.equal(student.fc.weight, fc)  # no gradient reaches the classifier
+    assert not teacher.training
+
+
+def test_registry_has_the_baselines_and_names_bad_choices():
+    assert {"mimic", "ce", "kd"} <= set(RECOVERY_METHODS)
+    assert RecoveryConfig(method="ce").resolved_lr == 1e-4 and RecoveryConfig().resolved_lr == 0.02
+    with pytest.raises(ValueError, match="'bp'.*mimic"):
+        RecoveryConfig(method="bp")
+
+
+@pytest.mark.parametrize("method", ["ce", "kd"])
+def test_baselines_train(method):
+    teacher = tiny_resnet()
+    student = drop_blocks(teacher, ["layer3.1"])
+    losses = recover(student, teacher, tiny_set(48), "layer3", RecoveryConfig(method=method, iterations=8,
+                                                                            batch_size=16, lr=0.01))
+    assert len(losses) == 8 and all(l == l for l in losses)
+    assert not torch.equal(student.fc.weight, teacher.fc.weight)  # logit losses do train the classifier
+
+
+def test_cross_entropy_without_labels_is_a_clear_error():
+    teacher = tiny_resnet()
+    with pytest.raises(ValueError, match="no labels"):
+        recover(drop_blocks(teacher, ["layer3.1"]), teacher, tiny_set(16, labelled=False), "layer3",
+                RecoveryConfig(method="ce", iterations=2))

@@ -1,0 +1,75 @@
+import json
+import math
+
+import pytest
+import torch
+
+from helpers import tiny_resnet, tiny_set, weird_model
+from practise.scoring import Scorer, ScoringConfig, practise_score, score_blocks
+from practise.tracing import feature_chain, find_feature_layer, trace_model
+
+
+def make_scorer(model, shape=(1, 16, 16), **config):
+    x = torch.zeros(1, *shape)
+    trace = trace_model(model, x)
+    layer = find_feature_layer(model, trace)
+    return Scorer(model, tiny_set(48), trace, feature_chain(model, trace, layer, x), layer,
+                  ScoringConfig(**{"iterations": 15, "batch_size": 16, **config}))
+
+
+def test_training_adaptors_lowers_feature_mse_and_leaves_teacher_alone():
+    teacher = tiny_resnet()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    after, start, protocol = make_scorer(teacher).recoverability("layer2.1")
+    assert protocol == "cached" and 0 < after < start
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+
+
+def test_cached_prefix_gives_the_same_loss_as_full_passes():
+    teacher = tiny_resnet()
+    cached = make_scorer(teacher, iterations=1, lr=0.0).recoverability("layer3.1")
+    full = make_scorer(teacher, iterations=1, lr=0.0, protocol="paper").recoverability("layer3.1")
+    assert cached[2] == "cached" and full[2] == "paper"
+    assert cached[1] == pytest.approx(full[1], rel=1e-5) and cached[0] == pytest.approx(full[0], rel=1e-5)
+
+
+def test_custom_model_without_chain_falls_back_to_full_passes():
+    after, start, protocol = make_scorer(weird_model()).recoverability("trunk.1")
+    assert protocol == "cached-full" and after < start
+
+
+def test_same_seed_same_scores_other_seed_differs():
+    teacher = tiny_resnet()
+    a = make_scorer(teacher, seed=3).recoverability("layer1.1")
+    b = make_scorer(teacher, seed=3).recoverability("layer1.1")
+    c = make_scorer(teacher, seed=4).recoverability("layer1.1")
+    assert a == b and a[0] != c[0]
+
+
+def test_scores_resume_without_recomputing(tmp_path, monkeypatch):
+    teacher = tiny_resnet()
+    r_b = {"layer1.1": 0.1, "layer2.1": 0.2, "layer3.1": 0.0}
+    first = score_blocks(make_scorer(teacher), list(r_b), r_b, tmp_path / "scores.json")
+    assert set(json.loads((tmp_path / "scores.json").read_text())["blocks"]) == set(r_b)
+    scorer = make_scorer(teacher)
+    monkeypatch.setattr(scorer, "recoverability", lambda *a, **k: pytest.fail("recomputed a finished block"))
+    again = score_blocks(scorer, list(r_b), r_b, tmp_path / "scores.json")
+    assert [s.block for s in again] == [s.block for s in first]
+    # a block with no measured saving is never preferred
+    assert again[-1].block == "layer3.1" and math.isinf(again[-1].score)
+    # other settings: the cache is ignored and blocks are scored again
+    calls = []
+    other = make_scorer(teacher, iterations=2)
+    real = other.recoverability
+    monkeypatch.setattr(other, "recoverability", lambda b, p=None: calls.append(b) or real(b))
+    score_blocks(other, ["layer1.1"], r_b, tmp_path / "scores.json")
+    assert calls == ["layer1.1"]
+
+
+def test_score_is_recoverability_over_latency_reduction():
+    assert practise_score(0.5, 0.25) == 2.0 and math.isinf(practise_score(0.5, -0.01))
+
+
+def test_bad_protocol_is_named():
+    with pytest.raises(ValueError, match="'fast'.*cached, paper"):
+        ScoringConfig(protocol="fast")
