@@ -18,13 +18,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from practise.data import TransformConfig, Transforms, load_fashion_mnist
+from practise.data import load_fashion_mnist
+from practise.data.sources import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+from practise.demo import fashion_mnist_transforms
 from practise.io import atomic_write, atomic_write_text
 from practise.models import create_model
 from practise.seeding import seed_everything
 from practise.training import TrainConfig, train_classifier
 
-FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     seed_everything(args.seed)
     model = create_model(args.arch, num_classes=10, in_channels=1)
-    transforms = Transforms(TransformConfig(image_size=28, channels=1, mean=FMNIST_MEAN, std=FMNIST_STD))
+    transforms = fashion_mnist_transforms()
     train, test = load_fashion_mnist("train", args.data), load_fashion_mnist("test", args.data)
     config = TrainConfig(epochs=args.epochs, seed=args.seed)
     workdir = Path(args.workdir or f"runs/teacher-{args.arch}")
@@ -53,7 +54,7 @@ def main() -> None:
     card = {
         "arch": args.arch, "arch_kwargs": {"num_classes": 10, "in_channels": 1},
         "data": "Fashion-MNIST (60,000 train / 10,000 test), Debian dataset-fashion-mnist",
-        "normalization": {"mean": FMNIST_MEAN, "std": FMNIST_STD}, "image_size": 28,
+        "normalization": {"mean": FASHION_MNIST_MEAN, "std": FASHION_MNIST_STD}, "image_size": 28,
         "train_config": config.__dict__, "epochs_run": len(history),
         "test_top1": history[-1]["test_top1"], "history": history,
         "train_seconds_total": sum(h["seconds"] for h in history),

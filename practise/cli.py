@@ -12,7 +12,7 @@ import torch
 
 from .blocks import count_flops
 from .data import TransformConfig, Transforms, build_tiny_set, open_source
-from .data.sources import FASHION_MNIST_CLASSES
+from .data.sources import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from .evaluation import evaluate_models
 from .export import arch_spec, save_compressed
 from .latency import FULL, LatencyConfig, block_latency_reductions, measure_variants, reduction, resolve_device
@@ -26,7 +26,6 @@ from .seeding import seed_everything
 from .selection import UnreachableTarget, parse_target
 
 log = logging.getLogger("practise")
-FASHION_MNIST_NORM = ((0.2860,), (0.3530,))
 
 
 class TqdmProgress(Progress):
@@ -133,15 +132,15 @@ def model_from_args(a) -> torch.nn.Module:
 def transforms_for(a, model: torch.nn.Module, data: str | None) -> Transforms:
     """Preprocessing: flags first, then what a compressed file recorded, then the data set's
     (Fashion-MNIST) or the architecture's defaults."""
-    fmnist = bool(data) and str(data).startswith("fashion-mnist")
+    fmnist = bool(data) and str(data).startswith(("fashion-mnist", "demo:"))
     recorded = getattr(model, "practise_extra", {}) or {}
     size = a.image_size or recorded.get("image_size") or (28 if fmnist else getattr(model, "practise_image_size", None))
     if size is None:
         raise ValueError("--image-size is required for this model")
     mean = (_floats(getattr(a, "mean", None)) or recorded.get("mean")
-            or (FASHION_MNIST_NORM[0] if fmnist else TransformConfig.mean))
+            or (FASHION_MNIST_MEAN if fmnist else TransformConfig.mean))
     std = (_floats(getattr(a, "std", None)) or recorded.get("std")
-           or (FASHION_MNIST_NORM[1] if fmnist else TransformConfig.std))
+           or (FASHION_MNIST_STD if fmnist else TransformConfig.std))
     return Transforms(TransformConfig(image_size=size, channels=input_channels(model), mean=tuple(mean), std=tuple(std)))
 
 
@@ -297,6 +296,30 @@ class _limited:
         return self.source.identifier(i)
 
 
+def cmd_demo(a) -> None:
+    from .demo import DEMO_TEACHER, demo_source, fashion_mnist_transforms
+
+    out = Path(a.out)
+    check_outputs_free(out, a.overwrite)
+    if not DEMO_TEACHER.is_file():
+        raise FileNotFoundError(f"the demo teacher is missing: {DEMO_TEACHER} (reinstall the package)")
+    teacher = load_model("resnet56", str(DEMO_TEACHER))
+    transforms = fashion_mnist_transforms()
+    tiny = build_tiny_set(demo_source("train"), a.num_images, seed_everything(a.seed), transforms)
+    config = compress_config(a)
+    print(f"PRACTISE demo: resnet56 teacher (Fashion-MNIST), tiny set of {len(tiny)} images, target "
+          f"{100 * config.target_latency:.0f}% lower latency on {resolve_device(a.device)}; "
+          f"scoring {a.score_iterations} and recovery {a.recovery_iterations} iterations per block/model.")
+    result = compress(teacher, tiny, (1, 28, 28), config, demo_source("test"), transforms,
+                      workdir=out / "work", progress=TqdmProgress(not a.quiet))
+    extra = {"image_size": 28, "channels": 1, "mean": list(transforms.config.mean), "std": list(transforms.config.std),
+             "measured_latency_reduction": result.selection.measured_reduction}
+    save_compressed(out / "model.safetensors", result.model, result.selection.blocks, result.feature_layer,
+                    arch_spec(teacher), extra, overwrite=a.overwrite)
+    write_report_files(result.report, out)
+    print_summary(result.report, out)
+
+
 def cmd_evaluate(a) -> None:
     model = model_from_args(a)
     transforms = transforms_for(a, model, a.data)
@@ -356,6 +379,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_recovery_args(p)
     p.set_defaults(func=cmd_compress)
 
+    p = sub.add_parser("demo", parents=[common], help="run PRACTISE on the shipped resnet56 Fashion-MNIST "
+                       "teacher and images (offline, a few minutes on a CPU)")
+    p.add_argument("--out", default="practise-demo", help="output folder (default practise-demo)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--target-latency", default="22%", help="latency reduction to reach (default 22%%)")
+    p.add_argument("--num-images", type=int, default=100, help="tiny-set size, at most 500 (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    demo_args = [("--score-iterations", DEMO_SCORE_ITERATIONS), ("--recovery-iterations", DEMO_RECOVERY_ITERATIONS)]
+    for flag, default in demo_args:
+        p.add_argument(flag, type=int, default=default,
+                       help=f"default {default}: fewer than the paper's (1000 / 2000) so the demo ends in minutes on a CPU")
+    add_latency_args(p)
+    p.set_defaults(func=cmd_demo, num_blocks=None, include=None, exclude=None, feature_layer=None,
+                   score_protocol="cached", score_lr=ScoringConfig().lr, recovery="mimic", recovery_lr=None,
+                   workdir=None)
+
     p = sub.add_parser("evaluate", parents=[common], help="accuracy of a model (and agreement with a teacher) on a data set")
     p.add_argument("--teacher", help="architecture name or compressed file to compare predictions with")
     p.add_argument("--teacher-weights")
@@ -368,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DEMO_SCORE_ITERATIONS, DEMO_RECOVERY_ITERATIONS = 200, 500
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, UnreachableTarget)
 
 

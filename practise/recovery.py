@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .data.tinyset import TinySet
 from .features import forward_features
-from .modes import eval_mode
+from .modes import eval_mode, flush_denormals
 from .optim import batch_indices, set_lr_, step_lr
 from .progress import Progress, silent
 
@@ -125,7 +125,7 @@ def recover(student: nn.Module, teacher: nn.Module, tiny_set: TinySet, feature_l
     progress.start(f"recovery ({config.method})", config.iterations)
     was_training = student.training
     try:
-        with eval_mode(teacher):
+        with eval_mode(teacher), flush_denormals():
             student.train()
             for step in range(config.iterations):
                 idx = next(batches)

@@ -36,7 +36,7 @@ from .adaptors import adaptor_sites, insert_adaptors_
 from .data.tinyset import TinySet
 from .features import forward_features, run_chain
 from .io import atomic_write_text
-from .modes import eval_mode
+from .modes import eval_mode, flush_denormals
 from .optim import batch_indices, set_lr_, step_lr
 from .progress import Progress, silent
 from .surgery import replace_module_
@@ -158,7 +158,7 @@ class Scorer:
             log.info("%s: no feature chain through this block; running full student passes", block)
         inputs = self._cached_inputs(student.start) if skip_prefix else self.eval_images
         run = student.features_from_cache if skip_prefix else student.features
-        with eval_mode(student.model, self.teacher):
+        with eval_mode(student.model, self.teacher), flush_denormals():
             before = self._final_mse(run, inputs)
             self._train(student, run, inputs, fixed_batches, block, progress)
             after = self._final_mse(run, inputs)

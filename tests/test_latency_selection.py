@@ -21,10 +21,10 @@ class Heavy(nn.Module):
 
 def heavy_model():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 16, 1), Heavy(16, 6), Heavy(16, 1), nn.AdaptiveAvgPool2d(1))
+    return nn.Sequential(nn.Conv2d(1, 16, 1), Heavy(16, 8), Heavy(16, 1), nn.AdaptiveAvgPool2d(1))
 
 
-FAST = LatencyConfig(device="cpu", batch_size=4, warmup=2, repeats=9)
+FAST = LatencyConfig(device="cpu", batch_size=4, warmup=2, repeats=15)
 
 
 def test_variants_are_timed_and_settings_recorded():
@@ -36,7 +36,7 @@ def test_variants_are_timed_and_settings_recorded():
     assert settings.torch_version == torch.__version__ and settings.threads >= 1
     # the heavy block holds most of the work: its saving must dominate the light one's
     r_b, _, _ = block_latency_reductions(model, (1, 32, 32), ["1", "2"], FAST)
-    assert r_b["1"] > 0.4 and r_b["1"] > 2 * r_b["2"]
+    assert r_b["1"] > 0.5 and r_b["1"] > 2 * r_b["2"]
     # the caller's model is untouched: blocks restored, still in train mode, no hooks
     assert isinstance(model[1], Heavy) and model.training
 
@@ -75,8 +75,8 @@ def test_select_by_target_measures_and_stops_when_reached():
     assert names == ["1", "2"]
     # prediction says block "2" alone is enough, the measurement says no: "1" is added
     scores = fake_scores([("2", 0.01, 0.5), ("1", 1.0, 0.5)])
-    selection = select_by_target(model, (1, 32, 32), scores, 0.4, FAST)
-    assert selection.blocks == ["2", "1"] and selection.measured_reduction >= 0.4
+    selection = select_by_target(model, (1, 32, 32), scores, 0.5, FAST)
+    assert selection.blocks == ["2", "1"] and selection.measured_reduction >= 0.5
     assert len(selection.trials) == 2 and selection.trials[0]["blocks"] == ["2"]
 
 

@@ -138,6 +138,7 @@ class TensorSource(ImageSource):
 
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)  # of the 60,000 training images
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 _FMNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -187,8 +188,13 @@ def load_fashion_mnist(split: str = "train", root: str | Path | None = None) -> 
 
 def open_source(spec: str | Path) -> ImageSource:
     """A data set from a command-line spec: ``fashion-mnist:train`` / ``fashion-mnist:test``
-    (optionally ``fashion-mnist:test@/folder/with/idx``), or a folder of images."""
+    (optionally ``fashion-mnist:test@/folder/with/idx``), ``demo:train`` / ``demo:test`` (the
+    Fashion-MNIST subset shipped with the package), or a folder of images."""
     text = str(spec)
+    if text.startswith("demo:"):
+        from ..demo import demo_source
+
+        return demo_source(text.partition(":")[2])
     if text.startswith("fashion-mnist"):
         name, _, root = text.partition("@")
         split = name.partition(":")[2] or "train"
