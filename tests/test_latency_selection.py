@@ -30,9 +30,9 @@ FAST = LatencyConfig(device="cpu", batch_size=4, warmup=2, repeats=15)
 def test_variants_are_timed_and_settings_recorded():
     model = heavy_model()
     stats, settings = measure_variants(model, (1, 32, 32), {FULL: [], "no-heavy": ["1"]}, FAST)
-    assert set(stats) == {FULL, "no-heavy"} and stats[FULL].samples == 9
+    assert set(stats) == {FULL, "no-heavy"} and stats[FULL].samples == FAST.repeats
     assert stats[FULL].q25_ms <= stats[FULL].median_ms <= stats[FULL].q75_ms
-    assert settings.batch_size == 4 and settings.input_shape == [4, 1, 32, 32] and settings.repeats == 9
+    assert settings.batch_size == 4 and settings.input_shape == [4, 1, 32, 32] and settings.repeats == FAST.repeats
     assert settings.torch_version == torch.__version__ and settings.threads >= 1
     # the heavy block holds most of the work: its saving must dominate the light one's
     r_b, _, _ = block_latency_reductions(model, (1, 32, 32), ["1", "2"], FAST)
