@@ -69,18 +69,35 @@ def test_select_by_count_takes_lowest_scores():
         select_by_count(scores, 4)
 
 
-def test_select_by_target_measures_and_stops_when_reached():
-    model = heavy_model()
-    names = [b.name for b in find_blocks(model, torch.zeros(1, 1, 32, 32))]
-    assert names == ["1", "2"]
-    # prediction says block "2" alone is enough, the measurement says no: "1" is added
+COST_MS = {"1": 8.0, "2": 1.0}  # a cost model: latency = 1 ms base + the blocks still present
+
+
+@pytest.fixture
+def modelled_latency(monkeypatch):
+    """Deterministic latency for selection logic: measurements follow COST_MS exactly."""
+    import practise.selection as selection
+
+    def fake(model, shape, variants, config, progress=None):
+        stats = {name: LatencyStats.from_samples([(1.0 + sum(c for b, c in COST_MS.items() if b not in drop)) / 1000])
+                 for name, drop in variants.items()}
+        return stats, None
+
+    monkeypatch.setattr(selection, "measure_variants", fake)
+
+
+def test_select_by_target_measures_and_stops_when_reached(modelled_latency):
+    # the prediction says block "2" alone is enough; the measurement (10%) says no, so "1" is added
     scores = fake_scores([("2", 0.01, 0.5), ("1", 1.0, 0.5)])
-    selection = select_by_target(model, (1, 32, 32), scores, 0.5, FAST)
-    assert selection.blocks == ["2", "1"] and selection.measured_reduction >= 0.5
-    assert len(selection.trials) == 2 and selection.trials[0]["blocks"] == ["2"]
+    selection = select_by_target(heavy_model(), (1, 32, 32), scores, 0.5, FAST)
+    assert selection.blocks == ["2", "1"] and selection.measured_reduction == pytest.approx(0.9)
+    assert [t["blocks"] for t in selection.trials] == [["2"], ["2", "1"]]
+    assert selection.trials[0]["measured"] == pytest.approx(0.1)
+    # a prediction that falls short keeps adding blocks before measuring
+    scores = fake_scores([("2", 0.01, 0.05), ("1", 1.0, 0.5)])
+    assert len(select_by_target(heavy_model(), (1, 32, 32), scores, 0.5, FAST).trials) == 1
 
 
-def test_unreachable_target_reports_best_achievable():
+def test_unreachable_target_reports_best_achievable(modelled_latency):
     scores = fake_scores([("2", 0.01, 0.01), ("1", 1.0, 0.01)])
-    with pytest.raises(UnreachableTarget, match=r"99.0% is not reachable.*gives \d+\.\d% measured"):
-        select_by_target(heavy_model(), (1, 32, 32), scores, 0.99, FAST)
+    with pytest.raises(UnreachableTarget, match=r"95.0% is not reachable.*gives 90.0% measured"):
+        select_by_target(heavy_model(), (1, 32, 32), scores, 0.95, FAST)
