@@ -409,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DEMO_SCORE_ITERATIONS, DEMO_RECOVERY_ITERATIONS = 200, 500
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, UnreachableTarget)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, UnreachableTarget, FloatingPointError)
 
 
 def main(argv: list[str] | None = None) -> int:
