@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from practise.demo import fashion_mnist_transforms
 from practise.loading import load_model
 
 ROOT = Path(__file__).resolve().parent.parent

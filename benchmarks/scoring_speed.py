@@ -20,7 +20,6 @@ import logging
 import time
 from pathlib import Path
 
-import torch
 from scipy.stats import spearmanr
 
 from common import ROOT, fmnist_teacher, provenance

@@ -257,11 +257,16 @@ def cmd_compress(a) -> None:
         eval_source = _limited(eval_source, a.eval_limit)
     result = compress(model, tiny, sample_shape(transforms), config, eval_source, transforms,
                       workdir=a.workdir or out / "work", progress=TqdmProgress(not a.quiet))
+    write_outputs(result, model, transforms, out, a.overwrite)
+
+
+def write_outputs(result, teacher, transforms: Transforms, out: Path, overwrite: bool) -> None:
+    """The model file (with the preprocessing it expects), the reports and plot; then the table."""
     tc = transforms.config
     extra = {"image_size": tc.image_size, "channels": tc.channels, "mean": list(tc.mean), "std": list(tc.std),
              "measured_latency_reduction": result.selection.measured_reduction}
     save_compressed(out / "model.safetensors", result.model, result.selection.blocks, result.feature_layer,
-                    arch_spec(model), extra, overwrite=a.overwrite)
+                    arch_spec(teacher), extra, overwrite=overwrite)
     write_report_files(result.report, out)
     print_summary(result.report, out)
 
@@ -312,12 +317,7 @@ def cmd_demo(a) -> None:
           f"scoring {a.score_iterations} and recovery {a.recovery_iterations} iterations per block/model.")
     result = compress(teacher, tiny, (1, 28, 28), config, demo_source("test"), transforms,
                       workdir=out / "work", progress=TqdmProgress(not a.quiet))
-    extra = {"image_size": 28, "channels": 1, "mean": list(transforms.config.mean), "std": list(transforms.config.std),
-             "measured_latency_reduction": result.selection.measured_reduction}
-    save_compressed(out / "model.safetensors", result.model, result.selection.blocks, result.feature_layer,
-                    arch_spec(teacher), extra, overwrite=a.overwrite)
-    write_report_files(result.report, out)
-    print_summary(result.report, out)
+    write_outputs(result, teacher, transforms, out, a.overwrite)
 
 
 def cmd_evaluate(a) -> None:

@@ -11,7 +11,6 @@ import importlib
 import json
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file

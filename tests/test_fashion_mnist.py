@@ -1,7 +1,6 @@
 """Real data: Fashion-MNIST images through the whole pipeline (skipped without the Debian package)."""
 import json
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image

@@ -2,7 +2,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from practise.blocks import find_blocks
 from practise.latency import FULL, LatencyConfig, LatencyStats, block_latency_reductions, measure_variants, resolve_device
 from practise.scoring import BlockScore
 from practise.selection import UnreachableTarget, parse_target, select_by_count, select_by_target
