@@ -46,6 +46,7 @@ def test_folder_with_class_subfolders_is_labelled_and_bad_files_skipped(tmp_path
     assert source.classes == ["cat", "dog"] and len(source) == 9 and len(source.skipped_files) == 1
     tiny = build_tiny_set(source, 8, seed_everything(0), small_transforms(16))
     assert len(tiny) == 8 and len(tiny.skipped) == 1 and "broken.png" in tiny.skipped[0]
+    assert [p.endswith("notes.txt") for p in tiny.non_images] == [True]
     assert all("broken" not in i for i in tiny.identifiers)
     assert tiny.eval_tensor().shape == (8, 1, 16, 16) and sorted(set(tiny.labels)) == [0, 1]
 

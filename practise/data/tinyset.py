@@ -20,6 +20,7 @@ class TinySet:
     identifiers: list[str]
     transforms: Transforms
     skipped: list[str] = field(default_factory=list)  # unreadable files, with the reason
+    non_images: list[str] = field(default_factory=list)  # files ignored for their suffix
     _eval_cache: torch.Tensor | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -77,4 +78,5 @@ def build_tiny_set(source: ImageSource, n: int | None, generator: torch.Generato
     if len(chosen) < n:
         log.warning("asked for %d images, only %d readable ones exist", n, len(chosen))
     labels = [source.labels[i] for i in chosen] if source.labels is not None else None
-    return TinySet(images, labels, [source.identifier(i) for i in chosen], transforms, skipped)
+    return TinySet(images, labels, [source.identifier(i) for i in chosen], transforms, skipped,
+                   list(getattr(source, "skipped_files", [])))
