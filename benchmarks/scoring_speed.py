@@ -7,8 +7,11 @@ Scores every candidate of the resnet56 Fashion-MNIST teacher with 500 tiny-set i
    step, 1000 SGD iterations per block),
 and reports the wall time of the fast run and the Spearman correlation of its block
 ranking with the slow one. Per-block scores are cached under --workdir, so rerunning
-the same command resumes; --slow-budget-min bounds how long one invocation spends on
-the slow run (a partial slow run is reported as partial).
+the same command resumes (the caches live beside the committed results, so a later
+session resumes too); --slow-budget-min bounds how long one invocation spends on the
+slow run. The slow run visits blocks spread across the stages (layer1.0, layer2.1,
+layer3.1, layer1.1, ...) so a partial run compares blocks of every stage; it is
+reported as partial.
 
     python benchmarks/scoring_speed.py --fast-iterations 1000,300 --slow-budget-min 60
 """
@@ -46,12 +49,18 @@ def latency_table(teacher, names, workdir: Path, config: LatencyConfig) -> dict:
     return data
 
 
-def run_scoring(teacher, tiny, info, config: ScoringConfig, r_b: dict, cache: Path, budget_s: float | None):
-    """Score blocks (resuming from cache) until done or the time budget is spent."""
+def spread_order(names: list[str]) -> list[str]:
+    """Blocks ordered by their index within the stage, so any prefix spans every stage."""
+    return sorted(names, key=lambda n: (int(n.rpartition(".")[2]), n))
+
+
+def run_scoring(teacher, tiny, info, config: ScoringConfig, r_b: dict, cache: Path, budget_s: float | None,
+                order: list[str]):
+    """Score blocks in ``order`` (resuming from cache) until done or the time budget is spent."""
     began = time.perf_counter()
     scorer = Scorer(teacher, tiny, info.trace, info.chain, info.feature_layer, config)
     setup_s = time.perf_counter() - began
-    names = [b.name for b in info.blocks]
+    names = order
     done = load_score_cache(cache, scoring_fingerprint(teacher, tiny, config, info.feature_layer))
     for name in names:
         if name in done:
@@ -72,7 +81,7 @@ def main() -> None:
     p.add_argument("--slow-iterations", type=int, default=1000)
     p.add_argument("--slow-budget-min", type=float, default=None, help="stop the slow run after this long")
     p.add_argument("--skip-slow", action="store_true")
-    p.add_argument("--workdir", default="runs/scoring_speed")
+    p.add_argument("--workdir", default=str(ROOT / "benchmarks" / "results" / "scoring_speed" / "cache"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scoring_speed"))
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -89,7 +98,7 @@ def main() -> None:
                "latency": lat, "fast": {}, "slow": None}
     for iters in [int(i) for i in args.fast_iterations.split(",")]:
         config = ScoringConfig(iterations=iters, protocol="cached", seed=args.seed)
-        done, setup_s = run_scoring(teacher, tiny, info, config, r_b, workdir / f"fast-{iters}.json", None)
+        done, setup_s = run_scoring(teacher, tiny, info, config, r_b, workdir / f"fast-{iters}.json", None, names)
         results["fast"][str(iters)] = {"recoverability": {b: done[b]["recoverability"] for b in names},
                                        "protocol": sorted({done[b]["protocol"] for b in names}),
                                        "setup_s": setup_s,
@@ -97,7 +106,8 @@ def main() -> None:
     if not args.skip_slow:
         config = ScoringConfig(iterations=args.slow_iterations, protocol="paper", seed=args.seed)
         budget = args.slow_budget_min * 60 if args.slow_budget_min else None
-        done, setup_s = run_scoring(teacher, tiny, info, config, r_b, workdir / "slow.json", budget)
+        done, setup_s = run_scoring(teacher, tiny, info, config, r_b, workdir / "slow.json", budget,
+                                    spread_order(names))
         finished = [b for b in names if b in done]
         results["slow"] = {"iterations": args.slow_iterations, "finished_blocks": finished,
                            "recoverability": {b: done[b]["recoverability"] for b in finished},
