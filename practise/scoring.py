@@ -83,7 +83,8 @@ def practise_score(recoverability: float, latency_reduction: float) -> float:
 
 @torch.no_grad()
 def _batched(fn, x: torch.Tensor, batch: int) -> torch.Tensor:
-    return torch.cat([fn(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
+    # copies, not views: a model whose first layer works in place must not alter the cache
+    return torch.cat([fn(x[i:i + batch].clone()) for i in range(0, x.shape[0], batch)])
 
 
 class _Student:
@@ -195,7 +196,7 @@ class Scorer:
         with torch.no_grad():
             total, count = 0.0, 0
             for i in range(0, inputs.shape[0], self.config.eval_batch_size):
-                out = run(inputs[i:i + self.config.eval_batch_size])
+                out = run(inputs[i:i + self.config.eval_batch_size].clone())  # copy: see _batched
                 target = self.targets[i:i + self.config.eval_batch_size]
                 total += float(F.mse_loss(out, target, reduction="sum"))
                 count += target.numel()

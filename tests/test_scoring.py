@@ -73,3 +73,19 @@ def test_score_is_recoverability_over_latency_reduction():
 def test_bad_protocol_is_named():
     with pytest.raises(ValueError, match="'fast'.*cached, paper"):
         ScoringConfig(protocol="fast")
+
+
+def test_in_place_first_layer_does_not_corrupt_cached_inputs():
+    import torch.nn as nn
+
+    from helpers import calibrate_bn_, tiny_images
+    from practise.models.resnet import BasicBlock
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ReLU(inplace=True), nn.Conv2d(1, 8, 3, padding=1), BasicBlock(8, 8), BasicBlock(8, 8))
+    model = calibrate_bn_(model, (tiny_images(32).float() / 255 - 0.5) / 0.25)
+    scorer = make_scorer(model, iterations=3)
+    scorer.recoverability("2")
+    tiny = scorer.tiny_set
+    expected = torch.stack([tiny.transforms.evaluate(im) for im in tiny.images])
+    assert (expected < 0).any() and torch.equal(scorer.eval_images, expected)
