@@ -17,6 +17,7 @@ from .evaluation import evaluate_models
 from .export import arch_spec, save_compressed
 from .latency import FULL, LatencyConfig, block_latency_reductions, measure_variants, reduction, resolve_device
 from .loading import input_channels, load_model
+from .models import create_model
 from .pipeline import CompressConfig, compress, inspect_model
 from .progress import Progress
 from .recovery import RECOVERY_METHODS, RecoveryConfig
@@ -320,6 +321,35 @@ def cmd_demo(a) -> None:
     write_outputs(result, teacher, transforms, out, a.overwrite)
 
 
+def cmd_train(a) -> None:
+    from .training import TrainConfig, save_trained_model, train_classifier
+
+    out = Path(a.out)
+    if out.exists() and not a.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite or choose another --out")
+    kwargs = {k: v for k, v in (("num_classes", a.num_classes), ("in_channels", a.in_channels)) if v is not None}
+    model = create_model(a.model, **kwargs)
+    transforms = transforms_for(a, model, a.data)
+    train, test = open_source(a.data), open_source(a.eval_data)
+    config = TrainConfig(epochs=a.epochs, batch_size=a.train_batch_size, lr=a.lr, seed=a.seed)
+    seed_everything(a.seed)
+    device = resolve_device(a.device)
+    bar = TqdmProgress(not a.quiet)
+
+    def progress(epoch: int, step: int, steps: int, loss: float) -> None:
+        if step == 0:
+            bar.end()
+            bar.start(f"epoch {epoch + 1}/{config.epochs}", steps)
+        bar.advance(1)
+
+    history = train_classifier(model, train, test, transforms, config, a.workdir or out.with_suffix(".work"),
+                               str(device), progress)
+    bar.end()
+    command = "practise " + " ".join(sys.argv[1:])
+    save_trained_model(model, out, history, config, a.data, transforms, command, overwrite=a.overwrite)
+    print(f"saved {out} (test top-1 {100 * history[-1]['test_top1']:.2f}%) and its model card {out.with_suffix('.md')}")
+
+
 def cmd_evaluate(a) -> None:
     model = model_from_args(a)
     transforms = transforms_for(a, model, a.data)
@@ -395,6 +425,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo, num_blocks=None, include=None, exclude=None, feature_layer=None,
                    score_protocol="cached", score_lr=ScoringConfig().lr, recovery="mimic", recovery_lr=None,
                    workdir=None)
+
+    p = sub.add_parser("train", parents=[common], help="train a built-in architecture from scratch (teachers), resumably")
+    p.add_argument("--model", required=True, help="architecture name")
+    p.add_argument("--data", required=True, help="labelled training images: folder or fashion-mnist:train")
+    p.add_argument("--eval-data", required=True, help="test images: folder or fashion-mnist:test")
+    p.add_argument("--out", required=True, help="weights file (.safetensors); a model card is written beside it")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--train-batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--num-classes", type=int), p.add_argument("--in-channels", type=int)
+    p.add_argument("--image-size", type=int), p.add_argument("--mean"), p.add_argument("--std")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workdir", help="checkpoint folder; rerunning resumes after the last finished epoch")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", parents=[common], help="accuracy of a model (and agreement with a teacher) on a data set")
     p.add_argument("--teacher", help="architecture name or compressed file to compare predictions with")

@@ -84,9 +84,10 @@ def train_classifier(model: nn.Module, train: ImageSource, test: ImageSource, tr
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            running += float(loss.detach())
+            value = float(loss.detach())
+            running += value
             if progress is not None:
-                progress(epoch, step, steps_per_epoch, float(loss))
+                progress(epoch, step, steps_per_epoch, value)
         acc = evaluate_models({"model": model}, test, transforms, device)["model"]["top1"]
         record = {"epoch": epoch + 1, "train_loss": running / steps_per_epoch, "test_top1": acc,
                   "seconds": time.perf_counter() - began}
@@ -99,3 +100,42 @@ def train_classifier(model: nn.Module, train: ImageSource, test: ImageSource, tr
         atomic_write_text(workdir / "history.json", json.dumps(history, indent=2))
     model.to(memory_format=torch.contiguous_format)
     return history
+
+
+def save_trained_model(model: nn.Module, path: str | Path, history: list[dict], config: TrainConfig,
+                       data: str, transforms: Transforms, command: str, overwrite: bool = False) -> Path:
+    """Weights as .safetensors plus a model card beside them (.json for machines, .md for people)."""
+    import platform
+    import subprocess
+
+    from safetensors.torch import save_file
+
+    from .io import atomic_write
+
+    path = Path(path)
+    arch = getattr(model, "practise_arch", None)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"arch": json.dumps(arch)}), overwrite=overwrite)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    tc = transforms.config
+    card = {"arch": arch, "data": data, "image_size": tc.image_size, "channels": tc.channels,
+            "normalization": {"mean": list(tc.mean), "std": list(tc.std)}, "train_config": asdict(config),
+            "epochs_run": len(history), "test_top1": history[-1]["test_top1"] if history else None,
+            "history": history, "train_seconds_total": sum(h["seconds"] for h in history),
+            "command": command, "commit": commit,
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"}
+    atomic_write_text(path.with_suffix(".json"), json.dumps(card, indent=2), overwrite=True)
+    name = arch["name"] if arch else type(model).__name__
+    lines = [f"# {name} trained on {data}", "",
+             f"- architecture: `{name}` {arch['kwargs'] if arch else ''}",
+             f"- test top-1: **{100 * card['test_top1']:.2f}%**" if history else "- not trained",
+             f"- {len(history)} epochs, batch {config.batch_size}, SGD (nesterov) lr {config.lr} cosine, "
+             f"weight decay {config.weight_decay}, {tc.train_augment} + flip augmentation, seed {config.seed}",
+             f"- training time: {card['train_seconds_total'] / 60:.1f} min on {card['machine']}",
+             f"- command: `{command}` (commit {commit})", "",
+             "| epoch | train loss | test top-1 | seconds |", "|---|---|---|---|"]
+    lines += [f"| {h['epoch']} | {h['train_loss']:.4f} | {100 * h['test_top1']:.2f}% | {h['seconds']:.0f} |"
+              for h in history]
+    atomic_write_text(path.with_suffix(".md"), "\n".join(lines) + "\n", overwrite=True)
+    return path

@@ -97,3 +97,21 @@ def test_python_api_on_a_custom_model():
         assert not isinstance(model.get_submodule(name), torch.nn.Identity)  # the teacher is untouched
     assert result.report["after"]["params"] == result.report["before"]["params"] - result.report["after"]["params_removed"]
     assert result.model(torch.randn(2, 1, 16, 16)).shape == (2, 5)
+
+
+def test_train_command_resumes_and_writes_a_model_card(tmp_path, image_folder, capsys):
+    out, work = tmp_path / "t.safetensors", tmp_path / "work"
+    common = ["train", "--model", "resnet20", "--in-channels", "1", "--num-classes", "3", "--data", str(image_folder),
+              "--eval-data", str(image_folder), "--image-size", "16", "--train-batch-size", "8", "--device", "cpu",
+              "--workdir", str(work), "--out", str(out), "-q"]
+    assert main(common + ["--epochs", "1"]) == 0
+    first = json.loads(out.with_suffix(".json").read_text())["history"]
+    assert main(common + ["--epochs", "2"]) == 2 and "exists" in capsys.readouterr().err
+    assert main(common + ["--epochs", "2", "--overwrite"]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert len(card["history"]) == 2 and card["history"][0] == first[0]  # epoch 1 was not redone
+    assert card["arch"] == {"name": "resnet20", "kwargs": {"num_classes": 3, "in_channels": 1}}
+    assert "test top-1" in out.with_suffix(".md").read_text()
+    from practise.loading import load_model
+
+    assert load_model("resnet20", str(out)).fc.out_features == 3
