@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -345,7 +346,7 @@ def cmd_train(a) -> None:
     history = train_classifier(model, train, test, transforms, config, a.workdir or out.with_suffix(".work"),
                                str(device), progress)
     bar.end()
-    command = "practise " + " ".join(sys.argv[1:])
+    command = "practise " + shlex.join(a.argv)
     save_trained_model(model, out, history, config, a.data, transforms, command, overwrite=a.overwrite)
     print(f"saved {out} (test top-1 {100 * history[-1]['test_top1']:.2f}%) and its model card {out.with_suffix('.md')}")
 
@@ -459,7 +460,9 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErro
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded in model cards
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command == "blocks" and not args.list and not args.model:
