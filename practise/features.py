@@ -30,3 +30,8 @@ def run_chain(modules: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
     for module in modules:
         x = module(x)
     return x
+
+
+def as_format(x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    """``x`` in ``memory_format`` when that format applies (4-D tensors), else unchanged."""
+    return x.contiguous(memory_format=memory_format) if x.dim() == 4 else x

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data.tinyset import TinySet
-from .features import forward_features
+from .features import as_format, forward_features
 from .modes import eval_mode, flush_denormals
 from .optim import batch_indices, set_lr_, step_lr
 from .progress import Progress, silent
@@ -33,6 +33,7 @@ class RecoveryConfig:
     lr_drop_at: float = 0.4        # x0.1 after this fraction of the iterations
     kd_temperature: float = 4.0
     seed: int = 0
+    channels_last: bool = True     # memory layout only: faster convolutions, same maths
 
     def __post_init__(self) -> None:
         if self.method not in RECOVERY_METHODS:
@@ -113,7 +114,8 @@ def recover(student: nn.Module, teacher: nn.Module, tiny_set: TinySet, feature_l
     """
     method = RECOVERY_METHODS[config.method]
     labels = tiny_set.label_tensor() if method.needs_labels else None  # raises if unlabelled
-    student.to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    student.to(device=device, memory_format=memory_format)
     teacher.to(device)
     for p in student.parameters():
         p.requires_grad_(True)
@@ -129,7 +131,7 @@ def recover(student: nn.Module, teacher: nn.Module, tiny_set: TinySet, feature_l
             student.train()
             for step in range(config.iterations):
                 idx = next(batches)
-                x = tiny_set.train_batch(idx.tolist(), generator).to(device)
+                x = as_format(tiny_set.train_batch(idx.tolist(), generator).to(device), memory_format)
                 y = labels[idx].to(device) if labels is not None else None
                 set_lr_(optimizer, step_lr(step, config.resolved_lr, config.lr_drop_at, config.iterations))
                 loss = method.losses(student, teacher, x, y, feature_layer, config)["loss"]
@@ -145,5 +147,6 @@ def recover(student: nn.Module, teacher: nn.Module, tiny_set: TinySet, feature_l
     finally:
         progress.end()
         student.train(was_training)
+        student.to(memory_format=torch.contiguous_format)
     return history
 
