@@ -240,7 +240,7 @@ def score_blocks(scorer: Scorer, blocks: list[str], latency_reduction: dict[str,
     fingerprint = scoring_fingerprint(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
     done = load_score_cache(cache_path, fingerprint)
     todo = [b for b in blocks if b not in done]
-    if done:
+    if len(todo) < len(blocks):
         log.info("resuming: %d of %d blocks already scored in %s", len(blocks) - len(todo), len(blocks), cache_path)
     progress.start("recoverability", len(todo) * scorer.config.iterations)
     for block in todo:
