@@ -13,7 +13,7 @@ import torch
 
 from .blocks import count_flops
 from .data import TransformConfig, Transforms, build_tiny_set, open_source
-from .data.sources import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+from .data.sources import FASHION_MNIST_MEAN, FASHION_MNIST_STD, HeadSource
 from .evaluation import evaluate_models
 from .export import arch_spec, save_compressed
 from .latency import FULL, LatencyConfig, block_latency_reductions, measure_variants, reduction, resolve_device
@@ -256,7 +256,7 @@ def cmd_compress(a) -> None:
     tiny = tiny_set_from_args(a, transforms)
     eval_source = open_source(a.eval_data) if a.eval_data else None
     if eval_source is not None and a.eval_limit:
-        eval_source = _limited(eval_source, a.eval_limit)
+        eval_source = HeadSource(eval_source, a.eval_limit)
     result = compress(model, tiny, sample_shape(transforms), config, eval_source, transforms,
                       workdir=a.workdir or out / "work", progress=TqdmProgress(not a.quiet))
     write_outputs(result, model, transforms, out, a.overwrite)
@@ -283,24 +283,6 @@ def print_summary(report: dict, out: Path) -> None:
         else:
             print(f"{name:<{width}}{before:>18}{after:>18}")
     print(f"\nwrote {out / 'model.safetensors'}, {out / 'report.md'}, {out / 'report.json'}, {out / 'blocks.png'}")
-
-
-class _limited:
-    """The first ``n`` images of a source (evaluation on a subset)."""
-
-    def __init__(self, source, n: int):
-        self.source, self.n = source, min(n, len(source))
-        self.labels = source.labels[:self.n] if source.labels is not None else None
-        self.classes = source.classes
-
-    def __len__(self) -> int:
-        return self.n
-
-    def load(self, i: int, channels: int):
-        return self.source.load(i, channels)
-
-    def identifier(self, i: int) -> str:
-        return self.source.identifier(i)
 
 
 def cmd_demo(a) -> None:
@@ -360,7 +342,7 @@ def cmd_evaluate(a) -> None:
         models["teacher"] = load_model(a.teacher, a.teacher_weights).to(device)
     source = open_source(a.data)
     if a.eval_limit:
-        source = _limited(source, a.eval_limit)
+        source = HeadSource(source, a.eval_limit)
     results = evaluate_models(models, source, transforms, device, reference="teacher" if a.teacher else None)
     print(json.dumps(results, indent=2))
 

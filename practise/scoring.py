@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import math
+import time
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -234,8 +235,6 @@ def load_score_cache(path: Path | None, fingerprint: str) -> dict[str, dict]:
 def score_blocks(scorer: Scorer, blocks: list[str], latency_reduction: dict[str, float],
                  cache_path: str | Path | None = None, progress: Progress = silent) -> list[BlockScore]:
     """Score every block (resuming from ``cache_path``), sorted best (lowest score) first."""
-    import time
-
     cache_path = Path(cache_path) if cache_path is not None else None
     fingerprint = scoring_fingerprint(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
     done = load_score_cache(cache_path, fingerprint)

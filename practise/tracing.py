@@ -79,10 +79,10 @@ def trace_model(model: nn.Module, example_input: torch.Tensor, keep_outputs: boo
             trace.call_order.append(name)
         elif name:
             trace.undecided[name] = f"called {trace.call_counts[name]} times in one forward pass (shared module)"
-        if x is None and name:
+        if x is not None:
+            trace.input_shapes.setdefault(name, tuple(x.shape))
+        elif name:
             trace.undecided.setdefault(name, "its input is not a single tensor")
-        else:
-            trace.input_shapes.setdefault(name, tuple(x.shape)) if x is not None else None
         stack.append((name, x, x._version if x is not None else 0))
 
     def post_hook(module, args, output):

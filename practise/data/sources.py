@@ -137,6 +137,24 @@ class TensorSource(ImageSource):
         return f"{self.name}:{index}"
 
 
+class HeadSource(ImageSource):
+    """The first ``n`` images of another source (e.g. evaluation on a subset)."""
+
+    def __init__(self, source: ImageSource, n: int):
+        self.source, self.n = source, min(n, len(source))
+        self.labels = source.labels[:self.n] if source.labels is not None else None
+        self.classes = source.classes
+
+    def __len__(self) -> int:
+        return self.n
+
+    def load(self, index: int, channels: int) -> torch.Tensor:
+        return self.source.load(index, channels)
+
+    def identifier(self, index: int) -> str:
+        return self.source.identifier(index)
+
+
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)  # of the 60,000 training images
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
