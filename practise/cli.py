@@ -37,7 +37,9 @@ class TqdmProgress(Progress):
     def start(self, task: str, total: int) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, desc=task, disable=not self.enabled, mininterval=0.5, file=sys.stderr,
+        # In a terminal, smooth updates; in a log file or pipe, a line every 30 s at most.
+        interval = 0.5 if sys.stderr.isatty() else 30.0
+        self.bar = tqdm(total=total, desc=task, disable=not self.enabled, mininterval=interval, file=sys.stderr,
                         dynamic_ncols=True)
 
     def advance(self, n: int = 1) -> None:
