@@ -105,7 +105,7 @@ def main() -> None:
                                        "scoring_s": setup_s + sum(done[b]["seconds"] for b in names)}
     if not args.skip_slow:
         config = ScoringConfig(iterations=args.slow_iterations, protocol="paper", seed=args.seed)
-        budget = args.slow_budget_min * 60 if args.slow_budget_min else None
+        budget = args.slow_budget_min * 60 if args.slow_budget_min is not None else None
         done, setup_s = run_scoring(teacher, tiny, info, config, r_b, workdir / "slow.json", budget,
                                     spread_order(names))
         finished = [b for b in names if b in done]
