@@ -301,7 +301,8 @@ def cmd_demo(a) -> None:
     print(f"PRACTISE demo: resnet56 teacher (Fashion-MNIST), tiny set of {len(tiny)} images, target "
           f"{100 * config.target_latency:.0f}% lower latency on {resolve_device(a.device)}; "
           f"scoring {a.score_iterations} and recovery {a.recovery_iterations} iterations per block/model.")
-    result = compress(teacher, tiny, (1, 28, 28), config, demo_source("test"), transforms,
+    test = demo_source("test")
+    result = compress(teacher, tiny, (1, 28, 28), config, HeadSource(test, a.eval_limit or len(test)), transforms,
                       workdir=out / "work", progress=TqdmProgress(not a.quiet))
     write_outputs(result, teacher, transforms, out, a.overwrite)
 
@@ -400,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--target-latency", default="22%", help="latency reduction to reach (default 22%%)")
     p.add_argument("--num-images", type=int, default=100, help="tiny-set size, at most 500 (default 100)")
+    p.add_argument("--eval-limit", type=int, help="evaluate on this many of the 2,000 shipped test images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     demo_args = [("--score-iterations", DEMO_SCORE_ITERATIONS), ("--recovery-iterations", DEMO_RECOVERY_ITERATIONS)]
