@@ -114,22 +114,65 @@ def _sync(device: torch.device) -> None:
 
 
 class _Swapper:
-    """Drops a set of blocks on the private copy for one timed pass, then restores them."""
+    """Drops a set of blocks on the private copy for one pass, then restores them."""
 
     def __init__(self, model: nn.Module):
         self.model = model
 
-    def run(self, blocks: list[str], x: torch.Tensor, device: torch.device) -> float:
-        originals = [(name, replace_module_(self.model, name, nn.Identity())) for name in blocks]
-        try:
-            _sync(device)
-            began = time.perf_counter()
-            self.model(x)
-            _sync(device)
-            return time.perf_counter() - began
-        finally:
-            for name, module in reversed(originals):
-                replace_module_(self.model, name, module)
+    def runner(self, blocks: list[str]):
+        def run(x: torch.Tensor) -> None:
+            originals = [(name, replace_module_(self.model, name, nn.Identity())) for name in blocks]
+            try:
+                self.model(x)
+            finally:
+                for name, module in reversed(originals):
+                    replace_module_(self.model, name, module)
+        return run
+
+
+def _time_once(run, x: torch.Tensor, device: torch.device) -> float:
+    _sync(device)
+    began = time.perf_counter()
+    run(x)
+    _sync(device)
+    return time.perf_counter() - began
+
+
+def _timed_interleaved(runners: dict, sample_shape: tuple[int, ...], config: LatencyConfig, device: torch.device,
+                       fmt: torch.memory_format, progress: Progress) -> tuple[dict[str, LatencyStats], LatencySettings]:
+    """Every repeat runs each variant once, in a rotated order; medians per variant."""
+    dtype = DTYPES[config.dtype]
+    batch = config.resolved_batch(device)
+    previous_threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    x = torch.randn((batch, *sample_shape), generator=torch.Generator().manual_seed(0)).to(
+        device=device, dtype=dtype, memory_format=fmt if len(sample_shape) == 3 else torch.contiguous_format)
+    names = list(runners)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    progress.start("latency", (config.warmup + config.repeats) * len(names))
+    try:
+        with torch.inference_mode():
+            for _ in range(config.warmup):
+                for name in names:
+                    _time_once(runners[name], x, device)
+                    progress.advance(1)
+            for rep in range(config.repeats):
+                shift = rep % len(names)  # rotate the order so no variant always runs first
+                for name in names[shift:] + names[:shift]:
+                    samples[name].append(_time_once(runners[name], x, device))
+                    progress.advance(1)
+    finally:
+        progress.end()
+        threads = config.threads or torch.get_num_threads()
+        torch.set_num_threads(previous_threads)
+    settings = LatencySettings(str(device), _device_name(device), threads, batch, [batch, *sample_shape],
+                               config.dtype, config.channels_last, config.warmup, config.repeats)
+    return {n: LatencyStats.from_samples(s) for n, s in samples.items()}, settings
+
+
+def _private_copy(model: nn.Module, config: LatencyConfig, device: torch.device, fmt: torch.memory_format) -> nn.Module:
+    return copy.deepcopy(model).to(device=device, dtype=DTYPES[config.dtype], memory_format=fmt).eval()
 
 
 def measure_variants(model: nn.Module, sample_shape: tuple[int, ...], variants: dict[str, list[str]],
@@ -142,37 +185,19 @@ def measure_variants(model: nn.Module, sample_shape: tuple[int, ...], variants: 
         for name in blocks:
             check_module_name(model, name, "block")
     device = resolve_device(config.device)
-    dtype = DTYPES[config.dtype]
-    batch = config.resolved_batch(device)
-    previous_threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
-    private = copy.deepcopy(model).to(device=device, dtype=dtype, memory_format=fmt).eval()
-    x = torch.randn((batch, *sample_shape), generator=torch.Generator().manual_seed(0)).to(
-        device=device, dtype=dtype, memory_format=fmt if len(sample_shape) == 3 else torch.contiguous_format)
-    swapper = _Swapper(private)
-    names = list(variants)
-    samples: dict[str, list[float]] = {n: [] for n in names}
-    progress.start("latency", (config.warmup + config.repeats) * len(names))
-    try:
-        with torch.inference_mode():
-            for _ in range(config.warmup):
-                for name in names:
-                    swapper.run(variants[name], x, device)
-                    progress.advance(1)
-            for rep in range(config.repeats):
-                shift = rep % len(names)  # rotate the order so no variant always runs first
-                for name in names[shift:] + names[:shift]:
-                    samples[name].append(swapper.run(variants[name], x, device))
-                    progress.advance(1)
-    finally:
-        progress.end()
-        torch.set_num_threads(previous_threads)
-    settings = LatencySettings(str(device), _device_name(device), config.threads or previous_threads, batch,
-                               [batch, *sample_shape], config.dtype, config.channels_last, config.warmup,
-                               config.repeats)
-    return {n: LatencyStats.from_samples(s) for n, s in samples.items()}, settings
+    swapper = _Swapper(_private_copy(model, config, device, fmt))
+    runners = {name: swapper.runner(blocks) for name, blocks in variants.items()}
+    return _timed_interleaved(runners, sample_shape, config, device, fmt, progress)
+
+
+def measure_models(models: dict[str, nn.Module], sample_shape: tuple[int, ...], config: LatencyConfig,
+                   progress: Progress = silent) -> tuple[dict[str, LatencyStats], LatencySettings]:
+    """Time distinct models (e.g. a teacher and a channel-pruned copy) interleaved, on private copies."""
+    device = resolve_device(config.device)
+    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+    runners = {name: _private_copy(m, config, device, fmt) for name, m in models.items()}
+    return _timed_interleaved(runners, sample_shape, config, device, fmt, progress)
 
 
 def reduction(full: LatencyStats, pruned: LatencyStats) -> float:

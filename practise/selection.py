@@ -63,27 +63,60 @@ def select_by_target(model: nn.Module, sample_shape: tuple[int, ...], scores: li
                      config: LatencyConfig, progress: Progress = silent) -> Selection:
     """Add blocks in score order until the *measured* reduction of the pruned network reaches ``target``.
 
-    Blocks are added while their summed r_b (the prediction) is below the target; then the
-    pruned network is measured against the full one, and one more block is added per
-    shortfall. Blocks with no measured saving (infinite score) come last.
+    Blocks with no measured saving (infinite score) come last.
     """
     ordered = sorted(scores, key=lambda s: (s.score, s.block))
-    if not ordered:
+    return select_in_order(model, sample_shape, [s.block for s in ordered],
+                           {s.block: s.latency_reduction for s in scores}, target, config, progress)
+
+
+def select_in_order(model: nn.Module, sample_shape: tuple[int, ...], order: list[str], latency_reduction: dict[str, float],
+                    target: float, config: LatencyConfig, progress: Progress = silent) -> Selection:
+    """Drop blocks in the given order until the *measured* reduction reaches ``target``.
+
+    The first count tried is the one whose summed r_b (the prediction) reaches the target;
+    one more block is added per measured shortfall. If the prediction never reaches the
+    target (per-block savings need not add up), the count is found by bisection on
+    measurements instead. Any ranking criterion (see criteria.py) can feed this.
+    """
+    if not order:
         raise UnreachableTarget("no candidate blocks to drop")
     trials: list[dict] = []
-    for count in range(1, len(ordered) + 1):
-        chosen = ordered[:count]
-        predicted = sum(c.latency_reduction for c in chosen)
-        if predicted < target and count < len(ordered):
-            continue
-        selection = measure_selection(model, sample_shape, Selection([c.block for c in chosen], predicted),
-                                      config, progress)
-        trials += selection.trials
+
+    def measure(count: int) -> Selection:
+        chosen = list(order[:count])
+        selection = measure_selection(model, sample_shape,
+                                      Selection(chosen, sum(latency_reduction[b] for b in chosen)), config, progress)
+        trials.extend(selection.trials)
         selection.trials = list(trials)
-        log.info("drop %d blocks: predicted %.1f%%, measured %.1f%%", count, 100 * predicted,
+        log.info("drop %d blocks: predicted %.1f%%, measured %.1f%%", count, 100 * selection.predicted_reduction,
                  100 * selection.measured_reduction)
+        return selection
+
+    count = next((c for c in range(1, len(order) + 1)
+                  if sum(latency_reduction[b] for b in order[:c]) >= target), None)
+    if count is None:
+        count = _bisect_measured(measure, len(order), target)
+    while True:
+        selection = measure(count)
         if selection.measured_reduction >= target:
             return selection
-    raise UnreachableTarget(
-        f"latency target {100 * target:.1f}% is not reachable: dropping all {len(ordered)} candidate blocks "
-        f"gives {100 * trials[-1]['measured']:.1f}% measured reduction on this device; ask for at most that")
+        if count == len(order):
+            raise UnreachableTarget(
+                f"latency target {100 * target:.1f}% is not reachable: dropping all {len(order)} candidate blocks "
+                f"gives {100 * selection.measured_reduction:.1f}% measured reduction on this device; ask for at most that")
+        count += 1
+
+
+def _bisect_measured(measure, total: int, target: float) -> int:
+    """Smallest count whose measured reduction reaches ``target`` (assuming it grows with count)."""
+    if measure(total).measured_reduction < target:
+        return total  # the caller measures again and reports the target as unreachable
+    low, high = 0, total
+    while high - low > 1:
+        mid = (low + high) // 2
+        if measure(mid).measured_reduction >= target:
+            high = mid
+        else:
+            low = mid
+    return high

@@ -1,0 +1,328 @@
+"""PRACTISE against the alternatives on Fashion-MNIST (issue: reproduce the paper's comparison).
+
+Every method is held to the same *measured* latency reduction on the planning machine
+(one latency setting, recorded), recovered on tiny sets of N images (3 seeds each) and
+evaluated on all 10,000 test images. Stages, each resumable (finished work is kept in
+files under --workdir and never recomputed):
+
+  plan    (on the machine whose latency counts, alone on it) measure the teacher's block
+          latencies; pick blocks by the random / largest-latency / cosine criteria and by
+          PRACTISE scores where those exist, adding blocks until the measured reduction
+          reaches the target; find the channel-pruning ratio with the same measured
+          reduction; write plan.json with every recovery cell to run.
+  score   recoverability of every block on every tiny set (PRACTISE's scores).
+  run     every planned cell: drop / prune, recover, evaluate on the test set.
+  report  tables (Markdown, JSON) and plots.
+
+Methods (cell name prefixes):
+  practise            recoverability blocks + feature mimicking (the paper)
+  random, latency, cosine
+                      blocks chosen by another criterion + feature mimicking
+  practise_ce, practise_kd
+                      PRACTISE's blocks + cross-entropy finetuning (BP) / logit KD
+  channels_mimic, channels_ce
+                      L1 filter pruning (Torch-Pruning, block-internal channels) at the
+                      same measured latency, + feature mimicking / cross-entropy
+  single_<block>      one block dropped alone + mimicking (recoverability vs accuracy)
+
+Typical use (score and run may go to a GPU machine; plan must run where latency counts):
+  python benchmarks/comparison.py plan
+  python benchmarks/comparison.py score --device cuda --jobs 9
+  python benchmarks/comparison.py plan          # adds PRACTISE's selections
+  python benchmarks/comparison.py run --device cuda --jobs 8
+  python benchmarks/comparison.py report
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+
+from common import ROOT, fmnist_teacher, provenance
+from practise.blocks import count_flops, count_params
+from practise.channel_pruning import prune_channels, prune_to_latency
+from practise.criteria import RankingInputs, rank_blocks
+from practise.data import build_tiny_set, load_fashion_mnist
+from practise.demo import fashion_mnist_transforms
+from practise.evaluation import evaluate_models
+from practise.io import atomic_write_text
+from practise.latency import LatencyConfig, block_latency_reductions
+from practise.pipeline import inspect_model
+from practise.recovery import RecoveryConfig, recover
+from practise.scoring import Scorer, ScoringConfig, practise_score, score_blocks
+from practise.seeding import seed_everything
+from practise.selection import select_in_order
+from practise.surgery import drop_blocks
+
+log = logging.getLogger("comparison")
+SHAPE = (1, 28, 28)
+WORKDIR = ROOT / "benchmarks" / "results" / "comparison"
+BLOCK_METHODS = {"practise": ("practise", "mimic"), "random": ("random", "mimic"), "latency": ("latency", "mimic"),
+                 "cosine": ("cosine", "mimic"), "practise_ce": ("practise", "ce"), "practise_kd": ("practise", "kd")}
+CHANNEL_METHODS = {"channels_mimic": "mimic", "channels_ce": "ce"}
+
+
+# ---------------------------------------------------------------- shared helpers
+def tiny_key(n: int, seed: int) -> str:
+    return f"N{n}-s{seed}"
+
+
+def tiny_set_for(n: int, seed: int, data_root: str | None):
+    return build_tiny_set(load_fashion_mnist("train", data_root), n, seed_everything(seed), fashion_mnist_transforms())
+
+
+def identifiers_digest(tiny) -> str:
+    return hashlib.sha256("\n".join(tiny.identifiers).encode()).hexdigest()[:16]
+
+
+def read_json(path: Path, default=None):
+    return json.loads(path.read_text()) if path.is_file() else default
+
+
+def write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=1))
+
+
+def score_path(workdir: Path, key: str) -> Path:
+    return workdir / "scores" / f"{key}.json"
+
+
+def load_scores(workdir: Path, key: str, names: list[str]) -> dict | None:
+    """Finished recoverability per block for one tiny set, or None while incomplete."""
+    data = read_json(score_path(workdir, key))
+    if data is None or not all(b in data["blocks"] for b in names):
+        return None
+    return {b: data["blocks"][b]["recoverability"] for b in names}
+
+
+def scoring_config(seed: int, iterations: int) -> ScoringConfig:
+    return ScoringConfig(iterations=iterations, protocol="cached", seed=seed)
+
+
+# ---------------------------------------------------------------- plan
+def plan(args) -> None:
+    workdir = Path(args.workdir)
+    path = workdir / "plan.json"
+    data = read_json(path) or {"provenance": provenance(), "settings": vars(args), "selections": {},
+                               "channels": {}, "tiny_sets": {}}
+    teacher = fmnist_teacher("resnet56").eval()
+    info = inspect_model(teacher, SHAPE)
+    names = [b.name for b in info.blocks]
+    config = LatencyConfig(device="cpu", batch_size=args.latency_batch, repeats=args.latency_repeats, warmup=5)
+    if "latency" not in data:
+        r_b, stats, settings = block_latency_reductions(teacher, SHAPE, names, config)
+        data["latency"] = {"r_b": r_b, "median_ms": {k: v.median_ms for k, v in stats.items()},
+                           "settings": settings.as_dict()}
+        data["blocks"] = {b.name: b.as_dict() for b in info.blocks}
+        data["flops_full"] = count_flops(teacher, torch.zeros(1, *SHAPE))[0]
+        write_json(path, data)
+    r_b = data["latency"]["r_b"]
+    for target in args.targets:
+        plan_target(data, path, teacher, names, r_b, target, config, args)
+    data["cells"] = planned_cells(data, names, args)
+    write_json(path, data)
+    log.info("plan: %d cells", len(data["cells"]))
+
+
+def plan_target(data, path, teacher, names, r_b, target, config, args) -> None:
+    t = f"t{round(100 * target)}"
+    tkey = f"channels-{t}"
+    if tkey not in data["channels"]:
+        result = prune_to_latency(teacher, SHAPE, target, config, importance="l1", scope="inner")
+        data["channels"][tkey] = {"ratio": result.ratio, "measured": result.measured_reduction,
+                                  "flops_reduction": result.flops_reduction, "params": result.params,
+                                  "trials": result.trials, "importance": "l1", "scope": "inner"}
+        write_json(path, data)
+    for n in args.sizes:
+        for seed in args.seeds:
+            key = tiny_key(n, seed)
+            tiny = None
+            for criterion in ("latency", "random", "cosine", "practise"):
+                skey = selection_key(criterion, n, seed, t)
+                if skey in data["selections"]:
+                    continue
+                inputs = RankingInputs(names, r_b, seed=seed)
+                if criterion == "practise":
+                    scores = load_scores(Path(args.workdir), key, names)
+                    if scores is None:
+                        continue  # run the score stage, then plan again
+                    inputs.scores = {b: practise_score(scores[b], r_b[b]) for b in names}
+                if criterion == "cosine":
+                    tiny = tiny or tiny_set_for(n, seed, args.data_root)
+                    inputs.model, inputs.images = teacher, tiny.eval_tensor()
+                order = rank_blocks(criterion, inputs)
+                selection = select_in_order(teacher, SHAPE, order, r_b, target, config)
+                data["selections"][skey] = {"criterion": criterion, "order": order, "blocks": selection.blocks,
+                                            "predicted": selection.predicted_reduction,
+                                            "measured": selection.measured_reduction, "trials": selection.trials}
+                write_json(path, data)
+            if key not in data["tiny_sets"]:
+                tiny = tiny or tiny_set_for(n, seed, args.data_root)
+                data["tiny_sets"][key] = {"size": len(tiny), "digest": identifiers_digest(tiny),
+                                          "labels_per_class": [tiny.labels.count(c) for c in range(10)]}
+                write_json(path, data)
+
+
+def selection_key(criterion: str, n: int, seed: int, t: str) -> str:
+    if criterion == "latency":
+        return f"latency-{t}"              # the same for every tiny set
+    if criterion == "random":
+        return f"random-s{seed}-{t}"        # depends on the seed only
+    return f"{criterion}-{tiny_key(n, seed)}-{t}"
+
+
+def planned_cells(data, names, args) -> dict:
+    cells = {}
+    for target in args.targets:
+        t = f"t{round(100 * target)}"
+        for n in args.sizes:
+            for seed in args.seeds:
+                key = tiny_key(n, seed)
+                for method, (criterion, recovery) in BLOCK_METHODS.items():
+                    skey = selection_key(criterion, n, seed, t)
+                    if skey in data["selections"]:
+                        cells[f"{method}-{key}-{t}"] = {"kind": "blocks", "blocks": data["selections"][skey]["blocks"],
+                                                        "selection": skey, "recovery": recovery, "n": n, "seed": seed}
+                for method, recovery in CHANNEL_METHODS.items():
+                    ckey = f"channels-{t}"
+                    cells[f"{method}-{key}-{t}"] = {"kind": "channels", "channels": ckey,
+                                                    "ratio": data["channels"][ckey]["ratio"], "recovery": recovery,
+                                                    "n": n, "seed": seed}
+    n, seed = args.single_size, args.seeds[0]
+    for block in names:
+        cells[f"single_{block}-{tiny_key(n, seed)}"] = {"kind": "blocks", "blocks": [block], "recovery": "mimic",
+                                                       "n": n, "seed": seed}
+    cells["teacher"] = {"kind": "teacher"}
+    return cells
+
+
+# ---------------------------------------------------------------- parallel workers
+def run_parallel(worker, tasks: list[tuple], jobs: int) -> None:
+    """Run ``worker(*task)`` for every task in ``jobs`` spawned processes (1: in this one)."""
+    if jobs <= 1:
+        for task in tasks:
+            worker(*task)
+        return
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(max(1, (os.cpu_count() or 1) // jobs),)) as pool:
+        futures = {pool.submit(worker, *task): task for task in tasks}
+        for future in as_completed(futures):
+            future.result()  # re-raise a worker's failure here
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(message)s")
+
+
+# ---------------------------------------------------------------- score
+def score(args) -> None:
+    workdir = Path(args.workdir)
+    data = read_json(workdir / "plan.json")
+    if data is None:
+        raise SystemExit("run the plan stage first (it measures the latency table)")
+    tasks = [(str(workdir), n, seed, args.scoring_iterations, args.device, args.data_root, data["latency"]["r_b"],
+              data["tiny_sets"][tiny_key(n, seed)]["digest"])
+             for n in args.sizes for seed in args.seeds
+             if load_scores(workdir, tiny_key(n, seed), list(data["latency"]["r_b"])) is None]
+    run_parallel(score_one, tasks, args.jobs)
+
+
+def score_one(workdir: str, n: int, seed: int, iterations: int, device: str, data_root, r_b: dict, digest: str) -> None:
+    teacher = fmnist_teacher("resnet56").to(device).eval()
+    tiny = tiny_set_for(n, seed, data_root)
+    if identifiers_digest(tiny) != digest:
+        raise RuntimeError(f"tiny set {tiny_key(n, seed)} differs from the planned one")
+    info = inspect_model(teacher, SHAPE)
+    scorer = Scorer(teacher, tiny, info.trace, info.chain, info.feature_layer, scoring_config(seed, iterations), device)
+    score_blocks(scorer, list(r_b), r_b, score_path(Path(workdir), tiny_key(n, seed)))
+
+
+# ---------------------------------------------------------------- run
+def run(args) -> None:
+    workdir = Path(args.workdir)
+    data = read_json(workdir / "plan.json")
+    if data is None:
+        raise SystemExit("run the plan stage first")
+    wanted = [c for c in data["cells"] if not (workdir / "cells" / f"{c}.json").is_file()]
+    if args.only:
+        wanted = [c for c in wanted if any(c.startswith(p) for p in args.only)]
+    log.info("%d cells to run", len(wanted))
+    tasks = [(str(workdir), c, data["cells"][c], args.iterations, args.device, args.data_root,
+              data["tiny_sets"].get(tiny_key(data["cells"][c].get("n", 0), data["cells"][c].get("seed", 0)), {})
+              .get("digest")) for c in wanted]
+    run_parallel(run_cell, tasks, args.jobs)
+
+
+def build_student(teacher, spec: dict):
+    if spec["kind"] == "blocks":
+        return drop_blocks(teacher, spec["blocks"])
+    return prune_channels(teacher, torch.zeros(1, *SHAPE, device=next(teacher.parameters()).device),
+                          spec["ratio"], importance="l1", scope="inner")
+
+
+def run_cell(workdir: str, cell: str, spec: dict, iterations: int, device: str, data_root, digest) -> None:
+    began = time.perf_counter()
+    teacher = fmnist_teacher("resnet56").to(device).eval()
+    test = load_fashion_mnist("test", data_root)
+    result = {"cell": cell, "spec": spec, "device": str(device), "torch": torch.__version__}
+    if spec["kind"] == "teacher":
+        models = {"teacher": teacher}
+    else:
+        tiny = tiny_set_for(spec["n"], spec["seed"], data_root)
+        if identifiers_digest(tiny) != digest:
+            raise RuntimeError(f"{cell}: tiny set differs from the planned one")
+        student = build_student(teacher, spec)
+        feature_layer = inspect_model(teacher, SHAPE).feature_layer
+        config = RecoveryConfig(method=spec["recovery"], iterations=iterations, seed=spec["seed"])
+        losses = recover(student, teacher, tiny, feature_layer, config, device)
+        example = torch.zeros(1, *SHAPE, device=device)
+        result.update({"iterations": iterations, "lr": config.resolved_lr, "loss_first": losses[0] if losses else None,
+                       "loss_last": losses[-1] if losses else None, "params": count_params(student),
+                       "flops": count_flops(student, example)[0]})
+        models = {"teacher": teacher, "student": student.eval()}
+    evaluation = evaluate_models(models, test, fashion_mnist_transforms(), device, reference="teacher")
+    result["evaluation"] = evaluation
+    result["top1"] = evaluation["student" if "student" in evaluation else "teacher"]["top1"]
+    result["seconds"] = time.perf_counter() - began
+    write_json(Path(workdir) / "cells" / f"{cell}.json", result)
+    log.info("%s: top-1 %.2f%% (%.0f s)", cell, 100 * result["top1"], result["seconds"])
+
+
+# ---------------------------------------------------------------- main
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage", choices=["plan", "score", "run", "report"])
+    p.add_argument("--workdir", default=str(WORKDIR))
+    p.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST IDX files (default: Debian's)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 500])
+    p.add_argument("--seeds", type=int, nargs="+", default=[2021, 2022, 2023])
+    p.add_argument("--targets", type=float, nargs="+", default=[0.22])
+    p.add_argument("--single-size", type=int, default=500, help="tiny-set size of the single-block study")
+    p.add_argument("--latency-batch", type=int, default=64)
+    p.add_argument("--latency-repeats", type=int, default=30)
+    p.add_argument("--scoring-iterations", type=int, default=1000, help="paper: 1000-2000")
+    p.add_argument("--iterations", type=int, default=2000, help="recovery iterations (paper: 2000)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--only", nargs="*", help="run only cells whose name starts with one of these")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.stage == "report":
+        from comparison_report import report
+        report(Path(args.workdir))
+    else:
+        {"plan": plan, "score": score, "run": run}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Tables and plots for benchmarks/comparison.py (its ``report`` stage)."""
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+from practise.io import atomic_write, atomic_write_text  # noqa: E402
+
+METHOD_ORDER = ["practise", "random", "latency", "cosine", "practise_ce", "practise_kd", "channels_mimic", "channels_ce"]
+METHOD_LABELS = {
+    "practise": "PRACTISE (recoverability + mimic)",
+    "random": "random blocks + mimic",
+    "latency": "largest-latency blocks + mimic",
+    "cosine": "cosine-similarity blocks + mimic",
+    "practise_ce": "PRACTISE blocks + CE finetuning (BP)",
+    "practise_kd": "PRACTISE blocks + logit KD",
+    "channels_mimic": "L1 channel pruning + mimic",
+    "channels_ce": "L1 channel pruning + CE finetuning",
+}
+
+
+def parse_cell(name: str) -> tuple[str, int, int, str] | None:
+    """'practise_ce-N50-s2021-t22' -> ('practise_ce', 50, 2021, 't22')."""
+    head, _, target = name.rpartition("-")
+    head, _, seed = head.rpartition("-")
+    method, _, size = head.rpartition("-")
+    if not (target.startswith("t") and seed.startswith("s") and size.startswith("N")):
+        return None
+    return method, int(size[1:]), int(seed[1:]), target
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def latency_of(plan: dict, spec: dict) -> float:
+    if spec["kind"] == "channels":
+        return plan["channels"][spec["channels"]]["measured"]
+    return plan["selections"][spec["selection"]]["measured"]
+
+
+def collect(plan: dict, cells: dict) -> dict:
+    """(target, method, N) -> rows of per-seed results."""
+    table = defaultdict(list)
+    for name, result in cells.items():
+        parsed = parse_cell(name)
+        if parsed is None:
+            continue
+        method, n, seed, target = parsed
+        table[(target, method, n)].append({
+            "seed": seed, "top1": result["top1"], "blocks": result["spec"].get("blocks"),
+            "agreement": result["evaluation"]["student"]["agreement_with_teacher"],
+            "latency_reduction": latency_of(plan, result["spec"]),
+            "flops_reduction": 1 - result["flops"] / plan["flops_full"], "iterations": result["iterations"],
+            "device": result["device"]})
+    return table
+
+
+def main_table(plan: dict, table: dict, teacher_top1: float | None) -> tuple[list[str], dict]:
+    lines, summary = [], {}
+    for target in sorted({k[0] for k in table}):
+        sizes = sorted({k[2] for k in table if k[0] == target})
+        lines += [f"### Target {target[1:]}% measured latency reduction", "",
+                  "| method | " + " | ".join(f"N={n} top-1 (mean ± std)" for n in sizes) +
+                  " | measured latency reduction | FLOPs reduction |", "|---|" + "---|" * (len(sizes) + 2)]
+        for method in METHOD_ORDER:
+            rows = {n: table.get((target, method, n), []) for n in sizes}
+            if not any(rows.values()):
+                continue
+            cells, lat, flops = [], [], []
+            for n in sizes:
+                if rows[n]:
+                    m, s = mean_std([100 * r["top1"] for r in rows[n]])
+                    cells.append(f"{m:.2f} ± {s:.2f} ({len(rows[n])})")
+                    summary[f"{target}/{method}/N{n}"] = {"mean": m, "std": s, "seeds": len(rows[n]),
+                                                         "top1": [r["top1"] for r in rows[n]]}
+                else:
+                    cells.append("")
+                lat += [r["latency_reduction"] for r in rows[n]]
+                flops += [r["flops_reduction"] for r in rows[n]]
+            lat_text = f"{100 * min(lat):.1f}-{100 * max(lat):.1f}%" if min(lat) != max(lat) else f"{100 * lat[0]:.1f}%"
+            lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(cells) +
+                         f" | {lat_text} | {100 * statistics.fmean(flops):.1f}% |")
+        lines.append("")
+    if teacher_top1 is not None:
+        lines.append(f"Teacher (resnet56, no blocks dropped): {100 * teacher_top1:.2f}% top-1 on the 10,000 test images.")
+    return lines, summary
+
+
+def plot_accuracy(table: dict, teacher_top1: float | None, out: Path) -> None:
+    for target in sorted({k[0] for k in table}):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for method in METHOD_ORDER:
+            sizes = sorted(k[2] for k in table if k[0] == target and k[1] == method)
+            if not sizes:
+                continue
+            stats = [mean_std([100 * r["top1"] for r in table[(target, method, n)]]) for n in sizes]
+            ax.errorbar(sizes, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3,
+                        label=METHOD_LABELS.get(method, method), linewidth=2.5 if method == "practise" else 1.2)
+        if teacher_top1 is not None:
+            ax.axhline(100 * teacher_top1, color="grey", linestyle="--", label="teacher")
+        ax.set_xscale("log")
+        ax.set_xlabel("tiny-set size N (images)")
+        ax.set_ylabel("test top-1 (%)")
+        ax.set_title(f"resnet56 on Fashion-MNIST, {target[1:]}% measured latency reduction")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        _save(fig, out / f"accuracy_vs_n_{target}.png")
+
+
+def _save(fig, path: Path) -> None:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+
+
+def single_block_table(plan: dict, cells: dict, workdir: Path) -> tuple[list[str], dict]:
+    rows = [(name.split("_", 1)[1].rsplit("-", 2)[0], name.rsplit("-", 2)[1:], result)
+            for name, result in cells.items() if name.startswith("single_")]
+    if not rows:
+        return [], {}
+    key = "-".join(rows[0][1])
+    scores = json.loads((workdir / "scores" / f"{key}.json").read_text())["blocks"] \
+        if (workdir / "scores" / f"{key}.json").is_file() else {}
+    rows = [r for r in rows if r[0] in scores]
+    lines = [f"### Recoverability against accuracy with that block alone dropped ({key})", "",
+             "| block | r_b | recoverability R_b | top-1 after dropping it and recovering |", "|---|---|---|---|"]
+    for block, _, result in sorted(rows, key=lambda r: scores[r[0]]["recoverability"]):
+        lines.append(f"| {block} | {100 * plan['latency']['r_b'][block]:.1f}% | "
+                     f"{scores[block]['recoverability']:.5f} | {100 * result['top1']:.2f}% |")
+    summary = {}
+    if len(rows) >= 3:
+        rho = spearmanr([scores[b]["recoverability"] for b, _, _ in rows], [r["top1"] for _, _, r in rows]).statistic
+        summary = {"spearman_recoverability_vs_top1": float(rho), "blocks": len(rows)}
+        lines += ["", f"Spearman correlation between R_b and top-1 after single-block drop: **{rho:.3f}** "
+                  f"over {len(rows)} blocks (negative: harder-to-recover blocks lose more accuracy)."]
+    return lines, summary
+
+
+def report(workdir: Path) -> None:
+    plan = json.loads((workdir / "plan.json").read_text())
+    cells = {p.stem: json.loads(p.read_text()) for p in sorted((workdir / "cells").glob("*.json"))}
+    teacher_top1 = cells["teacher"]["top1"] if "teacher" in cells else None
+    table = collect(plan, cells)
+    main_lines, summary = main_table(plan, table, teacher_top1)
+    single_lines, single = single_block_table(plan, cells, workdir)
+    plot_accuracy(table, teacher_top1, workdir)
+    prov = plan["provenance"]
+    lat = plan["latency"]["settings"]
+    devices = sorted({c["device"] for c in cells.values()})
+    iterations = sorted({c["iterations"] for c in cells.values() if "iterations" in c})
+    lines = ["# PRACTISE against the alternatives: resnet56 on Fashion-MNIST", "",
+             f"Plan (latency, selections) by `{prov['command']}` at commit `{prov['commit']}` on "
+             f"{prov['machine']['cpu']} ({prov['machine']['cores']} cores, torch {prov['machine']['torch']}). "
+             f"Latency setting for every method: {lat['device']}, batch {lat['batch_size']}, {lat['threads']} threads, "
+             f"{lat['dtype']}, {lat['warmup']} warm-up + {lat['repeats']} interleaved repeats, medians.",
+             f"Recovery cells ran on: {', '.join(devices)}; recovery iterations: {', '.join(map(str, iterations))} "
+             f"(batch 64; paper: 2000). Each cell's command, device and losses are in `cells/*.json`.", "",
+             *main_lines, "", *single_lines, ""]
+    atomic_write_text(workdir / "README.md", "\n".join(lines) + "\n")
+    atomic_write_text(workdir / "summary.json", json.dumps({"teacher_top1": teacher_top1, "table": summary,
+                                                           "single_block": single}, indent=1))
+    print("\n".join(lines))

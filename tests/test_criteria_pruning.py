@@ -1,0 +1,120 @@
+"""Block-ranking criteria, order-driven selection, channel pruning and model-vs-model timing."""
+import pytest
+import torch
+
+from helpers import WEIRD_BLOCKS, tiny_images, tiny_resnet, weird_model
+from practise.blocks import count_flops, count_params
+from practise.criteria import CRITERIA, RankingInputs, cosine_dissimilarity, rank_blocks
+from practise.latency import LatencyConfig, LatencyStats, measure_models
+from practise.selection import UnreachableTarget, select_in_order
+
+FAST = LatencyConfig(device="cpu", batch_size=2, warmup=1, repeats=5)
+
+
+def images(n=16):
+    return (tiny_images(n).float() / 255 - 0.5) / 0.25
+
+
+def test_random_is_seeded_and_latency_orders_by_saving():
+    inputs = RankingInputs(WEIRD_BLOCKS, {b: 0.01 * i for i, b in enumerate(WEIRD_BLOCKS)}, seed=3)
+    first = rank_blocks("random", inputs)
+    assert first == rank_blocks("random", inputs) and sorted(first) == sorted(WEIRD_BLOCKS)
+    assert any(rank_blocks("random", RankingInputs(WEIRD_BLOCKS, inputs.latency_reduction, seed=s)) != first
+               for s in range(4, 10))
+    assert rank_blocks("latency", inputs) == WEIRD_BLOCKS[::-1]
+
+
+def test_practise_criterion_sorts_by_score_and_needs_scores():
+    inputs = RankingInputs(["a", "b", "c"], {"a": 0.1, "b": 0.1, "c": 0.1}, scores={"a": 3.0, "b": 1.0, "c": 2.0})
+    assert rank_blocks("practise", inputs) == ["b", "c", "a"]
+    with pytest.raises(ValueError, match="needs scores"):
+        rank_blocks("practise", RankingInputs(["a"], {"a": 0.1}))
+    with pytest.raises(ValueError, match="unknown criterion 'nope'.*random"):
+        rank_blocks("nope", inputs)
+    assert set(CRITERIA) == {"practise", "random", "latency", "cosine"}
+
+
+def test_cosine_ranks_a_block_with_a_silenced_branch_first():
+    model = weird_model()
+    with torch.no_grad():  # trunk.3's branch now adds nothing: its output is relu(input) = input (input >= 0)
+        model.trunk[3].f[4].weight.zero_()
+        model.trunk[3].f[4].bias.zero_()
+    dissimilarity = cosine_dissimilarity(model, WEIRD_BLOCKS, images())
+    assert dissimilarity["trunk.3"] == pytest.approx(0.0, abs=1e-5)
+    assert all(dissimilarity[b] > 1e-4 for b in WEIRD_BLOCKS if b != "trunk.3")
+    order = rank_blocks("cosine", RankingInputs(WEIRD_BLOCKS, {}, model=model, images=images()))
+    assert order[0] == "trunk.3"
+    assert not model._forward_hooks and all(not m._forward_hooks for m in model.modules())
+
+
+COST_MS = {"a": 1.0, "b": 1.0, "c": 4.0, "d": 4.0}  # latency = 1 ms + the blocks still present
+
+
+@pytest.fixture
+def modelled_latency(monkeypatch):
+    import practise.selection as selection
+
+    def fake(model, shape, variants, config, progress=None):
+        return {name: LatencyStats.from_samples([(1 + sum(c for b, c in COST_MS.items() if b not in drop)) / 1000])
+                for name, drop in variants.items()}, None
+
+    monkeypatch.setattr(selection, "measure_variants", fake)
+
+
+def test_select_in_order_follows_the_order(modelled_latency):
+    r_b = {b: c / 11 for b, c in COST_MS.items()}
+    selection = select_in_order(weird_model(), (1, 16, 16), ["c", "a", "d", "b"], r_b, 0.4, FAST)
+    assert selection.blocks == ["c", "a"] and selection.measured_reduction == pytest.approx(5 / 11)
+
+
+def test_select_in_order_bisects_when_predictions_are_useless(modelled_latency):
+    # a noisy per-block table (all savings negative) must not make it drop every block
+    r_b = {b: -0.1 for b in COST_MS}
+    selection = select_in_order(weird_model(), (1, 16, 16), ["c", "d", "a", "b"], r_b, 0.5, FAST)
+    assert selection.blocks == ["c", "d"]
+    with pytest.raises(UnreachableTarget, match="gives 90.9% measured"):
+        select_in_order(weird_model(), (1, 16, 16), ["c", "d", "a", "b"], r_b, 0.95, FAST)
+
+
+def test_measure_models_times_distinct_models_with_settings():
+    small, big = tiny_resnet("resnet20"), tiny_resnet("resnet56")
+    stats, settings = measure_models({"small": small, "big": big}, (1, 16, 16), FAST)
+    assert set(stats) == {"small", "big"} and all(s.samples == 5 for s in stats.values())
+    assert settings.batch_size == 2 and settings.repeats == 5
+    assert next(small.parameters()).device.type == "cpu" and small.training is False
+
+
+torch_pruning = pytest.importorskip("torch_pruning")
+
+
+def test_inner_channel_pruning_keeps_the_feature_map_and_cuts_flops():
+    from practise.channel_pruning import prune_channels
+
+    teacher = tiny_resnet("resnet20")
+    x = images(4)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    pruned = prune_channels(teacher, x[:1], 0.5, scope="inner")
+    assert pruned.layer3(pruned.layer2(pruned.layer1(pruned.relu(pruned.bn1(pruned.conv1(x)))))).shape == (4, 64, 4, 4)
+    assert pruned.layer1[0].conv1.out_channels == 8 and pruned.fc.out_features == 10
+    assert count_flops(pruned, x[:1])[0] < 0.6 * count_flops(teacher, x[:1])[0]
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # teacher untouched
+    everything = prune_channels(teacher, x[:1], 0.5, scope="all")
+    assert count_params(everything) < count_params(pruned) and everything(x).shape == (4, 10)
+    with pytest.raises(ValueError, match="unknown pruning scope 'some'.*inner, all"):
+        prune_channels(teacher, x[:1], 0.5, scope="some")
+
+
+def test_prune_to_latency_reports_measured_reduction(monkeypatch):
+    import practise.channel_pruning as cp
+
+    def fake(models, shape, config, progress=None):  # latency proportional to parameters
+        return {k: LatencyStats.from_samples([count_params(m) / 1e6]) for k, m in models.items()}, None
+
+    monkeypatch.setattr(cp, "measure_models", fake)
+    teacher = tiny_resnet("resnet20")
+    result = cp.prune_to_latency(teacher, (1, 16, 16), 0.3, FAST, steps=5)
+    assert result.measured_reduction >= 0.3 and result.trials[-1]["ratio"] <= 0.9
+    assert result.measured_reduction == pytest.approx(1 - result.params / count_params(teacher))
+    assert min(t["ratio"] for t in result.trials if t["measured"] >= 0.3) == result.ratio
+    with pytest.raises(ValueError, match="not reachable by channel pruning"):
+        cp.prune_to_latency(teacher, (1, 16, 16), 0.99, FAST, steps=1)
