@@ -14,7 +14,8 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from practise.io import atomic_write, atomic_write_text  # noqa: E402
 
-METHOD_ORDER = ["practise", "random", "latency", "cosine", "practise_ce", "practise_kd", "channels_mimic", "channels_ce"]
+METHOD_ORDER = ["practise", "random", "latency", "cosine", "practise_ce", "practise_kd", "channels_mimic", "channels_ce",
+]
 METHOD_LABELS = {
     "practise": "PRACTISE (recoverability + mimic)",
     "random": "random blocks + mimic",

@@ -7,9 +7,13 @@ filter-norm importance (L1 as in Li et al., "Pruning Filters for Efficient ConvN
 
 Scopes:
 * ``"inner"``: only channel groups that are not added to a residual stream (e.g. the
-  middle of a basic block, the expansion of an inverted residual). The feature map
-  before global pooling keeps the teacher's shape, so feature mimicking can recover it.
+  middle of a basic block, the expansion of an inverted residual).
+* ``"features"``: every group except the channels of the feature map before global
+  pooling (the last convolution feeding it, and everything coupled to it, such as the
+  last stage's residual stream), so feature mimicking can still recover the network.
 * ``"all"``: every group except the classifier's outputs, residual streams included.
+
+"inner" and "features" keep the teacher's feature-map shape.
 """
 from __future__ import annotations
 
@@ -21,11 +25,12 @@ import torch
 import torch.nn as nn
 
 from .blocks import count_flops, count_params
+from .features import forward_features
 from .latency import LatencyConfig, LatencySettings, measure_models, reduction
 from .progress import Progress, silent
 
 log = logging.getLogger(__name__)
-SCOPES = ("inner", "all")
+SCOPES = ("inner", "features", "all")
 IMPORTANCES = ("l1", "l2")
 
 
@@ -54,25 +59,53 @@ def _classifiers(model: nn.Module, example_input: torch.Tensor) -> list[nn.Modul
     return [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == width]
 
 
+def _feature_producers(tp, model: nn.Module, example_input: torch.Tensor, feature_layer: str) -> list[nn.Module]:
+    """Convolutions whose output channels are the feature map's: the last convolution run
+    before the feature layer's output, and every convolution Torch-Pruning couples to it."""
+    order: list[nn.Module] = []
+    handles = [m.register_forward_hook(lambda mod, args, out: order.append(mod))
+               for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            forward_features(model, example_input, feature_layer)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not order:
+        raise ValueError(f"no convolution runs before feature layer {feature_layer!r}")
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    group = graph.get_pruning_group(order[-1], tp.prune_conv_out_channels, idxs=[0])
+    return [dep.target.module for dep, _ in group
+            if isinstance(dep.target.module, nn.Conv2d) and dep.handler == tp.prune_conv_out_channels]
+
+
 def prune_channels(model: nn.Module, example_input: torch.Tensor, ratio: float, importance: str = "l1",
-                   scope: str = "inner") -> nn.Module:
-    """A copy of ``model`` with ``ratio`` of the channels of each prunable group removed."""
+                   scope: str = "inner", feature_layer: str | None = None) -> nn.Module:
+    """A copy of ``model`` with ``ratio`` of the channels of each prunable group removed.
+
+    Scope "features" needs ``feature_layer`` (the module whose output is mimicked).
+    """
     if scope not in SCOPES:
         raise ValueError(f"unknown pruning scope {scope!r}; valid choices: {', '.join(SCOPES)}")
     if importance not in IMPORTANCES:
         raise ValueError(f"unknown importance {importance!r}; valid choices: {', '.join(IMPORTANCES)}")
     if not 0 <= ratio < 1:
         raise ValueError(f"pruning ratio must lie in [0, 1), got {ratio}")
+    if scope == "features" and feature_layer is None:
+        raise ValueError("pruning scope 'features' needs the feature layer (the module whose output is mimicked)")
     tp = _torch_pruning()
     pruned = copy.deepcopy(model).eval()
     if ratio == 0:
         return pruned
     example_input = example_input.to(next(pruned.parameters()).device)
+    protected = _classifiers(pruned, example_input)
+    if scope == "features":
+        protected += _feature_producers(tp, pruned, example_input, feature_layer)
     pruner = tp.pruner.MetaPruner(pruned, example_input, pruning_ratio=ratio,
                                   importance=tp.importance.MagnitudeImportance(p=1 if importance == "l1" else 2),
-                                  ignored_layers=_classifiers(pruned, example_input))
+                                  ignored_layers=protected)
     for group in pruner.step(interactive=True):
-        if scope == "all" or not _touches_residual_add(group):
+        if scope != "inner" or not _touches_residual_add(group):
             group.prune()
     return pruned
 
@@ -89,16 +122,23 @@ class PruningResult:
 
 
 def prune_to_latency(model: nn.Module, sample_shape: tuple[int, ...], target: float, config: LatencyConfig,
-                     importance: str = "l1", scope: str = "inner", steps: int = 7,
+                     importance: str = "l1", scope: str = "inner", steps: int = 4, max_ratio: float = 0.9,
+                     scan_step: float = 0.1, feature_layer: str | None = None,
                      progress: Progress = silent) -> PruningResult:
-    """The smallest uniform ratio (found by bisection) whose measured latency reduction,
-    timed interleaved against ``model``, reaches ``target``. Raises if even 90% cannot."""
+    """The smallest uniform ratio whose measured latency reduction, timed interleaved
+    against ``model``, reaches ``target``.
+
+    Latency need not fall monotonically with the ratio (convolutions with a handful of
+    channels can miss the fast kernels), so ratios are scanned upwards in ``scan_step``
+    steps up to ``max_ratio`` until one reaches the target, then refined by bisection
+    between it and the previous step. Raises if no scanned ratio reaches the target.
+    """
     example = torch.zeros(1, *sample_shape, device=next(model.parameters()).device)
     flops_full, _ = count_flops(model, example)
     trials: list[dict] = []
 
     def attempt(ratio: float) -> PruningResult:
-        pruned = prune_channels(model, example, ratio, importance, scope)
+        pruned = prune_channels(model, example, ratio, importance, scope, feature_layer)
         stats, settings = measure_models({"full": model, "pruned": pruned}, sample_shape, config, progress)
         measured = reduction(stats["full"], stats["pruned"])
         flops, _ = count_flops(pruned, example)
@@ -106,11 +146,20 @@ def prune_to_latency(model: nn.Module, sample_shape: tuple[int, ...], target: fl
         log.info("channel ratio %.3f: measured latency reduction %.1f%%", ratio, 100 * measured)
         return PruningResult(pruned, ratio, measured, 1 - flops / flops_full, count_params(pruned), settings)
 
-    low, high = 0.0, 0.9
-    best = attempt(high)
-    if best.measured_reduction < target:
-        raise ValueError(f"latency target {100 * target:.1f}% is not reachable by channel pruning: "
-                         f"90% of channels ({scope}) gives {100 * best.measured_reduction:.1f}%")
+    scan = [round(scan_step * i, 6) for i in range(1, int(max_ratio / scan_step + 1e-9) + 1)]
+    low, best = 0.0, None
+    for ratio in scan:
+        result = attempt(ratio)
+        if result.measured_reduction >= target:
+            best = result
+            break
+        low = ratio
+    if best is None:
+        top = max(trials, key=lambda t: t["measured"])
+        raise ValueError(f"latency target {100 * target:.1f}% is not reachable by channel pruning ({scope}): "
+                         f"the best of ratios {scan[0]:g}-{scan[-1]:g} is {100 * top['measured']:.1f}% "
+                         f"at ratio {top['ratio']:g}")
+    high = best.ratio
     for _ in range(steps):
         mid = (low + high) / 2
         result = attempt(mid)

@@ -113,32 +113,34 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class _Swapper:
-    """Drops a set of blocks on the private copy for one pass, then restores them."""
+class _Variant:
+    """A model to time, with blocks swapped for nn.Identity while inside ``with`` (the swap
+    itself stays outside the timed region)."""
 
-    def __init__(self, model: nn.Module):
-        self.model = model
+    def __init__(self, model: nn.Module, blocks: list[str] | tuple[str, ...] = ()):
+        self.model, self.blocks = model, list(blocks)
+        self._originals: list[tuple[str, nn.Module]] = []
 
-    def runner(self, blocks: list[str]):
-        def run(x: torch.Tensor) -> None:
-            originals = [(name, replace_module_(self.model, name, nn.Identity())) for name in blocks]
-            try:
-                self.model(x)
-            finally:
-                for name, module in reversed(originals):
-                    replace_module_(self.model, name, module)
-        return run
+    def __enter__(self) -> nn.Module:
+        self._originals = [(name, replace_module_(self.model, name, nn.Identity())) for name in self.blocks]
+        return self.model
 
-
-def _time_once(run, x: torch.Tensor, device: torch.device) -> float:
-    _sync(device)
-    began = time.perf_counter()
-    run(x)
-    _sync(device)
-    return time.perf_counter() - began
+    def __exit__(self, *exc) -> None:
+        for name, module in reversed(self._originals):
+            replace_module_(self.model, name, module)
+        self._originals = []
 
 
-def _timed_interleaved(runners: dict, sample_shape: tuple[int, ...], config: LatencyConfig, device: torch.device,
+def _time_once(variant: _Variant, x: torch.Tensor, device: torch.device) -> float:
+    with variant as model:
+        _sync(device)
+        began = time.perf_counter()
+        model(x)
+        _sync(device)
+        return time.perf_counter() - began
+
+
+def _timed_interleaved(runners: dict[str, _Variant], sample_shape: tuple[int, ...], config: LatencyConfig, device: torch.device,
                        fmt: torch.memory_format, progress: Progress) -> tuple[dict[str, LatencyStats], LatencySettings]:
     """Every repeat runs each variant once, in a rotated order; medians per variant."""
     dtype = DTYPES[config.dtype]
@@ -186,8 +188,8 @@ def measure_variants(model: nn.Module, sample_shape: tuple[int, ...], variants: 
             check_module_name(model, name, "block")
     device = resolve_device(config.device)
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
-    swapper = _Swapper(_private_copy(model, config, device, fmt))
-    runners = {name: swapper.runner(blocks) for name, blocks in variants.items()}
+    private = _private_copy(model, config, device, fmt)  # one copy: variants swap blocks on it in turn
+    runners = {name: _Variant(private, blocks) for name, blocks in variants.items()}
     return _timed_interleaved(runners, sample_shape, config, device, fmt, progress)
 
 
@@ -196,7 +198,7 @@ def measure_models(models: dict[str, nn.Module], sample_shape: tuple[int, ...], 
     """Time distinct models (e.g. a teacher and a channel-pruned copy) interleaved, on private copies."""
     device = resolve_device(config.device)
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
-    runners = {name: _private_copy(m, config, device, fmt) for name, m in models.items()}
+    runners = {name: _Variant(_private_copy(m, config, device, fmt)) for name, m in models.items()}
     return _timed_interleaved(runners, sample_shape, config, device, fmt, progress)
 
 

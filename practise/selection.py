@@ -75,7 +75,10 @@ def select_in_order(model: nn.Module, sample_shape: tuple[int, ...], order: list
     """Drop blocks in the given order until the *measured* reduction reaches ``target``.
 
     The first count tried is the one whose summed r_b (the prediction) reaches the target;
-    one more block is added per measured shortfall. If the prediction never reaches the
+    one more block is added per measured shortfall, and blocks are taken off again while
+    the measured reduction stays at or above the target (predictions can undershoot as
+    well as overshoot), so the result is the shortest prefix that reaches it, as far as
+    measurement noise allows. If the prediction never reaches the
     target (per-block savings need not add up), the count is found by bisection on
     measurements instead. Any ranking criterion (see criteria.py) can feed this.
     """
@@ -97,10 +100,14 @@ def select_in_order(model: nn.Module, sample_shape: tuple[int, ...], order: list
                   if sum(latency_reduction[b] for b in order[:c]) >= target), None)
     if count is None:
         count = _bisect_measured(measure, len(order), target)
+    short = 0  # the largest count measured to fall short
     while True:
         selection = measure(count)
         if selection.measured_reduction >= target:
+            selection = _fewest_reaching(measure, selection, target, short)
+            selection.trials = list(trials)  # every measurement made on the way
             return selection
+        short = count
         if count == len(order):
             raise UnreachableTarget(
                 f"latency target {100 * target:.1f}% is not reachable: dropping all {len(order)} candidate blocks "
@@ -120,3 +127,14 @@ def _bisect_measured(measure, total: int, target: float) -> int:
         else:
             low = mid
     return high
+
+
+def _fewest_reaching(measure, selection: Selection, target: float, short: int) -> Selection:
+    """Take blocks off the end of a selection that reaches ``target`` while it still does
+    (never down to ``short`` blocks or fewer, already measured to fall short)."""
+    while len(selection.blocks) > max(1, short + 1):
+        fewer = measure(len(selection.blocks) - 1)
+        if fewer.measured_reduction < target:
+            break
+        selection = fewer
+    return selection

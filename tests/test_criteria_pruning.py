@@ -67,6 +67,13 @@ def test_select_in_order_follows_the_order(modelled_latency):
     assert selection.blocks == ["c", "a"] and selection.measured_reduction == pytest.approx(5 / 11)
 
 
+def test_select_in_order_takes_blocks_off_when_the_prediction_undershoots(modelled_latency):
+    r_b = {"c": 0.01, "d": 0.01, "a": 0.5, "b": 0.01}
+    selection = select_in_order(weird_model(), (1, 16, 16), ["c", "d", "a", "b"], r_b, 0.4, FAST)
+    assert selection.blocks == ["c", "d"] and selection.measured_reduction == pytest.approx(8 / 11)
+    assert [t["blocks"] for t in selection.trials] == [["c", "d", "a"], ["c", "d"], ["c"]]
+
+
 def test_select_in_order_bisects_when_predictions_are_useless(modelled_latency):
     # a noisy per-block table (all savings negative) must not make it drop every block
     r_b = {b: -0.1 for b in COST_MS}
@@ -100,8 +107,23 @@ def test_inner_channel_pruning_keeps_the_feature_map_and_cuts_flops():
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # teacher untouched
     everything = prune_channels(teacher, x[:1], 0.5, scope="all")
     assert count_params(everything) < count_params(pruned) and everything(x).shape == (4, 10)
-    with pytest.raises(ValueError, match="unknown pruning scope 'some'.*inner, all"):
+    with pytest.raises(ValueError, match="unknown pruning scope 'some'.*inner, features, all"):
         prune_channels(teacher, x[:1], 0.5, scope="some")
+
+
+def test_features_scope_prunes_streams_but_keeps_the_feature_map():
+    from practise.channel_pruning import prune_channels
+    from practise.features import forward_features
+
+    teacher = tiny_resnet("resnet20")
+    x = images(2)
+    inner = prune_channels(teacher, x[:1], 0.5, scope="inner")
+    pruned = prune_channels(teacher, x[:1], 0.5, scope="features", feature_layer="layer3")
+    assert forward_features(pruned, x, "layer3").shape == forward_features(teacher, x, "layer3").shape
+    assert pruned.layer2[0].conv2.out_channels == 16 and pruned.layer3[0].conv2.out_channels == 64
+    assert count_params(pruned) < count_params(inner)
+    with pytest.raises(ValueError, match="needs the feature layer"):
+        prune_channels(teacher, x[:1], 0.5, scope="features")
 
 
 def test_prune_to_latency_reports_measured_reduction(monkeypatch):
@@ -112,9 +134,24 @@ def test_prune_to_latency_reports_measured_reduction(monkeypatch):
 
     monkeypatch.setattr(cp, "measure_models", fake)
     teacher = tiny_resnet("resnet20")
-    result = cp.prune_to_latency(teacher, (1, 16, 16), 0.3, FAST, steps=5)
-    assert result.measured_reduction >= 0.3 and result.trials[-1]["ratio"] <= 0.9
+    result = cp.prune_to_latency(teacher, (1, 16, 16), 0.3, FAST, steps=3)
+    assert result.measured_reduction >= 0.3
     assert result.measured_reduction == pytest.approx(1 - result.params / count_params(teacher))
     assert min(t["ratio"] for t in result.trials if t["measured"] >= 0.3) == result.ratio
-    with pytest.raises(ValueError, match="not reachable by channel pruning"):
+    scanned = [t["ratio"] for t in result.trials]
+    assert scanned[:2] == [0.1, 0.2] and len(scanned) == scanned.index(max(scanned)) + 1 + 3
+    with pytest.raises(ValueError, match=r"not reachable by channel pruning \(inner\).*best of ratios 0.1-0.9"):
         cp.prune_to_latency(teacher, (1, 16, 16), 0.99, FAST, steps=1)
+
+
+def test_prune_to_latency_scans_past_a_non_monotonic_dip(monkeypatch):
+    import practise.channel_pruning as cp
+
+    def fake(models, shape, config, progress=None):  # faster up to half the channels, slower beyond
+        params = count_params(models["pruned"]) / count_params(models["full"])
+        return {"full": LatencyStats.from_samples([1.0]),
+                "pruned": LatencyStats.from_samples([params if params > 0.3 else 1.0])}, None
+
+    monkeypatch.setattr(cp, "measure_models", fake)
+    result = cp.prune_to_latency(tiny_resnet("resnet20"), (1, 16, 16), 0.2, FAST, steps=2, max_ratio=0.9)
+    assert 0.1 <= result.ratio <= 0.3 and result.measured_reduction >= 0.2

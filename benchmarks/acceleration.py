@@ -1,0 +1,166 @@
+"""Claim 1, the acceleration ratio: latency saved per FLOP removed, block dropping against
+channel pruning, on ImageNet-size networks (weights do not matter for speed).
+
+For each architecture and batch size, variants at matched FLOPs reductions (about 10, 20,
+30 and 40%) are built three ways and timed together, interleaved, against the full model:
+  * blocks: candidate residual blocks dropped in a seeded random order (no latency
+    knowledge used) until the FLOPs reduction reaches the level;
+  * channels (all): Torch-Pruning L1 filter pruning of every prunable group (residual
+    streams included), uniform ratio found by bisection on FLOPs;
+  * channels (inner): only block-internal channels (the scheme PRACTISE's comparison uses).
+Results per (arch, batch) are written as they finish, so a rerun resumes.
+
+    python benchmarks/acceleration.py                  # resnet34 resnet50 mobilenet_v2, batch 1 and 8
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from common import ROOT, provenance  # noqa: E402
+from practise.blocks import count_flops, find_blocks  # noqa: E402
+from practise.channel_pruning import prune_channels  # noqa: E402
+from practise.io import atomic_write, atomic_write_text  # noqa: E402
+from practise.latency import LatencyConfig, measure_models, reduction  # noqa: E402
+from practise.models import create_model  # noqa: E402
+from practise.surgery import drop_blocks  # noqa: E402
+
+log = logging.getLogger("acceleration")
+OUT = ROOT / "benchmarks" / "results" / "acceleration"
+SHAPE = (3, 224, 224)
+SCHEMES = ("blocks", "channels-all", "channels-inner")
+
+
+def block_variants(model, example, flops_full: int, levels: list[float], seed: int) -> dict:
+    names = [b.name for b in find_blocks(model, example)]
+    order = [names[i] for i in torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()]
+    variants = {}
+    for level in levels:
+        for count in range(1, len(order) + 1):
+            pruned = drop_blocks(model, order[:count])
+            flops = count_flops(pruned, example)[0]
+            if 1 - flops / flops_full >= level:
+                variants[f"blocks@{level:.2f}"] = (pruned, {"blocks": order[:count], "flops": flops})
+                break
+    return variants
+
+
+def channel_variant(model, example, flops_full: int, level: float, scope: str, steps: int = 10):
+    """Smallest uniform ratio (bisection) whose FLOPs reduction reaches ``level``."""
+    low, high, best = 0.0, 0.95, None
+    for _ in range(steps):
+        mid = (low + high) / 2
+        pruned = prune_channels(model, example, mid, importance="l1", scope=scope)
+        flops = count_flops(pruned, example)[0]
+        if 1 - flops / flops_full >= level:
+            high, best = mid, (pruned, {"ratio": mid, "flops": flops})
+        else:
+            low = mid
+    return best
+
+
+def measure_arch(arch: str, batch: int, levels: list[float], repeats: int, seed: int) -> dict:
+    torch.manual_seed(seed)
+    model = create_model(arch, num_classes=1000).eval()
+    example = torch.zeros(1, *SHAPE)
+    flops_full = count_flops(model, example)[0]
+    variants = block_variants(model, example, flops_full, levels, seed)
+    for scope in ("all", "inner"):
+        for level in levels:
+            found = channel_variant(model, example, flops_full, level, scope)
+            if found is not None:
+                variants[f"channels-{scope}@{level:.2f}"] = found
+    models = {"full": model, **{k: v[0] for k, v in variants.items()}}
+    config = LatencyConfig(device="cpu", batch_size=batch, warmup=2, repeats=repeats)
+    stats, settings = measure_models(models, SHAPE, config)
+    rows = []
+    for name, (_, info) in variants.items():
+        scheme, level = name.split("@")
+        rows.append({"scheme": scheme, "level": float(level), **info,
+                     "flops_reduction": 1 - info["flops"] / flops_full,
+                     "latency_reduction": reduction(stats["full"], stats[name]),
+                     "median_ms": stats[name].median_ms, "iqr_ms": stats[name].iqr_ms})
+    return {"arch": arch, "batch": batch, "flops_full": flops_full, "full_median_ms": stats["full"].median_ms,
+            "full_iqr_ms": stats["full"].iqr_ms, "settings": settings.as_dict(), "rows": rows}
+
+
+def plot(results: list[dict], out: Path) -> None:
+    archs = sorted({r["arch"] for r in results})
+    batches = sorted({r["batch"] for r in results})
+    fig, axes = plt.subplots(len(batches), len(archs), figsize=(4 * len(archs), 3.6 * len(batches)), squeeze=False)
+    styles = {"blocks": ("tab:red", "o"), "channels-all": ("tab:blue", "s"), "channels-inner": ("tab:cyan", "^")}
+    for result in results:
+        ax = axes[batches.index(result["batch"])][archs.index(result["arch"])]
+        for scheme in SCHEMES:
+            rows = sorted((r for r in result["rows"] if r["scheme"] == scheme), key=lambda r: r["flops_reduction"])
+            color, marker = styles[scheme]
+            ax.plot([100 * r["flops_reduction"] for r in rows], [100 * r["latency_reduction"] for r in rows],
+                    marker=marker, color=color, label=scheme)
+        ax.plot([0, 50], [0, 50], color="grey", linestyle=":", label="latency = FLOPs")
+        ax.set_title(f"{result['arch']}, batch {result['batch']}")
+        ax.set_xlabel("FLOPs reduction (%)")
+        ax.set_ylabel("measured latency reduction (%)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(out / "acceleration.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def write_table(results: list[dict], out: Path, prov: dict) -> None:
+    lines = ["# Acceleration ratio: block dropping against channel pruning (224x224, CPU)", "",
+             f"Command: `{prov['command']}` at commit `{prov['commit']}`; machine: {prov['machine']['cpu']}, "
+             f"{prov['machine']['cores']} cores, torch {prov['machine']['torch']}. Random weights (speed does not "
+             "depend on them); every variant of one architecture and batch timed interleaved with the full model "
+             "(medians). Acceleration ratio = latency reduction / FLOPs reduction.", "",
+             "| arch | batch | full (ms) | scheme | FLOPs reduction | latency reduction | acceleration ratio |",
+             "|---|---|---|---|---|---|---|"]
+    for result in results:
+        for r in sorted(result["rows"], key=lambda r: (r["scheme"], r["level"])):
+            ratio = r["latency_reduction"] / r["flops_reduction"] if r["flops_reduction"] > 0 else float("nan")
+            lines.append(f"| {result['arch']} | {result['batch']} | {result['full_median_ms']:.1f} | {r['scheme']} | "
+                         f"{100 * r['flops_reduction']:.1f}% | {100 * r['latency_reduction']:.1f}% | {ratio:.2f} |")
+    lines += ["", "Mean acceleration ratio per scheme (all levels, archs and batches):", ""]
+    for scheme in SCHEMES:
+        ratios = [r["latency_reduction"] / r["flops_reduction"] for res in results for r in res["rows"]
+                  if r["scheme"] == scheme and r["flops_reduction"] > 0]
+        if ratios:
+            lines.append(f"- {scheme}: {sum(ratios) / len(ratios):.2f} over {len(ratios)} variants")
+    atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--archs", nargs="+", default=["resnet34", "resnet50", "mobilenet_v2"])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--levels", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4])
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(OUT))
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for arch in args.archs:
+        for batch in args.batches:
+            path = out / f"{arch}-b{batch}.json"
+            if not path.is_file():
+                result = measure_arch(arch, batch, args.levels, args.repeats, args.seed)
+                result["provenance"] = provenance()
+                atomic_write_text(path, json.dumps(result, indent=1))
+            results.append(json.loads(path.read_text()))
+    plot(results, out)
+    write_table(results, out, results[0]["provenance"])
+
+
+if __name__ == "__main__":
+    main()

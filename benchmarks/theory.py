@@ -1,0 +1,235 @@
+"""The paper's theory on real networks (issue: finetune convexity and the variance of mimicking).
+
+1. Variance: the same blocks (PRACTISE's choice at 22% measured latency reduction, from
+   benchmarks/comparison.py's plan; scheme "blocks22") are dropped from the resnet56 teacher and recovered by
+   feature mimicking and by cross-entropy finetuning from --num-sets different tiny sets
+   of 50 and of 500 images, with the same optimiser, learning rate and iterations. Per
+   method: variance across runs of the recovered parameters (per tensor, overall), of
+   the test-set logits, and of test accuracy.
+2. Convexity: loss along straight lines in weight space, from the pruned start (teacher
+   weights) to a recovered solution, and between two solutions from different tiny sets,
+   for "blocks22", and for block dropping against channel pruning at the same measured
+   latency ("blocks10", "channels10": 10%, since channel pruning cannot reach 22% here). BatchNorm statistics are re-estimated on the tiny set at every
+   point (practise.analysis). Reported: the curve's largest rise above its chord
+   (convexity gap) and, between solutions, the barrier height.
+
+Stages (run may go to a GPU machine; results are small JSON files under --workdir, and
+recovered weights stay in --statedir on the machine that ran them):
+  python benchmarks/theory.py run --device cuda --jobs 12      # recoveries, variance, paths
+  python benchmarks/theory.py report                          # tables and plots
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from common import ROOT, fmnist_teacher, provenance
+from comparison import WORKDIR as COMPARISON, identifiers_digest, read_json, run_parallel, tiny_set_for, write_json
+from practise.analysis import (barrier_height, convexity_gap, float_state, output_variance, parameter_variance,
+                               path_losses)
+from practise.channel_pruning import prune_channels
+from practise.data import load_fashion_mnist
+from practise.demo import fashion_mnist_transforms
+from practise.evaluation import iterate_eval_batches
+from practise.features import forward_features
+from practise.recovery import RecoveryConfig, recover
+from practise.surgery import drop_blocks
+
+log = logging.getLogger("theory")
+SHAPE = (1, 28, 28)
+FEATURES = "layer3"
+WORKDIR = ROOT / "benchmarks" / "results" / "theory"
+VARIANCE_SCHEME = "blocks22"                    # PRACTISE's blocks at 22% measured latency reduction
+PATH_ONLY_SCHEMES = ("blocks10", "channels10")  # matched at 10%: channel pruning cannot reach 22% here
+
+
+def pruned_start(teacher, scheme: str, plan: dict):
+    """The network recovery starts from: teacher weights with blocks dropped or channels pruned."""
+    spec = plan["schemes"][scheme]
+    if spec["kind"] == "blocks":
+        return drop_blocks(teacher, spec["blocks"])
+    return prune_channels(teacher, torch.zeros(1, *SHAPE, device=next(teacher.parameters()).device),
+                          spec["ratio"], importance="l1", scope="features", feature_layer=FEATURES)
+
+
+def run_id(scheme: str, method: str, n: int, seed: int) -> str:
+    return f"{scheme}-{method}-N{n}-s{seed}"
+
+
+def test_tensors(device: str, data_root):
+    images, labels = [], []
+    for x, y in iterate_eval_batches(load_fashion_mnist("test", data_root), fashion_mnist_transforms(), 1000):
+        images.append(x)
+        labels.append(y)
+    return torch.cat(images).to(device), torch.cat(labels).to(device)
+
+
+@torch.no_grad()
+def accuracy(model, images, labels, batch: int = 1000) -> float:
+    model.eval()
+    correct = sum(int((model(images[i:i + batch]).argmax(1) == labels[i:i + batch]).sum())
+                  for i in range(0, images.shape[0], batch))
+    return correct / images.shape[0]
+
+
+def recover_one(workdir: str, statedir: str, scheme: str, method: str, n: int, seed: int, plan: dict,
+                device: str, data_root) -> None:
+    began = time.perf_counter()
+    teacher = fmnist_teacher("resnet56").to(device).eval()
+    tiny = tiny_set_for(n, seed, data_root)
+    student = pruned_start(teacher, scheme, plan)
+    config = RecoveryConfig(method=method, iterations=plan["iterations"], lr=plan["lr"], seed=seed)
+    losses = recover(student, teacher, tiny, FEATURES, config, device)
+    images, labels = test_tensors(device, data_root)
+    name = run_id(scheme, method, n, seed)
+    save_file({k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()},
+              str(Path(statedir) / f"{name}.safetensors"))
+    write_json(Path(workdir) / "runs" / f"{name}.json",
+               {"run": name, "top1": accuracy(student, images, labels), "loss_first": losses[0],
+                "loss_last": losses[-1], "iterations": config.iterations, "lr": config.resolved_lr,
+                "tiny_set_digest": identifiers_digest(tiny), "device": device, "seconds": time.perf_counter() - began})
+    log.info("%s done (%.0f s)", name, time.perf_counter() - began)
+
+
+def variance_one(workdir: str, statedir: str, method: str, n: int, seeds: list[int], plan: dict, device: str,
+                 data_root) -> None:
+    teacher = fmnist_teacher("resnet56").to(device).eval()
+    names = [run_id(VARIANCE_SCHEME, method, n, s) for s in seeds]
+    states = [load_file(str(Path(statedir) / f"{name}.safetensors"), device=device) for name in names]
+    models = []
+    for state in states:
+        model = pruned_start(teacher, VARIANCE_SCHEME, plan)
+        model.load_state_dict(state)
+        models.append(model.eval())
+    learnable = [float_state(m) for m in models]
+    per_tensor, overall = parameter_variance(learnable)
+    images, labels = test_tensors(device, data_root)
+    top1 = [accuracy(m, images, labels) for m in models]
+    write_json(Path(workdir) / "variance" / f"{method}-N{n}.json",
+               {"method": method, "n": n, "runs": names, "parameter_variance": overall,
+                "parameter_variance_per_tensor": per_tensor, "output_variance": output_variance(models, images),
+                "top1": top1, "top1_variance": float(torch.tensor(top1).var()) if len(top1) > 1 else 0.0})
+
+
+def path_one(workdir: str, statedir: str, scheme: str, method: str, n: int, seeds: list[int], kind: str, plan: dict,
+             points: int, device: str, data_root) -> None:
+    """kind "start": pruned start -> solution of seeds[0]; "between": solution seeds[0] -> seeds[1]."""
+    teacher = fmnist_teacher("resnet56").to(device).eval()
+    model = pruned_start(teacher, scheme, plan).to(device)
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    first = load_file(str(Path(statedir) / f"{run_id(scheme, method, n, seeds[0])}.safetensors"), device=device)
+    if kind == "start":
+        a, b = start, first
+    else:
+        a, b = first, load_file(str(Path(statedir) / f"{run_id(scheme, method, n, seeds[1])}.safetensors"), device=device)
+    tiny = tiny_set_for(n, seeds[0], data_root)
+    tiny_x = tiny.eval_tensor().to(device)
+    tiny_y = tiny.label_tensor().to(device)
+    test_x, test_y = test_tensors(device, data_root)
+    with torch.no_grad():
+        tiny_target = forward_features(teacher, tiny_x, FEATURES)
+        test_target = torch.cat([forward_features(teacher, test_x[i:i + 1000], FEATURES)
+                                 for i in range(0, test_x.shape[0], 1000)])
+
+    def batched(fn, x, y):
+        with torch.no_grad():
+            return sum(float(fn(x[i:i + 1000], y[i:i + 1000])) * min(1000, x.shape[0] - i)
+                       for i in range(0, x.shape[0], 1000)) / x.shape[0]
+
+    def mse(m):
+        return lambda x, t: F.mse_loss(forward_features(m, x, FEATURES), t)
+
+    def ce(m):
+        return lambda x, y: F.cross_entropy(m(x), y)
+
+    losses = {"train_mimic": lambda m: batched(mse(m), tiny_x, tiny_target),
+              "train_ce": lambda m: batched(ce(m), tiny_x, tiny_y),
+              "test_mimic": lambda m: batched(mse(m), test_x, test_target),
+              "test_ce": lambda m: batched(ce(m), test_x, test_y),
+              "test_error": lambda m: 1 - accuracy(m, test_x, test_y)}
+    curves = path_losses(model, a, b, losses, points=points, bn_images=tiny_x)
+    name = f"{scheme}-{method}-N{n}-{kind}"
+    write_json(Path(workdir) / "paths" / f"{name}.json",
+               {"path": name, "scheme": scheme, "method": method, "n": n, "kind": kind, "seeds": seeds[:2],
+                "points": points, "bn": "re-estimated on the tiny set at every point", "curves": curves,
+                "convexity_gap": {k: convexity_gap(v) for k, v in curves.items()},
+                "barrier": {k: barrier_height(v) for k, v in curves.items()}})
+
+
+def run(args) -> None:
+    workdir, statedir = Path(args.workdir), Path(args.statedir)
+    statedir.mkdir(parents=True, exist_ok=True)
+    plan = experiment_plan(args)
+    write_json(workdir / "plan.json", plan)
+    seeds = plan["seeds"]
+    common = (plan, args.device, args.data_root)
+    runs = [(VARIANCE_SCHEME, m, n, s) for m in ("mimic", "ce") for n in args.sizes for s in seeds] + \
+           [(sc, m, n, s) for sc in PATH_ONLY_SCHEMES for m in ("mimic", "ce") for n in args.sizes for s in seeds[:2]]
+    todo = [r for r in runs if not (statedir / f"{run_id(*r)}.safetensors").is_file()]
+    run_parallel(recover_one, [(str(workdir), str(statedir), *r, *common) for r in todo], args.jobs)
+    tasks = [(variance_one, (str(workdir), str(statedir), m, n, seeds, *common)) for m in ("mimic", "ce")
+             for n in args.sizes]
+    tasks += [(path_one, (str(workdir), str(statedir), sc, m, n, seeds, kind, plan, args.points, args.device,
+                          args.data_root))
+              for sc in (VARIANCE_SCHEME, *PATH_ONLY_SCHEMES) for m in ("mimic", "ce") for n in args.sizes
+              for kind in ("start", "between")]
+    run_parallel(call, tasks, args.jobs)
+
+
+def call(fn, fn_args) -> None:
+    fn(*fn_args)
+
+
+def experiment_plan(args) -> dict:
+    comparison = read_json(Path(args.comparison) / "plan.json")
+    if comparison is None:
+        raise SystemExit(f"no comparison plan in {args.comparison}: run benchmarks/comparison.py plan first")
+    schemes = {}
+    for scheme, key in (("blocks22", f"practise-{args.blocks_from}-t22"), ("blocks10", f"practise-{args.blocks_from}-t10")):
+        if key not in comparison["selections"]:
+            raise SystemExit(f"{key} not in the comparison plan: run its score stage and plan again")
+        selection = comparison["selections"][key]
+        schemes[scheme] = {"kind": "blocks", "blocks": selection["blocks"], "from": key, "measured": selection["measured"]}
+    channels = comparison["channels"].get("channels-features-t10", {})
+    if "ratio" not in channels:
+        raise SystemExit("no channel-pruning ratio for the 10% target in the comparison plan")
+    schemes["channels10"] = {"kind": "channels", "ratio": channels["ratio"], "from": "channels-features-t10",
+                             "measured": channels["measured"]}
+    return {"provenance": provenance(), "schemes": schemes,
+            "seeds": list(range(args.first_seed, args.first_seed + args.num_sets)), "sizes": args.sizes,
+            "iterations": args.iterations, "lr": args.lr, "optimiser": "SGD momentum 0.9, wd 1e-4, x0.1 at 40%"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage", choices=["run", "report"])
+    p.add_argument("--workdir", default=str(WORKDIR))
+    p.add_argument("--statedir", default="/tmp/practise-theory-states", help="recovered weights (large; not committed)")
+    p.add_argument("--comparison", default=str(COMPARISON), help="benchmarks/comparison.py's workdir")
+    p.add_argument("--blocks-from", default="N500-s2021", help="whose PRACTISE selection gives the blocks")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--sizes", type=int, nargs="+", default=[50, 500])
+    p.add_argument("--num-sets", type=int, default=10)
+    p.add_argument("--first-seed", type=int, default=3001)
+    p.add_argument("--iterations", type=int, default=2000)
+    p.add_argument("--lr", type=float, default=0.02, help="the same for mimicking and cross-entropy")
+    p.add_argument("--points", type=int, default=11)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--jobs", type=int, default=1)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.stage == "run":
+        run(args)
+    else:
+        from theory_report import report
+        report(Path(args.workdir))
+
+
+if __name__ == "__main__":
+    main()
