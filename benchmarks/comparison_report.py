@@ -15,7 +15,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from practise.io import atomic_write, atomic_write_text  # noqa: E402
 
 METHOD_ORDER = ["practise", "random", "latency", "cosine", "practise_ce", "practise_kd", "channels_mimic", "channels_ce",
-]
+                "channels_inner_mimic"]
 METHOD_LABELS = {
     "practise": "PRACTISE (recoverability + mimic)",
     "random": "random blocks + mimic",
@@ -25,6 +25,7 @@ METHOD_LABELS = {
     "practise_kd": "PRACTISE blocks + logit KD",
     "channels_mimic": "L1 channel pruning + mimic",
     "channels_ce": "L1 channel pruning + CE finetuning",
+    "channels_inner_mimic": "L1 channel pruning, block-internal only + mimic",
 }
 
 

@@ -8,8 +8,8 @@
    the test-set logits, and of test accuracy.
 2. Convexity: loss along straight lines in weight space, from the pruned start (teacher
    weights) to a recovered solution, and between two solutions from different tiny sets,
-   for "blocks22", and for block dropping against channel pruning at the same measured
-   latency ("blocks10", "channels10": 10%, since channel pruning cannot reach 22% here). BatchNorm statistics are re-estimated on the tiny set at every
+   for block dropping ("blocks22") and channel pruning at the same measured latency
+   ("channels22", Torch-Pruning L1, every group but the feature map's). BatchNorm statistics are re-estimated on the tiny set at every
    point (practise.analysis). Reported: the curve's largest rise above its chord
    (convexity gap) and, between solutions, the barrier height.
 
@@ -46,7 +46,7 @@ SHAPE = (1, 28, 28)
 FEATURES = "layer3"
 WORKDIR = ROOT / "benchmarks" / "results" / "theory"
 VARIANCE_SCHEME = "blocks22"                    # PRACTISE's blocks at 22% measured latency reduction
-PATH_ONLY_SCHEMES = ("blocks10", "channels10")  # matched at 10%: channel pruning cannot reach 22% here
+PATH_ONLY_SCHEMES = ("channels22",)            # L1 channel pruning at the same measured latency
 
 
 def pruned_start(teacher, scheme: str, plan: dict):
@@ -191,15 +191,15 @@ def experiment_plan(args) -> dict:
     if comparison is None:
         raise SystemExit(f"no comparison plan in {args.comparison}: run benchmarks/comparison.py plan first")
     schemes = {}
-    for scheme, key in (("blocks22", f"practise-{args.blocks_from}-t22"), ("blocks10", f"practise-{args.blocks_from}-t10")):
-        if key not in comparison["selections"]:
-            raise SystemExit(f"{key} not in the comparison plan: run its score stage and plan again")
-        selection = comparison["selections"][key]
-        schemes[scheme] = {"kind": "blocks", "blocks": selection["blocks"], "from": key, "measured": selection["measured"]}
-    channels = comparison["channels"].get("channels-features-t10", {})
+    key = f"practise-{args.blocks_from}-t22"
+    if key not in comparison["selections"]:
+        raise SystemExit(f"{key} not in the comparison plan: run its score stage and plan again")
+    selection = comparison["selections"][key]
+    schemes["blocks22"] = {"kind": "blocks", "blocks": selection["blocks"], "from": key, "measured": selection["measured"]}
+    channels = comparison["channels"].get("channels-features-t22", {})
     if "ratio" not in channels:
-        raise SystemExit("no channel-pruning ratio for the 10% target in the comparison plan")
-    schemes["channels10"] = {"kind": "channels", "ratio": channels["ratio"], "from": "channels-features-t10",
+        raise SystemExit("no channel-pruning ratio for the 22% target in the comparison plan")
+    schemes["channels22"] = {"kind": "channels", "ratio": channels["ratio"], "from": "channels-features-t22",
                              "measured": channels["measured"]}
     return {"provenance": provenance(), "schemes": schemes,
             "seeds": list(range(args.first_seed, args.first_seed + args.num_sets)), "sizes": args.sizes,
