@@ -59,7 +59,7 @@ def collect(plan: dict, cells: dict) -> dict:
         method, n, seed, target = parsed
         table[(target, method, n)].append({
             "seed": seed, "top1": result["top1"], "blocks": result["spec"].get("blocks"),
-            "agreement": result["evaluation"]["student"]["agreement_with_teacher"],
+            "agreement": result["agreement"],
             "latency_reduction": latency_of(plan, result["spec"]),
             "flops_reduction": 1 - result["flops"] / plan["flops_full"], "iterations": result["iterations"],
             "device": result["device"]})
