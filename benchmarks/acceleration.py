@@ -67,7 +67,8 @@ def channel_variant(model, example, flops_full: int, level: float, scope: str, s
     return best
 
 
-def measure_arch(arch: str, batch: int, levels: list[float], repeats: int, seed: int) -> dict:
+def build_variants(arch: str, levels: list[float], seed: int):
+    """The full model and its pruned variants (built once, timed at every batch size)."""
     torch.manual_seed(seed)
     model = create_model(arch, num_classes=1000).eval()
     example = torch.zeros(1, *SHAPE)
@@ -78,6 +79,10 @@ def measure_arch(arch: str, batch: int, levels: list[float], repeats: int, seed:
             found = channel_variant(model, example, flops_full, level, scope)
             if found is not None:
                 variants[f"channels-{scope}@{level:.2f}"] = found
+    return model, flops_full, variants
+
+
+def measure(model, flops_full: int, variants: dict, arch: str, batch: int, repeats: int) -> dict:
     models = {"full": model, **{k: v[0] for k, v in variants.items()}}
     config = LatencyConfig(device="cpu", batch_size=batch, warmup=2, repeats=repeats)
     stats, settings = measure_models(models, SHAPE, config)
@@ -151,10 +156,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for arch in args.archs:
+        built = None
         for batch in args.batches:
             path = out / f"{arch}-b{batch}.json"
             if not path.is_file():
-                result = measure_arch(arch, batch, args.levels, args.repeats, args.seed)
+                built = built or build_variants(arch, args.levels, args.seed)
+                result = measure(*built, arch, batch, args.repeats)
                 result["provenance"] = provenance()
                 atomic_write_text(path, json.dumps(result, indent=1))
             results.append(json.loads(path.read_text()))

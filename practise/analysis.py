@@ -71,7 +71,8 @@ def interpolate(a: StateDict, b: StateDict, t: float) -> StateDict:
 
 @torch.no_grad()
 def reestimate_bn_(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> nn.Module:
-    """Recompute every BatchNorm's running mean/var from ``images`` (cumulative average)."""
+    """Recompute every BatchNorm's running mean/var from ``images`` (cumulative average of the
+    per-batch statistics, so batches count equally)."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [(m, m.momentum) for m in norms]
     for m in norms:

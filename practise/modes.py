@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 
 import torch
@@ -41,3 +42,14 @@ def flush_denormals() -> Iterator[None]:
     finally:
         if enabled:
             torch.set_flush_denormal(False)
+
+
+def on_device(model: nn.Module, device: torch.device | str) -> nn.Module:
+    """``model`` itself if its parameters are already on ``device``, else a copy moved there,
+    so a caller's model (a teacher, say) is never moved behind its back."""
+    device = torch.device(device)
+    first = next(model.parameters(), None)
+    if first is None or (first.device.type == device.type and
+                         (device.index is None or first.device.index == device.index)):
+        return model
+    return copy.deepcopy(model).to(device)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .data.tinyset import TinySet
 from .features import as_format, forward_features
-from .modes import eval_mode, flush_denormals
+from .modes import eval_mode, flush_denormals, on_device
 from .optim import batch_indices, set_lr_, step_lr
 from .progress import Progress, silent
 
@@ -116,7 +116,7 @@ def recover(student: nn.Module, teacher: nn.Module, tiny_set: TinySet, feature_l
     labels = tiny_set.label_tensor() if method.needs_labels else None  # raises if unlabelled
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     student.to(device=device, memory_format=memory_format)
-    teacher.to(device)
+    teacher = on_device(teacher, device)  # the caller's teacher stays where it is
     for p in student.parameters():
         p.requires_grad_(True)
     optimizer = torch.optim.SGD(student.parameters(), lr=config.resolved_lr, momentum=config.momentum,

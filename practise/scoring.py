@@ -37,7 +37,7 @@ from .adaptors import adaptor_sites, insert_adaptors_
 from .data.tinyset import TinySet
 from .features import as_format, forward_features, run_chain
 from .io import atomic_write_text
-from .modes import eval_mode, flush_denormals
+from .modes import eval_mode, flush_denormals, on_device
 from .optim import batch_indices, set_lr_, step_lr
 from .progress import Progress, silent
 from .surgery import replace_module_
@@ -128,7 +128,7 @@ class Scorer:
 
     def __init__(self, teacher: nn.Module, tiny_set: TinySet, trace: ModelTrace, chain: list[str] | None,
                  feature_layer: str, config: ScoringConfig, device: torch.device | str = "cpu"):
-        self.teacher = teacher.to(device)
+        self.teacher = teacher = on_device(teacher, device)  # the caller's teacher stays where it is
         self.device = torch.device(device)
         self.tiny_set, self.trace, self.chain = tiny_set, trace, chain
         self.feature_layer, self.config = feature_layer, config

@@ -38,7 +38,7 @@ def test_reestimate_bn_sets_running_stats_to_the_data_and_restores_modes():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2)).eval()
     images = torch.randn(40, 1, 3, 3) * 3 + 1
-    reestimate_bn_(model, images, batch_size=16)
+    reestimate_bn_(model, images, batch_size=20)  # equal batches: the cumulative average is the overall mean
     with torch.no_grad():
         conv_out = model[0](images)
     assert torch.allclose(model[1].running_mean, conv_out.mean(dim=(0, 2, 3)), atol=1e-5)
@@ -71,3 +71,13 @@ def test_float_state_holds_parameters_only():
     assert set(state) == {"0.weight", "0.bias", "1.weight", "1.bias"}
     state["0.weight"].add_(1)
     assert not torch.equal(state["0.weight"], model[0].weight)
+
+
+def test_on_device_returns_the_model_itself_when_already_there():
+    from practise.modes import on_device
+
+    model = nn.Linear(2, 2)
+    assert on_device(model, "cpu") is model
+    assert on_device(model, torch.device("cpu")) is model
+    moved = on_device(model, "meta")  # any other device: a moved copy, the original stays
+    assert moved is not model and moved.weight.device.type == "meta" and model.weight.device.type == "cpu"
