@@ -26,6 +26,7 @@ from .report import check_outputs_free, summary_rows, write_report_files
 from .scoring import PROTOCOLS, Scorer, ScoringConfig, score_blocks
 from .seeding import seed_everything
 from .selection import UnreachableTarget, parse_target
+from .synthesis import SynthesisConfig, synthesize
 
 log = logging.getLogger("practise")
 
@@ -122,7 +123,34 @@ def add_recovery_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--recovery-lr", type=float, help="default: 0.02 for mimic/kd, 1e-4 for ce (the authors')")
 
 
+def add_synthesis_args(p: argparse.ArgumentParser) -> None:
+    d = SynthesisConfig()
+    g = p.add_argument_group("data-free synthesis (DeepInversion)")
+    g.add_argument("--synth-steps", type=int, default=d.steps, help=f"optimisation steps per batch (default {d.steps})")
+    g.add_argument("--synth-batch-size", type=int, default=d.batch_size, help=f"images optimised together (default {d.batch_size})")
+    g.add_argument("--synth-lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
+    g.add_argument("--bn-weight", type=float, default=d.bn_weight, help=f"BatchNorm statistics term (default {d.bn_weight})")
+    g.add_argument("--ce-weight", type=float, default=d.ce_weight, help=f"cross-entropy to the target class (default {d.ce_weight})")
+    g.add_argument("--tv-weight", type=float, default=d.tv_weight, help=f"total-variation prior (default {d.tv_weight})")
+    g.add_argument("--l2-weight", type=float, default=d.l2_weight, help=f"L2 prior (default {d.l2_weight})")
+    g.add_argument("--jitter", type=int, default=d.jitter, help=f"max random shift in pixels (default {d.jitter})")
+    g.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+
+
 # ---- configs from arguments ------------------------------------------------------------
+
+
+def synthesis_config(a) -> SynthesisConfig:
+    return SynthesisConfig(steps=a.synth_steps, batch_size=a.synth_batch_size, lr=a.synth_lr, bn_weight=a.bn_weight,
+                           ce_weight=a.ce_weight, tv_weight=a.tv_weight, l2_weight=a.l2_weight, jitter=a.jitter,
+                           flip=not a.no_flip, seed=a.seed)
+
+
+def synthesize_from_args(a, model: torch.nn.Module, transforms: Transforms, num_images: int, out: Path,
+                         overwrite: bool) -> dict:
+    tc = transforms.config
+    return synthesize(model, num_images, sample_shape(transforms), out, tc.mean, tc.std, synthesis_config(a),
+                      resolve_device(a.device), TqdmProgress(not a.quiet), overwrite=overwrite)
 
 def latency_config(a) -> LatencyConfig:
     return LatencyConfig(device=a.device, batch_size=a.batch_size, warmup=a.warmup, repeats=a.repeats,
@@ -250,11 +278,16 @@ def compress_config(a) -> CompressConfig:
 
 
 def cmd_compress(a) -> None:
+    if (a.data is None) == (a.data_free is None):
+        raise ValueError("give exactly one of --data (a folder or data set) and --data-free N (synthesize N images)")
     config = compress_config(a)
     out = Path(a.out)
     check_outputs_free(out, a.overwrite)
     model = model_from_args(a)
     transforms = transforms_for(a, model, a.data)
+    if a.data_free is not None:  # the synthesized folder then serves as the tiny set, like any other
+        synthesize_from_args(a, model, transforms, a.data_free, out / "synthesized", a.overwrite)
+        a.data, a.num_images = str(out / "synthesized"), a.data_free
     tiny = tiny_set_from_args(a, transforms)
     eval_source = open_source(a.eval_data) if a.eval_data else None
     if eval_source is not None and a.eval_limit:
@@ -305,6 +338,15 @@ def cmd_demo(a) -> None:
     result = compress(teacher, tiny, (1, 28, 28), config, HeadSource(test, a.eval_limit or len(test)), transforms,
                       workdir=out / "work", progress=TqdmProgress(not a.quiet))
     write_outputs(result, teacher, transforms, out, a.overwrite)
+
+
+def cmd_synthesize(a) -> None:
+    model = model_from_args(a)
+    transforms = transforms_for(a, model, None)
+    summary = synthesize_from_args(a, model, transforms, a.num_images, Path(a.out), a.overwrite)
+    last = summary["batches"][-1]
+    print(f"wrote {summary['images']} images ({summary['classes']} classes, one subfolder each) to {a.out}; "
+          f"last batch's loss terms: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
 
 
 def cmd_train(a) -> None:
@@ -391,9 +433,22 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--num-blocks", type=int, help="drop this many best-scoring blocks (the paper's rule)")
     p.add_argument("--out", required=True, help="output folder: model.safetensors, report.md/json, blocks.png")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    add_model_args(p), add_data_args(p), add_candidate_args(p), add_latency_args(p), add_scoring_args(p)
-    add_recovery_args(p)
+    p.add_argument("--data-free", type=int, metavar="N",
+                   help="no images: synthesize N from the model (DeepInversion) into OUT/synthesized and use them")
+    add_model_args(p), add_data_args(p, required=False), add_candidate_args(p), add_latency_args(p)
+    add_scoring_args(p), add_recovery_args(p), add_synthesis_args(p)
     p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("synthesize", parents=[common], help="synthesize images from a model with BatchNorm layers "
+                       "(DeepInversion): a tiny set when no data can be used")
+    p.add_argument("--num-images", type=int, default=500, help="how many images (default 500)")
+    p.add_argument("--out", required=True, help="output folder: one subfolder of PNGs per target class")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    p.add_argument("--mean", help="the model's input normalisation mean, comma-separated (default ImageNet's)")
+    p.add_argument("--std", help="normalisation std, comma-separated")
+    p.add_argument("--seed", type=int, default=0)
+    add_model_args(p), add_synthesis_args(p)
+    p.set_defaults(func=cmd_synthesize)
 
     p = sub.add_parser("demo", parents=[common], help="run PRACTISE on the shipped resnet56 Fashion-MNIST "
                        "teacher and images (offline, a few minutes on a CPU)")

@@ -115,3 +115,28 @@ def test_train_command_resumes_and_writes_a_model_card(tmp_path, image_folder, c
     from practise.loading import load_model
 
     assert load_model("resnet20", str(out)).fc.out_features == 3
+
+
+def test_data_free_compress_synthesizes_then_compresses(tmp_path, weights):
+    out = tmp_path / "df"
+    code = main(["compress", "--model", "resnet20", "--weights", str(weights), "--data-free", "12", "--synth-steps",
+                 "3", "--synth-batch-size", "6", "--num-blocks", "1", "--mean", "0.5", "--std", "0.25",
+                 "--out", str(out)] + QUICK)
+    assert code == 0
+    assert len(list((out / "synthesized").rglob("*.png"))) == 12
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["tiny_set"]["images"]) == 12 and report["tiny_set"]["labelled"]
+    assert load_compressed(out / "model.safetensors")(torch.randn(1, 1, 16, 16)).shape == (1, 10)
+
+
+def test_synthesize_command_and_its_errors(tmp_path, weights, capsys):
+    out = tmp_path / "synth"
+    assert main(["synthesize", "--model", "resnet20", "--weights", str(weights), "--num-images", "3",
+                 "--synth-steps", "2", "--image-size", "16", "--mean", "0.5", "--std", "0.25", "--out", str(out),
+                 "-q"]) == 0
+    assert "wrote 3 images" in capsys.readouterr().out and len(list(out.rglob("*.png"))) == 3
+    assert main(["synthesize", "--model", "resnet20", "--weights", str(weights), "--num-images", "3",
+                 "--image-size", "16", "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["compress", "--model", "resnet20", "--num-blocks", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "exactly one of --data" in capsys.readouterr().err
