@@ -207,8 +207,14 @@ def load_fashion_mnist(split: str = "train", root: str | Path | None = None) -> 
 def open_source(spec: str | Path) -> ImageSource:
     """A data set from a command-line spec: ``fashion-mnist:train`` / ``fashion-mnist:test``
     (optionally ``fashion-mnist:test@/folder/with/idx``), ``demo:train`` / ``demo:test`` (the
-    Fashion-MNIST subset shipped with the package), or a folder of images."""
+    Fashion-MNIST subset shipped with the package), ``sklearn-digits`` / ``photo-crops``
+    (unlabelled out-of-domain images at 28 px, from scikit-learn / scikit-image), or a
+    folder of images."""
     text = str(spec)
+    if text in ("sklearn-digits", "photo-crops"):  # out-of-domain, unlabelled (see out_of_domain.py)
+        from .out_of_domain import photo_crops, sklearn_digits
+
+        return sklearn_digits() if text == "sklearn-digits" else photo_crops()
     if text.startswith("demo:"):
         from ..demo import demo_source
 
