@@ -62,6 +62,18 @@ def run_id(scheme: str, method: str, n: int, seed: int) -> str:
     return f"{scheme}-{method}-N{n}-s{seed}"
 
 
+def features_and_logits(model, images, batch: int = 1000):
+    """Pre-pooling features (FEATURES) and logits in one pass per batch."""
+    features, logits = [], []
+    handle = model.get_submodule(FEATURES).register_forward_hook(lambda mod, args, out: features.append(out))
+    try:
+        for i in range(0, images.shape[0], batch):
+            logits.append(model(images[i:i + batch]))
+    finally:
+        handle.remove()
+    return torch.cat(features), torch.cat(logits)
+
+
 def test_tensors(device: str, data_root):
     images, labels = [], []
     for x, y in iterate_eval_batches(load_fashion_mnist("test", data_root), fashion_mnist_transforms(), 1000):
@@ -137,23 +149,18 @@ def path_one(workdir: str, statedir: str, scheme: str, method: str, n: int, seed
         test_target = torch.cat([forward_features(teacher, test_x[i:i + 1000], FEATURES)
                                  for i in range(0, test_x.shape[0], 1000)])
 
-    def batched(fn, x, y):
-        with torch.no_grad():
-            return sum(float(fn(x[i:i + 1000], y[i:i + 1000])) * min(1000, x.shape[0] - i)
-                       for i in range(0, x.shape[0], 1000)) / x.shape[0]
+    @torch.no_grad()
+    def metrics(m) -> dict[str, float]:
+        """Tiny-set objectives and test losses of one network, each set passed through once."""
+        tiny_features, tiny_logits = features_and_logits(m, tiny_x)
+        test_features, test_logits = features_and_logits(m, test_x)
+        return {"train_mimic": float(F.mse_loss(tiny_features, tiny_target)),
+                "train_ce": float(F.cross_entropy(tiny_logits, tiny_y)),
+                "test_mimic": float(F.mse_loss(test_features, test_target)),
+                "test_ce": float(F.cross_entropy(test_logits, test_y)),
+                "test_error": float((test_logits.argmax(1) != test_y).float().mean())}
 
-    def mse(m):
-        return lambda x, t: F.mse_loss(forward_features(m, x, FEATURES), t)
-
-    def ce(m):
-        return lambda x, y: F.cross_entropy(m(x), y)
-
-    losses = {"train_mimic": lambda m: batched(mse(m), tiny_x, tiny_target),
-              "train_ce": lambda m: batched(ce(m), tiny_x, tiny_y),
-              "test_mimic": lambda m: batched(mse(m), test_x, test_target),
-              "test_ce": lambda m: batched(ce(m), test_x, test_y),
-              "test_error": lambda m: 1 - accuracy(m, test_x, test_y)}
-    curves = path_losses(model, a, b, losses, points=points, bn_images=tiny_x)
+    curves = path_losses(model, a, b, metrics, points=points, bn_images=tiny_x)
     name = f"{scheme}-{method}-N{n}-{kind}"
     write_json(Path(workdir) / "paths" / f"{name}.json",
                {"path": name, "scheme": scheme, "method": method, "n": n, "kind": kind, "seeds": seeds[:2],
@@ -179,7 +186,15 @@ def run(args) -> None:
                           args.data_root))
               for sc in (VARIANCE_SCHEME, *PATH_ONLY_SCHEMES) for m in ("mimic", "ce") for n in args.sizes
               for kind in ("start", "between")]
+    tasks = [t for t in tasks if not analysis_output(workdir, t).is_file()]  # finished analyses are kept
     run_parallel(call, tasks, args.jobs)
+
+
+def analysis_output(workdir: Path, task) -> Path:
+    fn, a = task
+    if fn is variance_one:
+        return workdir / "variance" / f"{a[2]}-N{a[3]}.json"
+    return workdir / "paths" / f"{a[2]}-{a[3]}-N{a[4]}-{a[6]}.json"
 
 
 def call(fn, fn_args) -> None:

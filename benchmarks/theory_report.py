@@ -52,7 +52,9 @@ def per_layer_plot(variance: dict, out: Path) -> None:
 
 
 def path_lines(paths: dict) -> list[str]:
-    lines = ["## 2. Loss along straight lines in weight space (11 points, BN re-estimated on the tiny set)", "",
+    points = sorted({p["points"] for p in paths.values()})
+    lines = [f"## 2. Loss along straight lines in weight space ({'/'.join(map(str, points))} points, BatchNorm "
+             "statistics re-estimated on the tiny set at every point)", "",
              "Convexity gap: the curve's largest rise above the chord joining its ends (0: on or below the chord, as "
              "a convex function would be). Barrier: the largest rise above the higher end point.", "",
              "| scheme | recovery | N | path | train objective at t=0 → t=1 | gap (train objective) | "

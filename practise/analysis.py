@@ -91,25 +91,26 @@ def reestimate_bn_(model: nn.Module, images: torch.Tensor, batch_size: int = 128
     return model
 
 
-def path_losses(model: nn.Module, start: StateDict, end: StateDict, losses: dict[str, Callable[[nn.Module], float]],
+def path_losses(model: nn.Module, start: StateDict, end: StateDict, metrics: Callable[[nn.Module], dict[str, float]],
                 points: int = 11, bn_images: torch.Tensor | None = None) -> dict[str, list[float]]:
-    """Evaluate each loss at ``points`` evenly spaced points from ``start`` (t=0) to ``end`` (t=1).
+    """Evaluate ``metrics(model)`` (name -> value, one pass for all) at ``points`` evenly
+    spaced points from ``start`` (t=0) to ``end`` (t=1); returns name -> values along t.
 
     ``start``/``end`` are full state dicts of ``model``'s architecture; ``bn_images``, if
     given, re-estimates BatchNorm statistics at every point (else they are interpolated).
+    The caller's model is not changed.
     """
     if points < 3:
         raise ValueError(f"a path needs at least 3 points, got {points}")
     probe = copy.deepcopy(model)
-    results: dict[str, list[float]] = {name: [] for name in losses}
+    results: dict[str, list[float]] = {}
     for i in range(points):
-        t = i / (points - 1)
-        probe.load_state_dict(interpolate(start, end, t))
+        probe.load_state_dict(interpolate(start, end, i / (points - 1)))
         if bn_images is not None:
             reestimate_bn_(probe, bn_images)
         probe.eval()
-        for name, loss in losses.items():
-            results[name].append(float(loss(probe)))
+        for name, value in metrics(probe).items():
+            results.setdefault(name, []).append(float(value))
     return results
 
 
