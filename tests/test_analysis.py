@@ -50,7 +50,7 @@ def test_path_of_a_convex_loss_stays_under_its_chord():
     before = model.weight.detach().clone()
     start = {"weight": torch.tensor([[2.0, -1.0]])}
     end = {"weight": torch.tensor([[-1.0, 3.0]])}
-    curves = path_losses(model, start, end, lambda m: {"norm": float((m.weight ** 2).sum())}, points=11)
+    curves = path_losses(model, start, end, lambda m: {"norm": float((m.weight.detach() ** 2).sum())}, points=11)
     assert curves["norm"][0] == pytest.approx(5.0) and curves["norm"][-1] == pytest.approx(10.0)
     assert convexity_gap(curves["norm"]) <= 1e-6
     assert torch.equal(model.weight, before)  # the caller's model is not loaded with path weights
