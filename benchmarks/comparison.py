@@ -364,6 +364,10 @@ def main() -> None:
     p.add_argument("--only", nargs="*", help="run only cells whose name starts with one of these")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.stage != "report":  # every invocation's command, commit and machine, for the results' provenance
+        log_path = Path(args.workdir) / "invocations.json"
+        write_json(log_path, (read_json(log_path) or []) + [{"stage": args.stage, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                           **provenance()}])
     if args.stage == "report":
         from comparison_report import report
         report(Path(args.workdir))

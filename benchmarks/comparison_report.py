@@ -162,9 +162,12 @@ def report(workdir: Path) -> None:
              f"Plan (latency, selections) by `{prov['command']}` at commit `{prov['commit']}` on "
              f"{prov['machine']['cpu']} ({prov['machine']['cores']} cores, torch {prov['machine']['torch']}). "
              f"Latency setting for every method: {lat['device']}, batch {lat['batch_size']}, {lat['threads']} threads, "
-             f"{lat['dtype']}, {lat['warmup']} warm-up + {lat['repeats']} interleaved repeats, medians.",
+             f"{lat['dtype']}, medians of interleaved repeats after {lat['warmup']} warm-up passes: {lat['repeats']} "
+             f"repeats for the per-block table (r_b), {plan['settings']['latency_repeats']} for each pruned network "
+             "against the full one (the measured reductions below).",
              f"Recovery cells ran on: {', '.join(devices)}; recovery iterations: {', '.join(map(str, iterations))} "
-             f"(batch 64; paper: 2000). Each cell's command, device and losses are in `cells/*.json`.", "",
+             f"(batch 64; paper: 2000). Each cell's device, settings and losses are in `cells/*.json`; the commands of "
+             "every stage, with commit and machine, in `invocations.json` (where present) and in this folder's NOTES.md.", "",
              *main_lines, "", *single_lines, ""]
     atomic_write_text(workdir / "README.md", "\n".join(lines) + "\n")
     atomic_write_text(workdir / "summary.json", json.dumps({"teacher_top1": teacher_top1, "table": summary,
