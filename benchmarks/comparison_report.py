@@ -71,7 +71,9 @@ def main_table(plan: dict, table: dict, teacher_top1: float | None) -> tuple[lis
     for target in sorted({k[0] for k in table}):
         sizes = sorted({k[2] for k in table if k[0] == target})
         lines += [f"### Target {target[1:]}% measured latency reduction", "",
-                  "| method | " + " | ".join(f"N={n} top-1 (mean ± std)" for n in sizes) +
+                  "Test top-1 (%) over the 10,000 test images, mean ± std over seeds (number of seeds), and in "
+                  "brackets the agreement (%) with the teacher's predictions.", "",
+                  "| method | " + " | ".join(f"N={n}" for n in sizes) +
                   " | measured latency reduction | FLOPs reduction |", "|---|" + "---|" * (len(sizes) + 2)]
         for method in METHOD_ORDER:
             rows = {n: table.get((target, method, n), []) for n in sizes}
@@ -81,9 +83,11 @@ def main_table(plan: dict, table: dict, teacher_top1: float | None) -> tuple[lis
             for n in sizes:
                 if rows[n]:
                     m, s = mean_std([100 * r["top1"] for r in rows[n]])
-                    cells.append(f"{m:.2f} ± {s:.2f} ({len(rows[n])})")
+                    agreement = statistics.fmean(100 * r["agreement"] for r in rows[n])
+                    cells.append(f"{m:.2f} ± {s:.2f} ({len(rows[n])}) [{agreement:.1f}]")
                     summary[f"{target}/{method}/N{n}"] = {"mean": m, "std": s, "seeds": len(rows[n]),
-                                                         "top1": [r["top1"] for r in rows[n]]}
+                                                         "top1": [r["top1"] for r in rows[n]],
+                                                         "agreement": [r["agreement"] for r in rows[n]]}
                 else:
                     cells.append("")
                 lat += [r["latency_reduction"] for r in rows[n]]
