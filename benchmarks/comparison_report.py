@@ -103,7 +103,7 @@ def main_table(plan: dict, table: dict, teacher_top1: float | None) -> tuple[lis
 
 def plot_accuracy(table: dict, teacher_top1: float | None, out: Path) -> None:
     for target in sorted({k[0] for k in table}):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = plt.subplots(figsize=(10, 4.5))
         for method in METHOD_ORDER:
             sizes = sorted(k[2] for k in table if k[0] == target and k[1] == method)
             if not sizes:
@@ -113,11 +113,14 @@ def plot_accuracy(table: dict, teacher_top1: float | None, out: Path) -> None:
                         label=METHOD_LABELS.get(method, method), linewidth=2.5 if method == "practise" else 1.2)
         if teacher_top1 is not None:
             ax.axhline(100 * teacher_top1, color="grey", linestyle="--", label="teacher")
+        all_sizes = sorted({k[2] for k in table if k[0] == target})
         ax.set_xscale("log")
+        ax.set_xticks(all_sizes, [str(n) for n in all_sizes])
+        ax.minorticks_off()
         ax.set_xlabel("tiny-set size N (images)")
         ax.set_ylabel("test top-1 (%)")
         ax.set_title(f"resnet56 on Fashion-MNIST, {target[1:]}% measured latency reduction")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         fig.tight_layout()
         _save(fig, out / f"accuracy_vs_n_{target}.png")
 
