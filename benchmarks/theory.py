@@ -74,9 +74,9 @@ def features_and_logits(model, images, batch: int = 1000):
     return torch.cat(features), torch.cat(logits)
 
 
-def test_tensors(device: str, data_root):
+def test_tensors(device: str, data_root, limit: int | None = None):
     images, labels = [], []
-    for x, y in iterate_eval_batches(load_fashion_mnist("test", data_root), fashion_mnist_transforms(), 1000):
+    for x, y in iterate_eval_batches(load_fashion_mnist("test", data_root), fashion_mnist_transforms(), 1000, limit):
         images.append(x)
         labels.append(y)
     return torch.cat(images).to(device), torch.cat(labels).to(device)
@@ -130,7 +130,7 @@ def variance_one(workdir: str, statedir: str, method: str, n: int, seeds: list[i
 
 
 def path_one(workdir: str, statedir: str, scheme: str, method: str, n: int, seeds: list[int], kind: str, plan: dict,
-             points: int, device: str, data_root) -> None:
+             points: int, device: str, data_root, test_limit: int | None = None) -> None:
     """kind "start": pruned start -> solution of seeds[0]; "between": solution seeds[0] -> seeds[1]."""
     teacher = fmnist_teacher("resnet56").to(device).eval()
     model = pruned_start(teacher, scheme, plan).to(device)
@@ -143,7 +143,7 @@ def path_one(workdir: str, statedir: str, scheme: str, method: str, n: int, seed
     tiny = tiny_set_for(n, seeds[0], data_root)
     tiny_x = tiny.eval_tensor().to(device)
     tiny_y = tiny.label_tensor().to(device)
-    test_x, test_y = test_tensors(device, data_root)
+    test_x, test_y = test_tensors(device, data_root, test_limit)
     with torch.no_grad():
         tiny_target = forward_features(teacher, tiny_x, FEATURES)
         test_target = torch.cat([forward_features(teacher, test_x[i:i + 1000], FEATURES)
@@ -164,7 +164,8 @@ def path_one(workdir: str, statedir: str, scheme: str, method: str, n: int, seed
     name = f"{scheme}-{method}-N{n}-{kind}"
     write_json(Path(workdir) / "paths" / f"{name}.json",
                {"path": name, "scheme": scheme, "method": method, "n": n, "kind": kind, "seeds": seeds[:2],
-                "points": points, "bn": "re-estimated on the tiny set at every point", "curves": curves,
+                "points": points, "test_images": int(test_x.shape[0]),
+                "bn": "re-estimated on the tiny set at every point", "curves": curves,
                 "convexity_gap": {k: convexity_gap(v) for k, v in curves.items()},
                 "barrier": {k: barrier_height(v) for k, v in curves.items()}})
 
@@ -183,7 +184,7 @@ def run(args) -> None:
     tasks = [(variance_one, (str(workdir), str(statedir), m, n, seeds, *common)) for m in ("mimic", "ce")
              for n in args.sizes]
     tasks += [(path_one, (str(workdir), str(statedir), sc, m, n, seeds, kind, plan, args.points, args.device,
-                          args.data_root))
+                          args.data_root, args.path_test_images))
               for sc in (VARIANCE_SCHEME, *PATH_ONLY_SCHEMES) for m in ("mimic", "ce") for n in args.sizes
               for kind in ("start", "between")]
     tasks = [t for t in tasks if not analysis_output(workdir, t).is_file()]  # finished analyses are kept
@@ -227,14 +228,16 @@ def main() -> None:
     p.add_argument("--workdir", default=str(WORKDIR))
     p.add_argument("--statedir", default="/tmp/practise-theory-states", help="recovered weights (large; not committed)")
     p.add_argument("--comparison", default=str(COMPARISON), help="benchmarks/comparison.py's workdir")
-    p.add_argument("--blocks-from", default="N500-s2021", help="whose PRACTISE selection gives the blocks")
+    p.add_argument("--blocks-from", default="N500-s0", help="whose PRACTISE selection gives the blocks")
     p.add_argument("--data-root", default=None)
     p.add_argument("--sizes", type=int, nargs="+", default=[50, 500])
     p.add_argument("--num-sets", type=int, default=10)
     p.add_argument("--first-seed", type=int, default=3001)
-    p.add_argument("--iterations", type=int, default=2000)
+    p.add_argument("--iterations", type=int, default=300, help="recovery iterations (paper: 2000; CPU budget here)")
     p.add_argument("--lr", type=float, default=0.02, help="the same for mimicking and cross-entropy")
     p.add_argument("--points", type=int, default=11)
+    p.add_argument("--path-test-images", type=int, default=None,
+                   help="evaluate paths on the first K test images (default all 10,000; fewer saves CPU time)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=1)
     args = p.parse_args()

@@ -56,7 +56,8 @@ def path_lines(paths: dict) -> list[str]:
     lines = [f"## 2. Loss along straight lines in weight space ({'/'.join(map(str, points))} points, BatchNorm "
              "statistics re-estimated on the tiny set at every point)", "",
              "Convexity gap: the curve's largest rise above the chord joining its ends (0: on or below the chord, as "
-             "a convex function would be). Barrier: the largest rise above the higher end point.", "",
+             "a convex function would be). Barrier: the largest rise above the higher end point. Test losses on the "
+             f"first {'/'.join(sorted({str(p.get('test_images', 10000)) for p in paths.values()}))} test images.", "",
              "| scheme | recovery | N | path | train objective at t=0 → t=1 | gap (train objective) | "
              "gap (test CE) | barrier (test CE) | test error at t=0 / 0.5 / 1 |", "|---|---|---|---|---|---|---|---|---|"]
     for key in sorted(paths):
