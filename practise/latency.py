@@ -4,7 +4,8 @@ Variants of one model (the full network, and the network with some blocks droppe
 are timed *interleaved*: every repeat runs each variant once, in a rotated order, so
 drifts in machine load hit all variants alike. Variants are made by swapping blocks
 for nn.Identity on one private copy of the model, so no extra copies of the weights
-are held. Medians and the interquartile range are reported with every setting that
+are held (``measure_models`` times distinct models, e.g. channel-pruned ones, the same
+way on one private copy each). Medians and the interquartile range are reported with every setting that
 affects the numbers.
 """
 from __future__ import annotations
