@@ -140,16 +140,22 @@ def single_block_table(plan: dict, cells: dict, workdir: Path) -> tuple[list[str
         if (workdir / "scores" / f"{key}.json").is_file() else {}
     rows = [r for r in rows if r[0] in scores]
     lines = [f"### Recoverability against accuracy with that block alone dropped ({key})", "",
-             "| block | r_b | recoverability R_b | top-1 after dropping it and recovering |", "|---|---|---|---|"]
+             "| block | r_b | recoverability R_b | top-1 after dropping it and recovering | agreement with the teacher |",
+             "|---|---|---|---|---|"]
     for block, _, result in sorted(rows, key=lambda r: scores[r[0]]["recoverability"]):
         lines.append(f"| {block} | {100 * plan['latency']['r_b'][block]:.1f}% | "
-                     f"{scores[block]['recoverability']:.5f} | {100 * result['top1']:.2f}% |")
+                     f"{scores[block]['recoverability']:.5f} | {100 * result['top1']:.2f}% | "
+                     f"{100 * result['agreement']:.2f}% |")
     summary = {}
     if len(rows) >= 3:
-        rho = spearmanr([scores[b]["recoverability"] for b, _, _ in rows], [r["top1"] for _, _, r in rows]).statistic
-        summary = {"spearman_recoverability_vs_top1": float(rho), "blocks": len(rows)}
-        lines += ["", f"Spearman correlation between R_b and top-1 after single-block drop: **{rho:.3f}** "
-                  f"over {len(rows)} blocks (negative: harder-to-recover blocks lose more accuracy)."]
+        recoverability = [scores[b]["recoverability"] for b, _, _ in rows]
+        rho = spearmanr(recoverability, [r["top1"] for _, _, r in rows]).statistic
+        rho_agree = spearmanr(recoverability, [r["agreement"] for _, _, r in rows]).statistic
+        summary = {"spearman_recoverability_vs_top1": float(rho),
+                   "spearman_recoverability_vs_agreement": float(rho_agree), "blocks": len(rows)}
+        lines += ["", f"Spearman correlation of R_b with top-1 after the single-block drop: **{rho:.3f}**, with "
+                  f"agreement: **{rho_agree:.3f}**, over {len(rows)} blocks (negative: harder-to-recover blocks "
+                  "lose more)."]
     return lines, summary
 
 
