@@ -38,6 +38,7 @@ from practise.data import load_fashion_mnist
 from practise.demo import fashion_mnist_transforms
 from practise.evaluation import iterate_eval_batches
 from practise.features import forward_features
+from practise.modes import hooks_removed
 from practise.recovery import RecoveryConfig, recover
 from practise.surgery import drop_blocks
 
@@ -65,12 +66,10 @@ def run_id(scheme: str, method: str, n: int, seed: int) -> str:
 def features_and_logits(model, images, batch: int = 1000):
     """Pre-pooling features (FEATURES) and logits in one pass per batch."""
     features, logits = [], []
-    handle = model.get_submodule(FEATURES).register_forward_hook(lambda mod, args, out: features.append(out))
-    try:
+    with hooks_removed([model.get_submodule(FEATURES).register_forward_hook(
+            lambda mod, args, out: features.append(out))]):
         for i in range(0, images.shape[0], batch):
             logits.append(model(images[i:i + batch]))
-    finally:
-        handle.remove()
     return torch.cat(features), torch.cat(logits)
 
 

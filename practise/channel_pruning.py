@@ -27,6 +27,7 @@ import torch.nn as nn
 from .blocks import count_flops, count_params
 from .features import forward_features
 from .latency import LatencyConfig, LatencySettings, measure_models, reduction
+from .modes import hooks_removed
 from .progress import Progress, silent
 
 log = logging.getLogger(__name__)
@@ -63,14 +64,9 @@ def _feature_producers(tp, model: nn.Module, example_input: torch.Tensor, featur
     """Convolutions whose output channels are the feature map's: the last convolution run
     before the feature layer's output, and every convolution Torch-Pruning couples to it."""
     order: list[nn.Module] = []
-    handles = [m.register_forward_hook(lambda mod, args, out: order.append(mod))
-               for m in model.modules() if isinstance(m, nn.Conv2d)]
-    try:
-        with torch.no_grad():
-            forward_features(model, example_input, feature_layer)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with torch.no_grad(), hooks_removed([m.register_forward_hook(lambda mod, args, out: order.append(mod))
+                                         for m in model.modules() if isinstance(m, nn.Conv2d)]):
+        forward_features(model, example_input, feature_layer)
     if not order:
         raise ValueError(f"no convolution runs before feature layer {feature_layer!r}")
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
