@@ -28,7 +28,16 @@ Methods (cell name prefixes):
                       L1 pruning of block-internal channels only, + feature mimicking
   single_<block>      one block dropped alone + mimicking (recoverability vs accuracy)
 
-Typical use (score and run may go to a GPU machine; plan must run where latency counts):
+Tiny-set sources (issue: data-free synthesis and out-of-domain tiny sets). Besides
+Fashion-MNIST's training set, the tiny sets of --source-methods (PRACTISE and the strongest
+baseline) at the first target come from --sources: "synthesized" (DeepInversion images
+from the teacher, the ``synth`` stage, kept under --workdir/synthesized/s<seed>),
+"sklearn-digits", "photo-crops" and "gaussian-noise" (practise.data.out_of_domain). Their
+cells are named <method>-<source>-N<n>-s<seed>-t<target>; scoring, selection and recovery
+use only the source's images, evaluation the Fashion-MNIST test set.
+
+Typical use (synth, score and run may go to a GPU machine; plan must run where latency counts):
+  python benchmarks/comparison.py synth
   python benchmarks/comparison.py plan
   python benchmarks/comparison.py score --device cuda --jobs 9
   python benchmarks/comparison.py plan          # adds PRACTISE's selections
@@ -42,6 +51,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -53,7 +63,7 @@ from common import ROOT, fmnist_teacher, provenance
 from practise.blocks import count_flops, count_params
 from practise.channel_pruning import prune_channels, prune_to_latency
 from practise.criteria import RankingInputs, rank_blocks
-from practise.data import build_tiny_set, load_fashion_mnist
+from practise.data import ImageFolderSource, build_tiny_set, load_fashion_mnist, open_source
 from practise.demo import fashion_mnist_transforms
 from practise.evaluation import iterate_eval_batches
 from practise.io import atomic_write_text
@@ -64,6 +74,7 @@ from practise.scoring import Scorer, ScoringConfig, practise_score, score_blocks
 from practise.seeding import seed_everything
 from practise.selection import select_in_order
 from practise.surgery import drop_blocks
+from practise.synthesis import SynthesisConfig, synthesize
 
 log = logging.getLogger("comparison")
 SHAPE = (1, 28, 28)
@@ -78,19 +89,40 @@ CHANNEL_SCOPES = ("inner", "features")
 # at targets after the first (harder ones, where the choice of blocks matters more): the
 # criteria comparison, PRACTISE's CE baseline and channel pruning with mimicking
 SECONDARY_METHODS = ("practise", "random", "latency", "cosine", "practise_ce", "channels_mimic")
+IN_DOMAIN = "fashion-mnist"
+OTHER_SOURCES = ("synthesized", "sklearn-digits", "photo-crops", "gaussian-noise")
 
 
 # ---------------------------------------------------------------- shared helpers
-def tiny_key(n: int, seed: int) -> str:
-    return f"N{n}-s{seed}"
+def tiny_key(n: int, seed: int, source: str = IN_DOMAIN) -> str:
+    return f"N{n}-s{seed}" if source == IN_DOMAIN else f"{source}-N{n}-s{seed}"
 
 
-def tiny_set_for(n: int, seed: int, data_root: str | None):
-    return build_tiny_set(load_fashion_mnist("train", data_root), n, seed_everything(seed), fashion_mnist_transforms())
+def synthesized_dir(workdir: str | Path, seed: int) -> Path:
+    return Path(workdir) / "synthesized" / f"s{seed}"
+
+
+def tiny_set_for(n: int, seed: int, data_root: str | None, source: str = IN_DOMAIN, workdir: str | Path = WORKDIR):
+    """The tiny set of ``n`` images drawn with the paper's rule and ``seed`` from ``source``."""
+    if source == IN_DOMAIN:
+        images = load_fashion_mnist("train", data_root)
+    elif source == "synthesized":
+        folder = synthesized_dir(workdir, seed)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} missing: run the synth stage first")
+        images = ImageFolderSource(folder)
+    elif source in OTHER_SOURCES:
+        images = open_source(source)
+    else:
+        raise ValueError(f"unknown tiny-set source {source!r}; choose from {(IN_DOMAIN,) + OTHER_SOURCES}")
+    return build_tiny_set(images, n, seed_everything(seed), fashion_mnist_transforms())
 
 
 def identifiers_digest(tiny) -> str:
-    return hashlib.sha256("\n".join(tiny.identifiers).encode()).hexdigest()[:16]
+    """Which images a tiny set holds; file paths count from their class folder on, so the
+    digest does not depend on where the work folder lies."""
+    names = ["/".join(Path(i).parts[-2:]) if "/" in i else i for i in tiny.identifiers]
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
 
 
 def read_json(path: Path, default=None):
@@ -140,6 +172,7 @@ def plan(args) -> None:
     data["settings"] = vars(args)
     for i, target in enumerate(args.targets):
         plan_target(data, path, teacher, names, r_b, target, config, args, info.feature_layer)
+    plan_sources(data, path, teacher, names, r_b, args.targets[0], config, args)
     data["cells"] = planned_cells(data, names, args)
     write_json(path, data)
     log.info("plan: %d cells", len(data["cells"]))
@@ -177,17 +210,46 @@ def plan_target(data, path, teacher, names, r_b, target, config, args, feature_l
                 if criterion == "cosine":
                     tiny = tiny or tiny_set_for(n, seed, args.data_root)
                     inputs.model, inputs.images = teacher, tiny.eval_tensor()
-                order = rank_blocks(criterion, inputs)
-                selection = select_in_order(teacher, SHAPE, order, r_b, target, config)
-                data["selections"][skey] = {"criterion": criterion, "order": order, "blocks": selection.blocks,
-                                            "predicted": selection.predicted_reduction,
-                                            "measured": selection.measured_reduction, "trials": selection.trials}
-                write_json(path, data)
+                select_and_record(data, path, skey, criterion, inputs, teacher, r_b, target, config)
             if key not in data["tiny_sets"]:
-                tiny = tiny or tiny_set_for(n, seed, args.data_root)
-                data["tiny_sets"][key] = {"size": len(tiny), "digest": identifiers_digest(tiny),
-                                          "labels_per_class": [tiny.labels.count(c) for c in range(10)]}
-                write_json(path, data)
+                record_tiny_set(data, path, key, tiny or tiny_set_for(n, seed, args.data_root))
+
+
+def select_and_record(data, path, skey, criterion, inputs, teacher, r_b, target, config) -> None:
+    order = rank_blocks(criterion, inputs)
+    selection = select_in_order(teacher, SHAPE, order, r_b, target, config)
+    data["selections"][skey] = {"criterion": criterion, "order": order, "blocks": selection.blocks,
+                                "predicted": selection.predicted_reduction,
+                                "measured": selection.measured_reduction, "trials": selection.trials}
+    write_json(path, data)
+
+
+def record_tiny_set(data, path, key: str, tiny) -> None:
+    labels = None if tiny.labels is None else [tiny.labels.count(c) for c in range(10)]
+    data["tiny_sets"][key] = {"size": len(tiny), "digest": identifiers_digest(tiny), "labels_per_class": labels}
+    write_json(path, data)
+
+
+def source_tiny_sets(args):
+    """(source, n, seed) of every tiny set from a source other than Fashion-MNIST's training set."""
+    return [(source, n, seed) for source in args.sources for n in args.source_sizes for seed in args.seeds]
+
+
+def plan_sources(data, path, teacher, names, r_b, target, config, args) -> None:
+    """Record the other sources' tiny sets and PRACTISE's selections from their scores."""
+    t = f"t{round(100 * target)}"
+    for source, n, seed in source_tiny_sets(args):
+        key = tiny_key(n, seed, source)
+        if source == "synthesized" and not synthesized_dir(args.workdir, seed).is_dir():
+            continue  # run the synth stage, then plan again
+        if key not in data["tiny_sets"]:
+            record_tiny_set(data, path, key, tiny_set_for(n, seed, args.data_root, source, args.workdir))
+        skey = f"practise-{key}-{t}"
+        scores = load_scores(Path(args.workdir), key, names)
+        if skey in data["selections"] or scores is None:
+            continue
+        inputs = RankingInputs(names, r_b, seed=seed, scores={b: practise_score(scores[b], r_b[b]) for b in names})
+        select_and_record(data, path, skey, "practise", inputs, teacher, r_b, target, config)
 
 
 def selection_key(criterion: str, n: int, seed: int, t: str) -> str:
@@ -219,11 +281,43 @@ def planned_cells(data, names, args) -> dict:
                     cells[f"{method}-{key}-{t}"] = {"kind": "channels", "channels": ckey, "scope": scope,
                                                     "ratio": data["channels"][ckey]["ratio"], "recovery": recovery,
                                                     "n": n, "seed": seed}
+    cells.update(source_cells(data, args))
     n, seed = args.single_size, args.seeds[0]
     for block in names:
         cells[f"single_{block}-{tiny_key(n, seed)}"] = {"kind": "blocks", "blocks": [block], "recovery": "mimic",
                                                        "n": n, "seed": seed, "iterations": args.single_iterations}
     cells["teacher"] = {"kind": "teacher"}
+    return cells
+
+
+def source_cells(data, args) -> dict:
+    """--source-methods on every other source's tiny sets, at the first target.
+
+    PRACTISE selects on the source's own scores; random and largest-latency blocks do not
+    depend on the images, so they are the Fashion-MNIST plan's; channel pruning likewise.
+    """
+    t = f"t{round(100 * args.targets[0])}"
+    cells = {}
+    for source, n, seed in source_tiny_sets(args):
+        key = tiny_key(n, seed, source)
+        if key not in data["tiny_sets"]:
+            continue
+        base = {"n": n, "seed": seed, "source": source}
+        for method in args.source_methods:
+            if method in CHANNEL_METHODS:
+                scope, recovery = CHANNEL_METHODS[method]
+                ckey = f"channels-{scope}-{t}"
+                if "ratio" in data["channels"].get(ckey, {}):
+                    cells[f"{method}-{key}-{t}"] = {"kind": "channels", "channels": ckey, "scope": scope,
+                                                    "ratio": data["channels"][ckey]["ratio"], "recovery": recovery, **base}
+                continue
+            criterion, recovery = BLOCK_METHODS[method]
+            if recovery == "ce" and data["tiny_sets"][key]["labels_per_class"] is None:
+                continue  # cross-entropy needs labels; these images have none
+            skey = f"practise-{key}-{t}" if criterion == "practise" else selection_key(criterion, n, seed, t)
+            if skey in data["selections"]:
+                cells[f"{method}-{key}-{t}"] = {"kind": "blocks", "blocks": data["selections"][skey]["blocks"],
+                                                "selection": skey, "recovery": recovery, **base}
     return cells
 
 
@@ -246,27 +340,61 @@ def _init_worker(threads: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(message)s")
 
 
+# ---------------------------------------------------------------- synth
+def synth(args) -> None:
+    """DeepInversion images from the teacher, max(--source-sizes) per seed (smaller tiny
+    sets are drawn from them with the paper's rule); a summary JSON marks a finished seed."""
+    if "synthesized" not in args.sources:
+        return
+    tasks = [(args.workdir, seed, max(args.source_sizes), args.synthesis_steps, args.synthesis_batch, args.device)
+             for seed in args.seeds if not (synthesized_dir(args.workdir, seed).parent / f"s{seed}.json").is_file()]
+    run_parallel(synth_one, tasks, args.jobs)
+
+
+def synth_one(workdir: str, seed: int, count: int, steps: int, batch: int, device: str) -> None:
+    began = time.perf_counter()
+    teacher = fmnist_teacher("resnet56").to(device).eval()
+    config = SynthesisConfig(steps=steps, batch_size=batch, seed=seed)
+    transforms = fashion_mnist_transforms().config
+    out = synthesized_dir(workdir, seed)
+    if out.exists():  # an interrupted earlier attempt: start afresh so no stale image remains
+        shutil.rmtree(out)
+    summary = synthesize(teacher, count, SHAPE, out, transforms.mean, transforms.std, config, device, overwrite=True)
+    tiny = tiny_set_for(count, seed, None, "synthesized", workdir)  # the PNGs as every cell will read them
+    with torch.no_grad():
+        predicted = teacher(tiny.eval_tensor().to(device)).argmax(1).cpu()
+    write_json(out.parent / f"s{seed}.json", {
+        "images": summary["images"], "config": vars(config), "seconds": time.perf_counter() - began,
+        "device": str(device), "threads": torch.get_num_threads(), "final_terms_per_batch": summary["batches"],
+        "teacher_agrees_with_target": float((predicted == tiny.label_tensor()).float().mean()), **provenance()})
+    log.info("synthesized %d images for seed %d in %.0f s", count, seed, time.perf_counter() - began)
+
+
 # ---------------------------------------------------------------- score
 def score(args) -> None:
     workdir = Path(args.workdir)
     data = read_json(workdir / "plan.json")
     if data is None:
         raise SystemExit("run the plan stage first (it measures the latency table)")
-    tasks = [(str(workdir), n, seed, args.scoring_iterations, args.device, args.data_root, data["latency"]["r_b"],
-              data["tiny_sets"][tiny_key(n, seed)]["digest"])
-             for n in args.sizes for seed in args.seeds
-             if load_scores(workdir, tiny_key(n, seed), list(data["latency"]["r_b"])) is None]
+    wanted = [(IN_DOMAIN, n, seed) for n in args.sizes for seed in args.seeds] + source_tiny_sets(args)
+    tasks = [(str(workdir), n, seed, source, args.scoring_iterations, args.device, args.data_root,
+              data["latency"]["r_b"], data["tiny_sets"][tiny_key(n, seed, source)]["digest"])
+             for source, n, seed in wanted
+             if tiny_key(n, seed, source) in data["tiny_sets"]  # planned (synthesized: after synth)
+             and load_scores(workdir, tiny_key(n, seed, source), list(data["latency"]["r_b"])) is None]
     run_parallel(score_one, tasks, args.jobs)
 
 
-def score_one(workdir: str, n: int, seed: int, iterations: int, device: str, data_root, r_b: dict, digest: str) -> None:
+def score_one(workdir: str, n: int, seed: int, source: str, iterations: int, device: str, data_root, r_b: dict,
+              digest: str) -> None:
     teacher = fmnist_teacher("resnet56").to(device).eval()
-    tiny = tiny_set_for(n, seed, data_root)
+    tiny = tiny_set_for(n, seed, data_root, source, workdir)
+    key = tiny_key(n, seed, source)
     if identifiers_digest(tiny) != digest:
-        raise RuntimeError(f"tiny set {tiny_key(n, seed)} differs from the planned one")
+        raise RuntimeError(f"tiny set {key} differs from the planned one")
     info = inspect_model(teacher, SHAPE)
     scorer = Scorer(teacher, tiny, info.trace, info.chain, info.feature_layer, scoring_config(seed, iterations), device)
-    score_blocks(scorer, list(r_b), r_b, score_path(Path(workdir), tiny_key(n, seed)))
+    score_blocks(scorer, list(r_b), r_b, score_path(Path(workdir), key))
 
 
 # ---------------------------------------------------------------- run
@@ -280,9 +408,12 @@ def run(args) -> None:
         wanted = [c for c in wanted if any(c.startswith(p) for p in args.only)]
     log.info("%d cells to run", len(wanted))
     tasks = [(str(workdir), c, data["cells"][c], args.iterations, args.device, args.data_root,
-              data["tiny_sets"].get(tiny_key(data["cells"][c].get("n", 0), data["cells"][c].get("seed", 0)), {})
-              .get("digest")) for c in wanted]
+              data["tiny_sets"].get(cell_tiny_key(data["cells"][c]), {}).get("digest")) for c in wanted]
     run_parallel(run_cell, tasks, args.jobs)
+
+
+def cell_tiny_key(spec: dict) -> str:
+    return tiny_key(spec.get("n", 0), spec.get("seed", 0), spec.get("source", IN_DOMAIN))
 
 
 def build_student(teacher, spec: dict):
@@ -318,7 +449,7 @@ def run_cell(workdir: str, cell: str, spec: dict, iterations: int, device: str, 
     if spec["kind"] == "teacher":
         model = teacher
     else:
-        tiny = tiny_set_for(spec["n"], spec["seed"], data_root)
+        tiny = tiny_set_for(spec["n"], spec["seed"], data_root, spec.get("source", IN_DOMAIN), workdir)
         if identifiers_digest(tiny) != digest:
             raise RuntimeError(f"{cell}: tiny set differs from the planned one")
         model = build_student(teacher, spec)
@@ -341,7 +472,7 @@ def run_cell(workdir: str, cell: str, spec: dict, iterations: int, device: str, 
 # ---------------------------------------------------------------- main
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=["plan", "score", "run", "report"])
+    p.add_argument("stage", choices=["synth", "plan", "score", "run", "report"])
     p.add_argument("--workdir", default=str(WORKDIR))
     p.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST IDX files (default: Debian's)")
     p.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 500])
@@ -359,6 +490,15 @@ def main() -> None:
                         "(benchmarks/results/scoring_speed), and N500-s0's scores are that benchmark's")
     p.add_argument("--iterations", type=int, default=300, help="recovery iterations (paper: 2000; CPU budget here)")
     p.add_argument("--single-iterations", type=int, default=100, help="recovery iterations of the single-block study")
+    p.add_argument("--sources", nargs="*", default=list(OTHER_SOURCES), choices=OTHER_SOURCES,
+                   help="tiny-set sources besides Fashion-MNIST's training set (none: only the in-domain comparison)")
+    p.add_argument("--source-sizes", type=int, nargs="+", default=[100, 500], help="tiny-set sizes of --sources")
+    p.add_argument("--source-methods", nargs="+", default=["practise", "random"],
+                   choices=[m for m in [*BLOCK_METHODS, *CHANNEL_METHODS] if m != "cosine"],
+                   help="methods run on --sources' tiny sets (PRACTISE and the strongest baseline)")
+    p.add_argument("--synthesis-steps", type=int, default=500,
+                   help="DeepInversion steps per batch (DeepInversion: 2000; CPU budget here)")
+    p.add_argument("--synthesis-batch", type=int, default=100, help="images optimised together")
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--only", nargs="*", help="run only cells whose name starts with one of these")
@@ -372,7 +512,7 @@ def main() -> None:
         from comparison_report import report
         report(Path(args.workdir))
     else:
-        {"plan": plan, "score": score, "run": run}[args.stage](args)
+        {"synth": synth, "plan": plan, "score": score, "run": run}[args.stage](args)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from practise.data import FASHION_MNIST_CLASSES  # noqa: E402
 from practise.io import atomic_write, atomic_write_text  # noqa: E402
 
 METHOD_ORDER = ["practise", "random", "latency", "cosine", "practise_ce", "practise_kd", "channels_mimic", "channels_ce",
@@ -29,18 +30,35 @@ METHOD_LABELS = {
 }
 
 
-def parse_cell(name: str) -> tuple[str, int, int, str] | None:
-    """'practise_ce-N50-s2021-t22' -> ('practise_ce', 50, 2021, 't22')."""
+IN_DOMAIN = "fashion-mnist"
+SOURCE_LABELS = {IN_DOMAIN: "Fashion-MNIST training images (in-domain)",
+                 "synthesized": "synthesized from the teacher (DeepInversion)",
+                 "sklearn-digits": "scikit-learn handwritten digits", "photo-crops": "scikit-image photo crops",
+                 "gaussian-noise": "Gaussian noise (floor)"}
+
+
+def parse_cell(name: str) -> tuple[str, str, int, int, str] | None:
+    """'practise_ce-N50-s2021-t22' -> ('practise_ce', 'fashion-mnist', 50, 2021, 't22');
+    'random-photo-crops-N100-s1-t22' -> ('random', 'photo-crops', 100, 1, 't22')."""
     head, _, target = name.rpartition("-")
     head, _, seed = head.rpartition("-")
-    method, _, size = head.rpartition("-")
+    head, _, size = head.rpartition("-")
+    method, _, source = head.partition("-")  # method names have no dash, source names may
     if not (target.startswith("t") and seed.startswith("s") and size.startswith("N")):
         return None
-    return method, int(size[1:]), int(seed[1:]), target
+    return method, source or IN_DOMAIN, int(size[1:]), int(seed[1:]), target
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def span(fractions: list[float]) -> str:
+    """'22.3%' or '22.3-29.4%' (percent), '' for none."""
+    if not fractions:
+        return ""
+    low, high = 100 * min(fractions), 100 * max(fractions)
+    return f"{low:.1f}%" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f}%"
 
 
 def latency_of(plan: dict, spec: dict) -> float:
@@ -50,14 +68,14 @@ def latency_of(plan: dict, spec: dict) -> float:
 
 
 def collect(plan: dict, cells: dict) -> dict:
-    """(target, method, N) -> rows of per-seed results."""
+    """(target, method, N) -> rows of per-seed results; other sources under (target, method, N, source)."""
     table = defaultdict(list)
     for name, result in cells.items():
         parsed = parse_cell(name)
         if parsed is None:
             continue
-        method, n, seed, target = parsed
-        table[(target, method, n)].append({
+        method, source, n, seed, target = parsed
+        table[(target, method, n) if source == IN_DOMAIN else (target, method, n, source)].append({
             "seed": seed, "top1": result["top1"], "blocks": result["spec"].get("blocks"),
             "agreement": result["agreement"],
             "latency_reduction": latency_of(plan, result["spec"]),
@@ -68,6 +86,7 @@ def collect(plan: dict, cells: dict) -> dict:
 
 def main_table(plan: dict, table: dict, teacher_top1: float | None) -> tuple[list[str], dict]:
     lines, summary = [], {}
+    table = {k: v for k, v in table.items() if len(k) == 3}
     for target in sorted({k[0] for k in table}):
         sizes = sorted({k[2] for k in table if k[0] == target})
         lines += [f"### Target {target[1:]}% measured latency reduction", "",
@@ -92,9 +111,8 @@ def main_table(plan: dict, table: dict, teacher_top1: float | None) -> tuple[lis
                     cells.append("")
                 lat += [r["latency_reduction"] for r in rows[n]]
                 flops += [r["flops_reduction"] for r in rows[n]]
-            lat_text = f"{100 * min(lat):.1f}-{100 * max(lat):.1f}%" if min(lat) != max(lat) else f"{100 * lat[0]:.1f}%"
             lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(cells) +
-                         f" | {lat_text} | {100 * statistics.fmean(flops):.1f}% |")
+                         f" | {span(lat)} | {100 * statistics.fmean(flops):.1f}% |")
         lines.append("")
     if teacher_top1 is not None:
         lines.append(f"Teacher (resnet56, no blocks dropped): {100 * teacher_top1:.2f}% top-1 on the 10,000 test images.")
@@ -102,6 +120,7 @@ def main_table(plan: dict, table: dict, teacher_top1: float | None) -> tuple[lis
 
 
 def plot_accuracy(table: dict, teacher_top1: float | None, out: Path) -> None:
+    table = {k: v for k, v in table.items() if len(k) == 3}
     for target in sorted({k[0] for k in table}):
         fig, ax = plt.subplots(figsize=(10, 4.5))
         for method in METHOD_ORDER:
@@ -123,6 +142,92 @@ def plot_accuracy(table: dict, teacher_top1: float | None, out: Path) -> None:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         fig.tight_layout()
         _save(fig, out / f"accuracy_vs_n_{target}.png")
+
+
+def sources_table(plan: dict, table: dict, workdir: Path) -> tuple[list[str], dict]:
+    """PRACTISE and the baseline(s) with tiny sets from each source, beside the in-domain cells."""
+    keys = [k for k in table if len(k) == 4]
+    if not keys:
+        return [], {}
+    target = keys[0][0]
+    methods = [m for m in METHOD_ORDER if any(k[1] == m for k in keys)]
+    sizes = sorted({k[2] for k in keys})
+    sources = [IN_DOMAIN] + [s for s in SOURCE_LABELS if s != IN_DOMAIN and any(k[3] == s for k in keys)]
+    lines = [f"### Tiny sets from other sources (target {target[1:]}% measured latency reduction)", "",
+             "Scoring, block selection and recovery see only the named images; evaluation uses the 10,000 "
+             "Fashion-MNIST test images. Top-1 (%), mean ± std over seeds (number of seeds), [agreement with the "
+             "teacher, %]. PRACTISE selects blocks from each source's own recoverability scores; random blocks "
+             "do not depend on the images (the same blocks as in the in-domain table).", "",
+             "| source | " + " | ".join(f"{METHOD_LABELS[m].split(' (')[0]}, N={n}" for m in methods for n in sizes) +
+             " | PRACTISE's measured latency reduction |", "|---|" + "---|" * (len(methods) * len(sizes) + 1)]
+    summary = {}
+    for source in sources:
+        row, lat = [], []
+        for method in methods:
+            for n in sizes:
+                rows = table.get((target, method, n) if source == IN_DOMAIN else (target, method, n, source), [])
+                if not rows:
+                    row.append("")
+                    continue
+                m, sd = mean_std([100 * r["top1"] for r in rows])
+                row.append(f"{m:.2f} ± {sd:.2f} ({len(rows)}) [{statistics.fmean(100 * r['agreement'] for r in rows):.1f}]")
+                summary[f"{source}/{method}/N{n}"] = {"mean": m, "std": sd, "top1": [r["top1"] for r in rows]}
+                if method == "practise":
+                    lat += [r["latency_reduction"] for r in rows]
+        lines.append(f"| {SOURCE_LABELS[source]} | " + " | ".join(row) + f" | {span(lat)} |")
+    synth = sorted((workdir / "synthesized").glob("s*.json"))
+    if synth:
+        runs = [json.loads(p.read_text()) for p in synth]
+        config = runs[0]["config"]
+        lines += ["", f"Synthesized images: {runs[0]['images']} per seed ({len(runs)} seeds), DeepInversion with "
+                  f"{config['steps']} Adam steps per batch of {config['batch_size']} (lr {config['lr']}, BN weight "
+                  f"{config['bn_weight']}, first BN x{config['first_bn_multiplier']}, TV {config['tv_weight']}, L2 "
+                  f"{config['l2_weight']}); {statistics.fmean(r['seconds'] for r in runs) / 60:.1f} min per seed on "
+                  f"{runs[0]['device']}; the teacher classifies "
+                  f"{100 * statistics.fmean(r['teacher_agrees_with_target'] for r in runs):.1f}% of them (read back "
+                  "from the PNGs) as their target class. Samples: [synthesized_samples.png](synthesized_samples.png), "
+                  "every source: [source_samples.png](source_samples.png)."]
+    return lines, summary
+
+
+def synthesized_grid(workdir: Path, seed: int = 0, per_class: int = 10) -> None:
+    """The first ``per_class`` synthesized images of every class, one row per class."""
+    from PIL import Image
+
+    folders = sorted((workdir / "synthesized" / f"s{seed}").glob("class_*"))
+    if not folders:
+        return
+    fig, axes = plt.subplots(len(folders), per_class, figsize=(per_class * 0.8, len(folders) * 0.85))
+    for row, folder in zip(axes, folders):
+        files = sorted(folder.glob("*.png"))[:per_class]
+        for ax, f in zip(row, files):
+            ax.imshow(Image.open(f), cmap="gray", vmin=0, vmax=255)
+        for ax in row:
+            ax.axis("off")
+        label = FASHION_MNIST_CLASSES[int(folder.name.split("_")[1])]
+        row[0].text(-4, 14, label, ha="right", va="center", fontsize=8)
+    fig.suptitle(f"DeepInversion images from the resnet56 teacher (seed {seed}), one row per target class", fontsize=9)
+    fig.subplots_adjust(left=0.15, wspace=0.05, hspace=0.05)
+    _save(fig, workdir / "synthesized_samples.png")
+
+
+def source_samples(plan: dict, workdir: Path, seed: int = 0, count: int = 12) -> None:
+    """The first images of each source's smallest tiny set of ``seed``, one row per source."""
+    from comparison import tiny_key, tiny_set_for
+
+    n = min(v["size"] for k, v in plan["tiny_sets"].items() if not k.startswith("N"))
+    sources = [s for s in SOURCE_LABELS if tiny_key(n, seed, s) in plan["tiny_sets"]]
+    fig, axes = plt.subplots(len(sources), count, figsize=(count * 0.8, len(sources) * 0.9), squeeze=False)
+    for row, source in zip(axes, sources):
+        tiny = tiny_set_for(n, seed, None, source, workdir)
+        for ax, image in zip(row, tiny.images[:count]):
+            ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=255)
+        for ax in row:
+            ax.axis("off")
+        row[0].text(-4, 14, SOURCE_LABELS[source].split(" (")[0], ha="right", va="center", fontsize=7)
+    fig.suptitle(f"Tiny-set images by source (N={n}, seed {seed})", fontsize=9)
+    fig.subplots_adjust(left=0.25, wspace=0.05, hspace=0.05)
+    _save(fig, workdir / "source_samples.png")
 
 
 def _save(fig, path: Path) -> None:
@@ -166,7 +271,11 @@ def report(workdir: Path) -> None:
     table = collect(plan, cells)
     main_lines, summary = main_table(plan, table, teacher_top1)
     single_lines, single = single_block_table(plan, cells, workdir)
+    source_lines, sources = sources_table(plan, table, workdir)
     plot_accuracy(table, teacher_top1, workdir)
+    synthesized_grid(workdir)
+    if source_lines:
+        source_samples(plan, workdir)
     prov = plan["provenance"]
     lat = plan["latency"]["settings"]
     devices = sorted({c["device"] for c in cells.values()})
@@ -181,8 +290,8 @@ def report(workdir: Path) -> None:
              f"Recovery cells ran on: {', '.join(devices)}; recovery iterations: {', '.join(map(str, iterations))} "
              f"(batch 64; paper: 2000). Each cell's device, settings and losses are in `cells/*.json`; the commands of "
              "every stage, with commit and machine, in `invocations.json` (where present) and in this folder's NOTES.md.", "",
-             *main_lines, "", *single_lines, ""]
+             *main_lines, "", *single_lines, "", *source_lines, ""]
     atomic_write_text(workdir / "README.md", "\n".join(lines) + "\n")
     atomic_write_text(workdir / "summary.json", json.dumps({"teacher_top1": teacher_top1, "table": summary,
-                                                           "single_block": single}, indent=1))
+                                                           "single_block": single, "sources": sources}, indent=1))
     print("\n".join(lines))

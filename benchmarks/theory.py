@@ -176,10 +176,6 @@ def run(args) -> None:
     write_json(workdir / "plan.json", plan)
     seeds = plan["seeds"]
     common = (plan, args.device, args.data_root)
-    runs = [(VARIANCE_SCHEME, m, n, s) for m in ("mimic", "ce") for n in args.sizes for s in seeds] + \
-           [(sc, m, n, s) for sc in PATH_ONLY_SCHEMES for m in ("mimic", "ce") for n in args.sizes for s in seeds[:2]]
-    todo = [r for r in runs if not (statedir / f"{run_id(*r)}.safetensors").is_file()]
-    run_parallel(recover_one, [(str(workdir), str(statedir), *r, *common) for r in todo], args.jobs)
     tasks = [(variance_one, (str(workdir), str(statedir), m, n, seeds, *common)) for m in ("mimic", "ce")
              for n in args.sizes]
     tasks += [(path_one, (str(workdir), str(statedir), sc, m, n, seeds, kind, plan, args.points, args.device,
@@ -187,7 +183,22 @@ def run(args) -> None:
               for sc in (VARIANCE_SCHEME, *PATH_ONLY_SCHEMES) for m in ("mimic", "ce") for n in args.sizes
               for kind in ("start", "between")]
     tasks = [t for t in tasks if not analysis_output(workdir, t).is_file()]  # finished analyses are kept
+    # recover only what an unfinished analysis needs and the state folder lacks (it may be
+    # gone, e.g. a /tmp of an earlier machine, while the analyses made from it are committed)
+    needed = sorted({r for t in tasks for r in runs_needed(t, seeds)})
+    todo = [r for r in needed if not (statedir / f"{run_id(*r)}.safetensors").is_file()]
+    log.info("%d analyses to do, %d recoveries to run for them", len(tasks), len(todo))
+    run_parallel(recover_one, [(str(workdir), str(statedir), *r, *common) for r in todo], args.jobs)
     run_parallel(call, tasks, args.jobs)
+
+
+def runs_needed(task, seeds: list[int]) -> list[tuple]:
+    """(scheme, method, n, seed) of the recovered networks an analysis task reads."""
+    fn, a = task
+    if fn is variance_one:
+        return [(VARIANCE_SCHEME, a[2], a[3], s) for s in seeds]
+    scheme, method, n, kind = a[2], a[3], a[4], a[6]
+    return [(scheme, method, n, s) for s in (seeds[:1] if kind == "start" else seeds[:2])]
 
 
 def analysis_output(workdir: Path, task) -> Path:

@@ -52,7 +52,35 @@ def load_model(spec: str, weights: str | None = None, **arch_kwargs) -> nn.Modul
         if wrong:
             raise ValueError(f"{weights} does not fit {spec}{kwargs}: shape mismatch in {'; '.join(wrong[:5])}")
         load_state_dict_strict(model, state, source=str(weights))
+        preprocessing = recorded_preprocessing(weights)
+        if preprocessing:
+            model.practise_extra = preprocessing  # read like a compressed file's (cli.transforms_for)
     return model.eval()
+
+
+def recorded_preprocessing(weights: str | Path) -> dict | None:
+    """The input size and normalisation a weights file was trained with, where recorded:
+    in a .safetensors file's metadata ("preprocessing", written by ``practise train``), or
+    in the model card ``practise train`` writes beside it (same name, .json). None if neither."""
+    import json
+
+    weights = Path(weights)
+    if weights.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as handle:
+            text = (handle.metadata() or {}).get("preprocessing")
+        if text:
+            return json.loads(text)
+    card = weights.with_suffix(".json")
+    if not card.is_file():
+        return None
+    try:
+        data = json.loads(card.read_text())
+        return {"image_size": int(data["image_size"]), "mean": list(data["normalization"]["mean"]),
+                "std": list(data["normalization"]["std"])}
+    except (ValueError, KeyError, TypeError):  # some other JSON file: nothing recorded
+        return None
 
 
 def input_channels(model: nn.Module) -> int:

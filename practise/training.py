@@ -115,10 +115,13 @@ def save_trained_model(model: nn.Module, path: str | Path, history: list[dict], 
     path = Path(path)
     arch = getattr(model, "practise_arch", None)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"arch": json.dumps(arch)}), overwrite=overwrite)
+    tc = transforms.config
+    # preprocessing travels with the weights, so later commands (e.g. compress --data-free) need no flags
+    preprocessing = {"image_size": tc.image_size, "mean": list(tc.mean), "std": list(tc.std)}
+    metadata = {"arch": json.dumps(arch), "preprocessing": json.dumps(preprocessing)}
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata), overwrite=overwrite)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent).stdout.strip()
-    tc = transforms.config
     card = {"arch": arch, "data": data, "image_size": tc.image_size, "channels": tc.channels,
             "normalization": {"mean": list(tc.mean), "std": list(tc.std)}, "train_config": asdict(config),
             "epochs_run": len(history), "test_top1": history[-1]["test_top1"] if history else None,

@@ -114,7 +114,33 @@ def test_train_command_resumes_and_writes_a_model_card(tmp_path, image_folder, c
     assert "test top-1" in out.with_suffix(".md").read_text()
     from practise.loading import load_model
 
-    assert load_model("resnet20", str(out)).fc.out_features == 3
+    loaded = load_model("resnet20", str(out))
+    assert loaded.fc.out_features == 3
+    # the preprocessing travels in the weights file's metadata, even without the model card
+    recorded = {"image_size": 16, **card["normalization"]}
+    assert loaded.practise_extra == recorded
+    out.with_suffix(".json").unlink()
+    assert load_model("resnet20", str(out)).practise_extra == recorded
+
+
+def test_shipped_teachers_carry_their_preprocessing_so_data_free_needs_no_flags(weights):
+    import argparse
+    from pathlib import Path
+
+    import practise
+    from practise.cli import transforms_for
+    from practise.loading import load_model
+
+    path = Path(practise.__file__).parent / "assets" / "teachers" / "resnet20_fashion_mnist.safetensors"
+    teacher = load_model("resnet20", str(path))  # read from the model card beside the weights
+    flags = argparse.Namespace(image_size=None, mean=None, std=None)
+    config = transforms_for(flags, teacher, None).config
+    assert (config.image_size, config.mean, config.std) == (28, (0.286,), (0.353,))
+    # a plain state dict records nothing: the architecture's defaults apply and flags still win
+    plain = load_model("resnet20", str(weights))
+    assert not hasattr(plain, "practise_extra")
+    flags.mean, flags.std, flags.image_size = "0.5", "0.25", 16
+    assert transforms_for(flags, teacher, None).config.mean == (0.5,)
 
 
 def test_data_free_compress_synthesizes_then_compresses(tmp_path, weights):

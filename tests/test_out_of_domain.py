@@ -32,3 +32,18 @@ def test_photo_crops_are_seeded_and_varied():
 def test_out_of_domain_sources_make_unlabelled_tiny_sets():
     tiny = build_tiny_set(open_source("photo-crops"), 30, torch.Generator().manual_seed(0), small_transforms(16))
     assert len(tiny) == 30 and tiny.labels is None and tiny.eval_tensor().shape == (30, 1, 16, 16)
+
+
+def test_gaussian_noise_is_seeded_unstructured_and_clipped():
+    from practise.data.out_of_domain import gaussian_noise
+
+    noise = open_source("gaussian-noise")
+    assert len(noise) == 2000 and noise.labels is None and noise.load(0, 1).shape == (1, 28, 28)
+    a = gaussian_noise(50, seed=3).images.float()
+    assert torch.equal(a, gaussian_noise(50, seed=3).images.float())
+    assert not torch.equal(a, gaussian_noise(50, seed=4).images.float())
+    assert 120 < float(a.mean()) < 135 and 50 < float(a.std()) < 70  # mean 127.5, std 64 before clipping
+    # neighbouring pixels are independent: no image structure
+    assert abs(float(torch.corrcoef(torch.stack([a[..., :-1].flatten(), a[..., 1:].flatten()]))[0, 1])) < 0.05
+    with pytest.raises(ValueError, match="at least 1"):
+        gaussian_noise(0)

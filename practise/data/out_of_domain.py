@@ -6,6 +6,8 @@ domain. Both sources are unlabelled: their classes mean nothing to the teacher.
   levels), scaled to 0-255 and resized to ``size`` pixels.
 * ``photo-crops``: random square crops of scikit-image's bundled sample photographs
   (camera, astronaut, coffee, ...), converted to grey and resized to ``size`` pixels.
+* ``gaussian-noise``: independent Gaussian pixels (mean 127.5, std 64 grey levels,
+  clipped): no image structure at all, the floor any real source should beat.
 """
 from __future__ import annotations
 
@@ -62,3 +64,13 @@ def photo_crops(count: int = 2000, size: int = 28, seed: int = 0, min_side: int 
         top, left = (int(rng.integers(0, photo.shape[k] - side + 1)) for k in (0, 1))
         crops.append(_resize(photo[top:top + side, left:left + side], size))
     return TensorSource(torch.from_numpy(np.stack(crops)).unsqueeze(1), None, name="photo-crops")
+
+
+def gaussian_noise(count: int = 2000, size: int = 28, seed: int = 0, mean: float = 127.5, std: float = 64.0,
+                   channels: int = 1) -> TensorSource:
+    """``count`` images of independent Gaussian pixels (grey levels, clipped to 0..255)."""
+    if count < 1:
+        raise ValueError(f"number of noise images must be at least 1, got {count}")
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.round(rng.normal(mean, std, size=(count, channels, size, size))), 0, 255).astype(np.uint8)
+    return TensorSource(torch.from_numpy(pixels), None, name="gaussian-noise")

@@ -204,17 +204,21 @@ def load_fashion_mnist(split: str = "train", root: str | Path | None = None) -> 
     return TensorSource(images, labels, FASHION_MNIST_CLASSES, name=f"fashion-mnist:{split}")
 
 
+# out-of-domain source names -> their functions in out_of_domain.py
+OUT_OF_DOMAIN = {"sklearn-digits": "sklearn_digits", "photo-crops": "photo_crops", "gaussian-noise": "gaussian_noise"}
+
+
 def open_source(spec: str | Path) -> ImageSource:
     """A data set from a command-line spec: ``fashion-mnist:train`` / ``fashion-mnist:test``
     (optionally ``fashion-mnist:test@/folder/with/idx``), ``demo:train`` / ``demo:test`` (the
-    Fashion-MNIST subset shipped with the package), ``sklearn-digits`` / ``photo-crops``
-    (unlabelled out-of-domain images at 28 px, from scikit-learn / scikit-image), or a
-    folder of images."""
+    Fashion-MNIST subset shipped with the package), ``sklearn-digits`` / ``photo-crops`` /
+    ``gaussian-noise`` (unlabelled out-of-domain images at 28 px, from scikit-learn /
+    scikit-image / a seeded generator), or a folder of images."""
     text = str(spec)
-    if text in ("sklearn-digits", "photo-crops"):  # out-of-domain, unlabelled (see out_of_domain.py)
-        from .out_of_domain import photo_crops, sklearn_digits
+    if text in OUT_OF_DOMAIN:  # unlabelled (see out_of_domain.py)
+        from . import out_of_domain
 
-        return sklearn_digits() if text == "sklearn-digits" else photo_crops()
+        return getattr(out_of_domain, OUT_OF_DOMAIN[text])()
     if text.startswith("demo:"):
         from ..demo import demo_source
 
