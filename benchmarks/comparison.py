@@ -236,20 +236,31 @@ def source_tiny_sets(args):
 
 
 def plan_sources(data, path, teacher, names, r_b, target, config, args) -> None:
-    """Record the other sources' tiny sets and PRACTISE's selections from their scores."""
+    """Record the other sources' tiny sets, and the selections that depend on their images:
+    PRACTISE's (from their scores) and the cosine criterion's (on their images)."""
     t = f"t{round(100 * target)}"
     for source, n, seed in source_tiny_sets(args):
         key = tiny_key(n, seed, source)
         if source == "synthesized" and not synthesized_dir(args.workdir, seed).is_dir():
             continue  # run the synth stage, then plan again
+        tiny = None
         if key not in data["tiny_sets"]:
-            record_tiny_set(data, path, key, tiny_set_for(n, seed, args.data_root, source, args.workdir))
-        skey = f"practise-{key}-{t}"
-        scores = load_scores(Path(args.workdir), key, names)
-        if skey in data["selections"] or scores is None:
-            continue
-        inputs = RankingInputs(names, r_b, seed=seed, scores={b: practise_score(scores[b], r_b[b]) for b in names})
-        select_and_record(data, path, skey, "practise", inputs, teacher, r_b, target, config)
+            tiny = tiny_set_for(n, seed, args.data_root, source, args.workdir)
+            record_tiny_set(data, path, key, tiny)
+        for criterion in [c for c in ("practise", "cosine") if c in args.source_methods]:
+            skey = f"{criterion}-{key}-{t}"
+            if skey in data["selections"]:
+                continue
+            inputs = RankingInputs(names, r_b, seed=seed)
+            if criterion == "practise":
+                scores = load_scores(Path(args.workdir), key, names)
+                if scores is None:
+                    continue  # run the score stage, then plan again
+                inputs.scores = {b: practise_score(scores[b], r_b[b]) for b in names}
+            else:
+                tiny = tiny or tiny_set_for(n, seed, args.data_root, source, args.workdir)
+                inputs.model, inputs.images = teacher, tiny.eval_tensor()
+            select_and_record(data, path, skey, criterion, inputs, teacher, r_b, target, config)
 
 
 def selection_key(criterion: str, n: int, seed: int, t: str) -> str:
@@ -293,8 +304,9 @@ def planned_cells(data, names, args) -> dict:
 def source_cells(data, args) -> dict:
     """--source-methods on every other source's tiny sets, at the first target.
 
-    PRACTISE selects on the source's own scores; random and largest-latency blocks do not
-    depend on the images, so they are the Fashion-MNIST plan's; channel pruning likewise.
+    PRACTISE selects on the source's own scores and the cosine criterion on its images;
+    random and largest-latency blocks do not depend on the images, so they are the
+    Fashion-MNIST plan's; channel pruning (weight magnitudes) likewise.
     """
     t = f"t{round(100 * args.targets[0])}"
     cells = {}
@@ -314,7 +326,7 @@ def source_cells(data, args) -> dict:
             criterion, recovery = BLOCK_METHODS[method]
             if recovery == "ce" and data["tiny_sets"][key]["labels_per_class"] is None:
                 continue  # cross-entropy needs labels; these images have none
-            skey = f"practise-{key}-{t}" if criterion == "practise" else selection_key(criterion, n, seed, t)
+            skey = f"{criterion}-{key}-{t}" if criterion in ("practise", "cosine") else selection_key(criterion, n, seed, t)
             if skey in data["selections"]:
                 cells[f"{method}-{key}-{t}"] = {"kind": "blocks", "blocks": data["selections"][skey]["blocks"],
                                                 "selection": skey, "recovery": recovery, **base}
@@ -494,7 +506,7 @@ def main() -> None:
                    help="tiny-set sources besides Fashion-MNIST's training set (none: only the in-domain comparison)")
     p.add_argument("--source-sizes", type=int, nargs="+", default=[100, 500], help="tiny-set sizes of --sources")
     p.add_argument("--source-methods", nargs="+", default=["practise", "random"],
-                   choices=[m for m in [*BLOCK_METHODS, *CHANNEL_METHODS] if m != "cosine"],
+                   choices=[*BLOCK_METHODS, *CHANNEL_METHODS],
                    help="methods run on --sources' tiny sets (PRACTISE and the strongest baseline)")
     p.add_argument("--synthesis-steps", type=int, default=500,
                    help="DeepInversion steps per batch (DeepInversion: 2000; CPU budget here)")
