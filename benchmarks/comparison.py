@@ -47,6 +47,7 @@ Typical use (synth, score and run may go to a GPU machine; plan must run where l
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -196,23 +197,29 @@ def plan_target(data, path, teacher, names, r_b, target, config, args, feature_l
     for n in args.sizes:
         for seed in args.seeds:
             key = tiny_key(n, seed)
-            tiny = None
+            tiny = functools.cache(lambda n=n, seed=seed: tiny_set_for(n, seed, args.data_root))
             for criterion in ("latency", "random", "cosine", "practise"):
                 skey = selection_key(criterion, n, seed, t)
-                if skey in data["selections"]:
-                    continue
-                inputs = RankingInputs(names, r_b, seed=seed)
-                if criterion == "practise":
-                    scores = load_scores(Path(args.workdir), key, names)
-                    if scores is None:
-                        continue  # run the score stage, then plan again
-                    inputs.scores = {b: practise_score(scores[b], r_b[b]) for b in names}
-                if criterion == "cosine":
-                    tiny = tiny or tiny_set_for(n, seed, args.data_root)
-                    inputs.model, inputs.images = teacher, tiny.eval_tensor()
-                select_and_record(data, path, skey, criterion, inputs, teacher, r_b, target, config)
+                inputs = None if skey in data["selections"] else \
+                    ranking_inputs(criterion, names, r_b, seed, args.workdir, key, teacher, tiny)
+                if inputs is not None:
+                    select_and_record(data, path, skey, criterion, inputs, teacher, r_b, target, config)
             if key not in data["tiny_sets"]:
-                record_tiny_set(data, path, key, tiny or tiny_set_for(n, seed, args.data_root))
+                record_tiny_set(data, path, key, tiny())
+
+
+def ranking_inputs(criterion, names, r_b, seed, workdir, key, teacher, tiny) -> RankingInputs | None:
+    """What ``criterion`` ranks blocks from; None while PRACTISE's scores are not finished.
+    ``tiny`` returns the tiny set (loaded only for the cosine criterion)."""
+    inputs = RankingInputs(names, r_b, seed=seed)
+    if criterion == "practise":
+        scores = load_scores(Path(workdir), key, names)
+        if scores is None:
+            return None  # run the score stage, then plan again
+        inputs.scores = {b: practise_score(scores[b], r_b[b]) for b in names}
+    elif criterion == "cosine":
+        inputs.model, inputs.images = teacher, tiny().eval_tensor()
+    return inputs
 
 
 def select_and_record(data, path, skey, criterion, inputs, teacher, r_b, target, config) -> None:
@@ -243,23 +250,16 @@ def plan_sources(data, path, teacher, names, r_b, target, config, args) -> None:
         key = tiny_key(n, seed, source)
         if source == "synthesized" and not synthesized_dir(args.workdir, seed).is_dir():
             continue  # run the synth stage, then plan again
-        tiny = None
+        tiny = functools.cache(lambda n=n, seed=seed, source=source:
+                               tiny_set_for(n, seed, args.data_root, source, args.workdir))
         if key not in data["tiny_sets"]:
-            tiny = tiny_set_for(n, seed, args.data_root, source, args.workdir)
-            record_tiny_set(data, path, key, tiny)
+            record_tiny_set(data, path, key, tiny())
         for criterion in [c for c in ("practise", "cosine") if c in args.source_methods]:
             skey = f"{criterion}-{key}-{t}"
-            if skey in data["selections"]:
+            inputs = None if skey in data["selections"] else \
+                ranking_inputs(criterion, names, r_b, seed, args.workdir, key, teacher, tiny)
+            if inputs is None:
                 continue
-            inputs = RankingInputs(names, r_b, seed=seed)
-            if criterion == "practise":
-                scores = load_scores(Path(args.workdir), key, names)
-                if scores is None:
-                    continue  # run the score stage, then plan again
-                inputs.scores = {b: practise_score(scores[b], r_b[b]) for b in names}
-            else:
-                tiny = tiny or tiny_set_for(n, seed, args.data_root, source, args.workdir)
-                inputs.model, inputs.images = teacher, tiny.eval_tensor()
             select_and_record(data, path, skey, criterion, inputs, teacher, r_b, target, config)
 
 
