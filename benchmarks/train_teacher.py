@@ -2,15 +2,17 @@
 
     python benchmarks/train_teacher.py --arch resnet56 --epochs 20
 
-is `practise train` with the project's settings; rerunning resumes from
-runs/teacher-<arch>/checkpoint.pt.
+is `practise train` with the project's settings, run from the repository root (so the
+command recorded in the model card has no machine-specific paths); rerunning resumes
+from runs/teacher-<arch>/checkpoint.pt.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from common import TEACHERS
+from common import ROOT, TEACHERS
 from practise.cli import main as practise
 
 
@@ -20,11 +22,12 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+    os.chdir(ROOT)
     sys.exit(practise(["train", "--model", args.arch, "--num-classes", "10", "--in-channels", "1",
                        "--data", "fashion-mnist:train", "--eval-data", "fashion-mnist:test",
                        "--epochs", str(args.epochs), "--seed", str(args.seed), "--device", "cpu",
                        "--workdir", f"runs/teacher-{args.arch}",
-                       "--out", str(TEACHERS / f"{args.arch}_fashion_mnist.safetensors"), "--overwrite"]))
+                       "--out", str((TEACHERS / f"{args.arch}_fashion_mnist.safetensors").relative_to(ROOT)), "--overwrite"]))
 
 
 if __name__ == "__main__":

@@ -60,10 +60,12 @@ def select_by_patterns(names: list[str], include: list[str] | None, exclude: lis
 
 
 def find_blocks(model: nn.Module, example_input: torch.Tensor, include: list[str] | None = None,
-                exclude: list[str] | None = None, trace: ModelTrace | None = None) -> list[Block]:
+                exclude: list[str] | None = None, trace: ModelTrace | None = None,
+                module_flops: dict[str, int] | None = None) -> list[Block]:
     """Residual blocks whose output has their input's shape, in forward order.
 
     ``include`` / ``exclude`` take exact names or glob patterns (``layer3.*``).
+    ``trace`` and ``module_flops`` (count_flops' second value) skip recomputing them.
     """
     trace = trace or trace_model(model, example_input)
     for name, reason in trace.undecided.items():
@@ -71,7 +73,7 @@ def find_blocks(model: nn.Module, example_input: torch.Tensor, include: list[str
             log.warning("not a candidate: %s (%s)", name, reason)
     names = [n for n in trace.call_order if trace.is_residual_block(n)]
     names = select_by_patterns(names, include, exclude)
-    _, flops = count_flops(model, example_input)
+    flops = module_flops if module_flops is not None else count_flops(model, example_input)[1]
     modules = dict(model.named_modules())
     return [Block(n, type(modules[n]).__name__, count_params(modules[n]), flops.get(n, 0),
                   trace.input_shapes[n]) for n in names]

@@ -64,6 +64,7 @@ class Inspection:
     feature_layer: str
     chain: list[str] | None
     trace: object
+    flops: int  # of the whole model, one input
 
 
 def inspect_model(model: nn.Module, sample_shape: tuple[int, ...], include: list[str] | None = None,
@@ -73,11 +74,12 @@ def inspect_model(model: nn.Module, sample_shape: tuple[int, ...], include: list
     if feature_layer is not None:
         check_module_name(model, feature_layer, "feature layer")
     layer = feature_layer or find_feature_layer(model, trace)
-    blocks = find_blocks(model, example, include, exclude, trace=trace)
+    flops, module_flops = count_flops(model, example)
+    blocks = find_blocks(model, example, include, exclude, trace=trace, module_flops=module_flops)
     if not blocks:
         raise ValueError("no droppable residual blocks found: none of the model's modules adds its own input "
                          "to a branch output of the same shape")
-    return Inspection(blocks, layer, feature_chain(model, trace, layer, example), trace)
+    return Inspection(blocks, layer, feature_chain(model, trace, layer, example), trace, flops)
 
 
 def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...], config: CompressConfig,
@@ -134,7 +136,7 @@ def build_report(teacher, student, sample_shape, info: Inspection, scores, selec
                  config: CompressConfig, tiny_set: TinySet, losses, evaluation, block_stats,
                  latency_settings, timings) -> dict:
     example = torch.zeros(1, *sample_shape, device=next(teacher.parameters()).device)
-    flops_before, _ = count_flops(teacher, example)
+    flops_before = info.flops
     flops_after, _ = count_flops(student, example)
     chosen = set(selection.blocks)
     candidates = []
