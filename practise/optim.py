@@ -6,6 +6,26 @@ from collections.abc import Iterator
 import torch
 
 
+def check_sgd_settings(owner: str, iterations: int, min_iterations: int, batch_size: int, lr: float | None,
+                       momentum: float, weight_decay: float, lr_drop_at: float) -> None:
+    """ValueError naming the bad setting of a scoring or recovery config (``owner``)."""
+    problems = []
+    if iterations < min_iterations:
+        problems.append(f"iterations must be at least {min_iterations}, got {iterations}")
+    if batch_size < 1:
+        problems.append(f"batch_size must be at least 1, got {batch_size}")
+    if lr is not None and not lr > 0:
+        problems.append(f"lr must be positive, got {lr}")
+    if not 0 <= momentum < 1:
+        problems.append(f"momentum must be in [0, 1), got {momentum}")
+    if weight_decay < 0:
+        problems.append(f"weight_decay must be >= 0, got {weight_decay}")
+    if not 0 <= lr_drop_at <= 1:
+        problems.append(f"lr_drop_at is a fraction of the iterations in [0, 1], got {lr_drop_at}")
+    if problems:
+        raise ValueError(f"{owner}: " + "; ".join(problems))
+
+
 def step_lr(step: int, lr: float, drop_at: float, iterations: int) -> float:
     """The paper's schedule: ``lr`` until ``drop_at`` of the iterations, then ``lr / 10``."""
     return lr * (0.1 if step >= int(drop_at * iterations) else 1.0)

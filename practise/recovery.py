@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .data.tinyset import TinySet
 from .features import as_format, forward_features
 from .modes import eval_mode, flush_denormals, on_device
-from .optim import batch_indices, set_lr_, step_lr
+from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .progress import Progress, silent
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,10 @@ class RecoveryConfig:
     def __post_init__(self) -> None:
         if self.method not in RECOVERY_METHODS:
             raise ValueError(f"unknown recovery method {self.method!r}; valid choices: {', '.join(RECOVERY_METHODS)}")
-        if self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        check_sgd_settings("recovery", self.iterations, 0, self.batch_size, self.lr, self.momentum,
+                           self.weight_decay, self.lr_drop_at)
+        if self.kd_temperature <= 0:
+            raise ValueError(f"recovery: kd_temperature must be positive, got {self.kd_temperature}")
 
     @property
     def resolved_lr(self) -> float:

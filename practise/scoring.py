@@ -38,7 +38,7 @@ from .data.tinyset import TinySet
 from .features import as_format, forward_features, run_chain
 from .io import atomic_write_text
 from .modes import eval_mode, flush_denormals, on_device
-from .optim import batch_indices, set_lr_, step_lr
+from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .progress import Progress, silent
 from .surgery import replace_module_
 from .tracing import ModelTrace
@@ -65,8 +65,10 @@ class ScoringConfig:
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown scoring protocol {self.protocol!r}; valid choices: {', '.join(PROTOCOLS)}")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be at least 1, got {self.iterations}")
+        check_sgd_settings("scoring", self.iterations, 1, self.batch_size, self.lr, self.momentum,
+                           self.weight_decay, self.lr_drop_at)
+        if self.eval_batch_size < 1:
+            raise ValueError(f"scoring: eval_batch_size must be at least 1, got {self.eval_batch_size}")
 
 
 @dataclass

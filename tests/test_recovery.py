@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from helpers import tiny_resnet, tiny_set
 from practise.features import forward_features
 from practise.recovery import RECOVERY_METHODS, RecoveryConfig, recover
+from practise.scoring import ScoringConfig
 from practise.surgery import drop_blocks
 
 
@@ -31,6 +32,20 @@ def test_registry_has_the_baselines_and_names_bad_choices():
     assert RecoveryConfig(method="ce").resolved_lr == 1e-4 and RecoveryConfig().resolved_lr == 0.02
     with pytest.raises(ValueError, match="'bp'.*mimic"):
         RecoveryConfig(method="bp")
+
+
+@pytest.mark.parametrize("config", [RecoveryConfig, ScoringConfig])
+@pytest.mark.parametrize("setting, bad", [("batch_size", 0), ("lr", -0.1), ("momentum", 1.0),
+                                          ("weight_decay", -1e-4), ("lr_drop_at", 1.5), ("iterations", -1)])
+def test_bad_optimisation_settings_are_named(config, setting, bad):
+    with pytest.raises(ValueError, match=f"{setting} .*{bad}"):
+        config(**{setting: bad})
+
+
+def test_zero_iterations_mean_no_recovery_but_scoring_needs_some():
+    assert RecoveryConfig(iterations=0).iterations == 0
+    with pytest.raises(ValueError, match="scoring: iterations must be at least 1, got 0"):
+        ScoringConfig(iterations=0)
 
 
 @pytest.mark.parametrize("method", ["ce", "kd"])
