@@ -191,6 +191,47 @@ def sources_table(plan: dict, table: dict, workdir: Path) -> tuple[list[str], di
     return lines, summary
 
 
+def source_ranking_transfer(plan: dict, workdir: Path) -> tuple[list[str], dict]:
+    """How far each source's recoverability ranking and PRACTISE selection agree with the
+    in-domain ones for the same N and seed: does scoring on other images pick the same blocks?"""
+    names = list(plan["latency"]["r_b"])
+
+    def recoverability(key: str) -> list[float] | None:
+        path = workdir / "scores" / f"{key}.json"
+        blocks = json.loads(path.read_text())["blocks"] if path.is_file() else {}
+        return [blocks[b]["recoverability"] for b in names] if all(b in blocks for b in names) else None
+
+    rows = defaultdict(list)
+    for key, selection in plan["selections"].items():
+        if selection.get("criterion") != "practise":
+            continue
+        parsed = parse_cell(key)
+        if parsed is None or parsed[1] == IN_DOMAIN:
+            continue
+        _, source, n, seed, target = parsed
+        own, reference = recoverability(f"{source}-N{n}-s{seed}"), recoverability(f"N{n}-s{seed}")
+        in_domain = plan["selections"].get(f"practise-N{n}-s{seed}-{target}")
+        if own is None or reference is None or in_domain is None:
+            continue
+        chosen, wanted = set(selection["blocks"]), set(in_domain["blocks"])
+        rows[(source, n)].append((spearmanr(own, reference).statistic, len(chosen & wanted), len(chosen), len(wanted)))
+    if not rows:
+        return [], {}
+    lines = ["Do other images rank blocks like the training images? Spearman correlation of each source's "
+             "recoverability R_b with the in-domain R_b over all candidate blocks (same N and seed), and how many "
+             "of the blocks PRACTISE drops with the source's scores it also drops with in-domain scores (mean over "
+             "seeds).", "", "| source | N | seeds | Spearman(R_b, in-domain R_b) | blocks shared / dropped (in-domain drops) |",
+             "|---|---|---|---|---|"]
+    summary = {}
+    for (source, n), values in sorted(rows.items(), key=lambda kv: (list(SOURCE_LABELS).index(kv[0][0]), kv[0][1])):
+        rho = statistics.fmean(v[0] for v in values)
+        shared, dropped, wanted = (statistics.fmean(v[i] for v in values) for i in (1, 2, 3))
+        lines.append(f"| {SOURCE_LABELS[source]} | {n} | {len(values)} | {rho:.2f} | {shared:.1f} / {dropped:.1f} ({wanted:.1f}) |")
+        summary[f"{source}/N{n}"] = {"spearman": [v[0] for v in values], "shared": [v[1] for v in values],
+                                     "dropped": [v[2] for v in values], "in_domain_dropped": [v[3] for v in values]}
+    return lines, summary
+
+
 def synthesized_grid(workdir: Path, seed: int = 0, per_class: int = 10) -> None:
     """The first ``per_class`` synthesized images of every class, one row per class."""
     from PIL import Image
@@ -273,6 +314,7 @@ def report(workdir: Path) -> None:
     main_lines, summary = main_table(plan, table, teacher_top1)
     single_lines, single = single_block_table(plan, cells, workdir)
     source_lines, sources = sources_table(plan, table, workdir)
+    transfer_lines, transfer = source_ranking_transfer(plan, workdir)
     plot_accuracy(table, teacher_top1, workdir)
     synthesized_grid(workdir)
     if source_lines:
@@ -291,8 +333,9 @@ def report(workdir: Path) -> None:
              f"Recovery cells ran on: {', '.join(devices)}; recovery iterations: {', '.join(map(str, iterations))} "
              f"(batch 64; paper: 2000). Each cell's device, settings and losses are in `cells/*.json`; the commands of "
              "every stage, with commit and machine, in `invocations.json` (where present) and in this folder's NOTES.md.", "",
-             *main_lines, "", *single_lines, "", *source_lines, ""]
+             *main_lines, "", *single_lines, "", *source_lines, "", *transfer_lines, ""]
     atomic_write_text(workdir / "README.md", "\n".join(lines) + "\n")
     atomic_write_text(workdir / "summary.json", json.dumps({"teacher_top1": teacher_top1, "table": summary,
-                                                           "single_block": single, "sources": sources}, indent=1))
+                                                           "single_block": single, "sources": sources,
+                                                           "source_ranking_transfer": transfer}, indent=1))
     print("\n".join(lines))
