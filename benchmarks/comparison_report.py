@@ -144,6 +144,19 @@ def plot_accuracy(table: dict, teacher_top1: float | None, out: Path) -> None:
         _save(fig, out / f"accuracy_vs_n_{target}.png")
 
 
+def paired_difference(table: dict, target: str, source: str, method: str, other: str, n: int) -> str:
+    """'+0.21 (2/3)': mean top-1 difference over the seeds both methods ran, and in how many
+    of those seeds ``method`` was better."""
+    def by_seed(m):
+        rows = table.get((target, m, n) if source == IN_DOMAIN else (target, m, n, source), [])
+        return {r["seed"]: 100 * r["top1"] for r in rows}
+    mine, theirs = by_seed(method), by_seed(other)
+    diffs = [mine[s] - theirs[s] for s in sorted(set(mine) & set(theirs))]
+    if not diffs:
+        return ""
+    return f"{statistics.fmean(diffs):+.2f} ({sum(d > 0 for d in diffs)}/{len(diffs)})"
+
+
 def sources_table(plan: dict, table: dict, workdir: Path) -> tuple[list[str], dict]:
     """PRACTISE and the baseline(s) with tiny sets from each source, beside the in-domain cells."""
     keys = [k for k in table if len(k) == 4]
@@ -161,7 +174,8 @@ def sources_table(plan: dict, table: dict, workdir: Path) -> tuple[list[str], di
              "the in-domain table).", "",
              "| source | " + " | ".join(f"{METHOD_LABELS[m].split(' (')[0]}, N={n}" for m in methods for n in sizes) +
              " | " + " | ".join(f"measured latency reduction, {METHOD_LABELS[m].split(' (')[0]}" for m in methods) +
-             " |", "|---|" + "---|" * (len(methods) * (len(sizes) + 1))]
+             "".join(f" | PRACTISE - {m}, N={n}: mean, wins/pairs" for m in methods[1:] for n in sizes) +
+             " |", "|---|" + "---|" * (len(methods) * (len(sizes) + 1) + (len(methods) - 1) * len(sizes))]
     summary = {}
     for source in sources:
         row, lat = [], {m: [] for m in methods}
@@ -175,7 +189,8 @@ def sources_table(plan: dict, table: dict, workdir: Path) -> tuple[list[str], di
                 row.append(f"{m:.2f} ± {sd:.2f} ({len(rows)}) [{statistics.fmean(100 * r['agreement'] for r in rows):.1f}]")
                 summary[f"{source}/{method}/N{n}"] = {"mean": m, "std": sd, "top1": [r["top1"] for r in rows]}
                 lat[method] += [r["latency_reduction"] for r in rows]
-        lines.append(f"| {SOURCE_LABELS[source]} | " + " | ".join(row + [span(lat[m]) for m in methods]) + " |")
+        paired = [paired_difference(table, target, source, "practise", m, n) for m in methods[1:] for n in sizes]
+        lines.append(f"| {SOURCE_LABELS[source]} | " + " | ".join(row + [span(lat[m]) for m in methods] + paired) + " |")
     synth = sorted((workdir / "synthesized").glob("s*.json"))
     if synth:
         runs = [json.loads(p.read_text()) for p in synth]
