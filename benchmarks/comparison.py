@@ -87,6 +87,10 @@ BLOCK_METHODS = {"practise": ("practise", "mimic"), "random": ("random", "mimic"
 CHANNEL_METHODS = {"channels_mimic": ("features", "mimic"), "channels_ce": ("features", "ce"),
                    "channels_inner_mimic": ("inner", "mimic")}
 CHANNEL_SCOPES = ("inner", "features")
+# Sources-grid diagnostic: PRACTISE's blocks chosen on the Fashion-MNIST tiny set of the same
+# N and seed, recovered with the source's images; beside PRACTISE on the source (chosen and
+# recovered there) it separates what the source's images do to choosing from recovering.
+DIAGNOSTIC_METHODS = {"practise_indomain": ("practise", "mimic")}
 # at targets after the first (harder ones, where the choice of blocks matters more): the
 # criteria comparison, PRACTISE's CE baseline and channel pruning with mimicking
 SECONDARY_METHODS = ("practise", "random", "latency", "cosine", "practise_ce", "channels_mimic")
@@ -316,6 +320,13 @@ def source_cells(data, args) -> dict:
             continue
         base = {"n": n, "seed": seed, "source": source}
         for method in args.source_methods:
+            if method in DIAGNOSTIC_METHODS:
+                criterion, recovery = DIAGNOSTIC_METHODS[method]
+                skey = selection_key(criterion, n, seed, t)
+                if skey in data["selections"]:
+                    cells[f"{method}-{key}-{t}"] = {"kind": "blocks", "blocks": data["selections"][skey]["blocks"],
+                                                    "selection": skey, "recovery": recovery, **base}
+                continue
             if method in CHANNEL_METHODS:
                 scope, recovery = CHANNEL_METHODS[method]
                 ckey = f"channels-{scope}-{t}"
@@ -505,11 +516,12 @@ def main() -> None:
     p.add_argument("--sources", nargs="*", default=list(OTHER_SOURCES), choices=OTHER_SOURCES,
                    help="tiny-set sources besides Fashion-MNIST's training set (none: only the in-domain comparison)")
     p.add_argument("--source-sizes", type=int, nargs="+", default=[100, 500], help="tiny-set sizes of --sources")
-    p.add_argument("--source-methods", nargs="+", default=["practise", "cosine"],
-                   choices=[*BLOCK_METHODS, *CHANNEL_METHODS],
+    p.add_argument("--source-methods", nargs="+", default=["practise", "cosine", "practise_indomain"],
+                   choices=[*BLOCK_METHODS, *CHANNEL_METHODS, *DIAGNOSTIC_METHODS],
                    help="methods run on --sources' tiny sets: PRACTISE and the strongest baseline of the "
                         "in-domain comparison at the first target (cosine: highest mean top-1 over N=50/100/500 "
-                        "and 3 seeds among the issue's baselines at 22%%)")
+                        "and 3 seeds among the issue's baselines at 22%%), and practise_indomain: PRACTISE's "
+                        "in-domain blocks recovered with the source's images")
     p.add_argument("--synthesis-steps", type=int, default=500,
                    help="DeepInversion steps per batch (DeepInversion: 2000; CPU budget here)")
     p.add_argument("--synthesis-batch", type=int, default=100, help="images optimised together")

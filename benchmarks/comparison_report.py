@@ -16,7 +16,7 @@ from practise.data import FASHION_MNIST_CLASSES  # noqa: E402
 from practise.io import atomic_write, atomic_write_text  # noqa: E402
 
 METHOD_ORDER = ["practise", "random", "latency", "cosine", "practise_ce", "practise_kd", "channels_mimic", "channels_ce",
-                "channels_inner_mimic"]
+                "channels_inner_mimic", "practise_indomain"]
 METHOD_LABELS = {
     "practise": "PRACTISE (recoverability + mimic)",
     "random": "random blocks + mimic",
@@ -27,6 +27,7 @@ METHOD_LABELS = {
     "channels_mimic": "L1 channel pruning + mimic",
     "channels_ce": "L1 channel pruning + CE finetuning",
     "channels_inner_mimic": "L1 channel pruning, block-internal only + mimic",
+    "practise_indomain": "PRACTISE's in-domain blocks (same N, seed), recovered on the source (diagnostic)",
 }
 
 
@@ -174,7 +175,7 @@ def sources_table(plan: dict, table: dict, workdir: Path) -> tuple[list[str], di
              "the in-domain table).", "",
              "| source | " + " | ".join(f"{METHOD_LABELS[m].split(' (')[0]}, N={n}" for m in methods for n in sizes) +
              " | " + " | ".join(f"measured latency reduction, {METHOD_LABELS[m].split(' (')[0]}" for m in methods) +
-             "".join(f" | PRACTISE - {m}, N={n}: mean, wins/pairs" for m in methods[1:] for n in sizes) +
+             "".join(f" | PRACTISE - {METHOD_LABELS[m].split(' (')[0]}, N={n}: mean, wins/pairs" for m in methods[1:] for n in sizes) +
              " |", "|---|" + "---|" * (len(methods) * (len(sizes) + 1) + (len(methods) - 1) * len(sizes))]
     summary = {}
     for source in sources:
