@@ -145,12 +145,15 @@ def plot_accuracy(table: dict, teacher_top1: float | None, out: Path) -> None:
         _save(fig, out / f"accuracy_vs_n_{target}.png")
 
 
+def rows_for(table: dict, target: str, method: str, n: int, source: str) -> list[dict]:
+    return table.get((target, method, n) if source == IN_DOMAIN else (target, method, n, source), [])
+
+
 def paired_difference(table: dict, target: str, source: str, method: str, other: str, n: int) -> str:
     """'+0.21 (2/3)': mean top-1 difference over the seeds both methods ran, and in how many
     of those seeds ``method`` was better."""
     def by_seed(m):
-        rows = table.get((target, m, n) if source == IN_DOMAIN else (target, m, n, source), [])
-        return {r["seed"]: 100 * r["top1"] for r in rows}
+        return {r["seed"]: 100 * r["top1"] for r in rows_for(table, target, m, n, source)}
     mine, theirs = by_seed(method), by_seed(other)
     diffs = [mine[s] - theirs[s] for s in sorted(set(mine) & set(theirs))]
     if not diffs:
@@ -182,7 +185,7 @@ def sources_table(plan: dict, table: dict, workdir: Path) -> tuple[list[str], di
         row, lat = [], {m: [] for m in methods}
         for method in methods:
             for n in sizes:
-                rows = table.get((target, method, n) if source == IN_DOMAIN else (target, method, n, source), [])
+                rows = rows_for(table, target, method, n, source)
                 if not rows:
                     row.append("")
                     continue
@@ -210,12 +213,13 @@ def sources_table(plan: dict, table: dict, workdir: Path) -> tuple[list[str], di
 def source_ranking_transfer(plan: dict, workdir: Path) -> tuple[list[str], dict]:
     """How far each source's recoverability ranking and PRACTISE selection agree with the
     in-domain ones for the same N and seed: does scoring on other images pick the same blocks?"""
+    from comparison import load_scores, tiny_key  # the stage's own reader of scores/<tiny set>.json
+
     names = list(plan["latency"]["r_b"])
 
     def recoverability(key: str) -> list[float] | None:
-        path = workdir / "scores" / f"{key}.json"
-        blocks = json.loads(path.read_text())["blocks"] if path.is_file() else {}
-        return [blocks[b]["recoverability"] for b in names] if all(b in blocks for b in names) else None
+        scores = load_scores(workdir, key, names)
+        return None if scores is None else [scores[b] for b in names]
 
     rows = defaultdict(list)
     for key, selection in plan["selections"].items():
@@ -225,7 +229,7 @@ def source_ranking_transfer(plan: dict, workdir: Path) -> tuple[list[str], dict]
         if parsed is None or parsed[1] == IN_DOMAIN:
             continue
         _, source, n, seed, target = parsed
-        own, reference = recoverability(f"{source}-N{n}-s{seed}"), recoverability(f"N{n}-s{seed}")
+        own, reference = recoverability(tiny_key(n, seed, source)), recoverability(tiny_key(n, seed))
         in_domain = plan["selections"].get(f"practise-N{n}-s{seed}-{target}")
         if own is None or reference is None or in_domain is None:
             continue
