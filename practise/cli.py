@@ -16,7 +16,7 @@ from .data import TransformConfig, Transforms, build_tiny_set, open_source
 from .data.sources import FASHION_MNIST_MEAN, FASHION_MNIST_STD, HeadSource
 from .evaluation import evaluate_models
 from .export import arch_spec, save_compressed
-from .latency import FULL, LatencyConfig, block_latency_reductions, measure_variants, reduction, resolve_device
+from .latency import FULL, LatencyConfig, block_latency_reductions, measure_variants, noise_warning, reduction, resolve_device
 from .loading import input_channels, load_model
 from .models import create_model
 from .pipeline import CompressConfig, compress, inspect_model
@@ -231,6 +231,7 @@ def cmd_latency(a) -> None:
     result = {"settings": settings.as_dict(), "latency_ms": {k: asdict(v) for k, v in stats.items()}}
     if drop:
         result["reduction"] = reduction(stats[FULL], stats["dropped"])
+        result["warning"] = noise_warning(stats[FULL], stats["dropped"])
     if a.json:
         print(json.dumps(result, indent=2))
         return
@@ -240,6 +241,8 @@ def cmd_latency(a) -> None:
         print(f"{name:<14} median {s.median_ms:9.3f} ms   IQR {s.iqr_ms:7.3f} ms   min {s.min_ms:9.3f} ms")
     if drop:
         print(f"latency reduction from dropping {', '.join(drop)}: {100 * result['reduction']:.1f}%")
+        if result["warning"]:
+            print(f"warning: {result['warning']}")
 
 
 def scoring_config(a) -> ScoringConfig:
@@ -317,6 +320,8 @@ def print_summary(report: dict, out: Path) -> None:
             print(f"{name:<{width}}{after}")
         else:
             print(f"{name:<{width}}{before:>18}{after:>18}")
+    if report["latency"].get("warning"):
+        print(f"\nwarning: {report['latency']['warning']}")
     print(f"\nwrote {out / 'model.safetensors'}, {out / 'report.md'}, {out / 'report.json'}, {out / 'blocks.png'}")
 
 

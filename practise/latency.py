@@ -208,6 +208,23 @@ def reduction(full: LatencyStats, pruned: LatencyStats) -> float:
     return (full.median_ms - pruned.median_ms) / full.median_ms
 
 
+def noise_warning(full: LatencyStats, pruned: LatencyStats) -> str | None:
+    """A warning when the timings spread as much as the saving they are meant to show.
+
+    On a busy machine the medians can move by more than a dropped block saves; a
+    reduction whose saving is under twice the larger interquartile range is not to be
+    trusted (the threshold is a judgement call: it flags the runs where noise could turn
+    the reported percentage into a different one, not mild jitter).
+    """
+    saving = full.median_ms - pruned.median_ms
+    spread = max(full.iqr_ms, pruned.iqr_ms)
+    if abs(saving) >= 2 * spread:
+        return None
+    return (f"latency timings are noisy: the measured saving ({saving:.3f} ms) is under twice their "
+            f"interquartile range ({spread:.3f} ms), so the measured reduction is uncertain; "
+            "measure on a quiet machine or raise the repeats")
+
+
 FULL = "<full model>"  # variant name; angle brackets cannot clash with a module path
 
 

@@ -115,6 +115,8 @@ def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...
     else:
         selection = select_by_target(teacher, sample_shape, scores, config.target_latency, config.latency, progress)
     timings["selection_s"] = time.perf_counter() - t
+    if selection.timing_warning:
+        log.warning(selection.timing_warning)
     student = drop_blocks(teacher, selection.blocks)
     t = time.perf_counter()
     losses = recover(student, teacher, tiny_set, info.feature_layer, config.recovery, device, progress)
@@ -164,7 +166,8 @@ def build_report(teacher, student, sample_shape, info: Inspection, scores, selec
                       "measured_reduction": selection.measured_reduction, "trials": selection.trials},
         "latency": {"settings": latency_settings.as_dict(),
                     "full_ms": asdict(selection.full_latency), "compressed_ms": asdict(selection.pruned_latency),
-                    "selection_settings": selection.latency_settings.as_dict()},
+                    "selection_settings": selection.latency_settings.as_dict(),
+                    "warning": selection.timing_warning},
         "before": {"params": count_params(teacher), "flops": flops_before},
         "after": {"params": count_params(student), "flops": flops_after,
                   "params_removed": sum(b.params for b in info.blocks if b.name in chosen)},

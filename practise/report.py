@@ -50,6 +50,7 @@ def to_markdown(report: dict) -> str:
               f"Latency measured on {settings['device']} ({settings['device_name']}), {settings['threads']} threads, "
               f"input {settings['input_shape']}, {settings['dtype']}, {settings['warmup']} warm-up + "
               f"{settings['repeats']} interleaved repeats, torch {settings['torch_version']}.", "",
+              *([f"**Warning:** {report['latency']['warning']}.", ""] if report["latency"].get("warning") else []),
               "## Candidate blocks (best score first)", "",
               "Score = recoverability / latency reduction (lower is better): recoverability is the feature MSE left "
               "after training identity-initialised adaptors around the dropped block.", "",

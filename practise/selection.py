@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
-from .latency import FULL, LatencyConfig, LatencySettings, LatencyStats, measure_variants, reduction
+from .latency import FULL, LatencyConfig, LatencySettings, LatencyStats, measure_variants, noise_warning, reduction
 from .progress import Progress, silent
 from .scoring import BlockScore
 
@@ -26,6 +26,13 @@ class Selection:
     pruned_latency: LatencyStats | None = None
     latency_settings: LatencySettings | None = None
     trials: list[dict] = field(default_factory=list)  # every set measured on the way
+
+    @property
+    def timing_warning(self) -> str | None:
+        """Set when the final measurement is too noisy to trust (see latency.noise_warning)."""
+        if self.full_latency is None or self.pruned_latency is None:
+            return None
+        return noise_warning(self.full_latency, self.pruned_latency)
 
 
 def parse_target(text: str | float) -> float:

@@ -9,7 +9,7 @@ from helpers import tiny_resnet, weird_model, WEIRD_BLOCKS, tiny_set
 from practise.blocks import count_flops
 from practise.cli import main
 from practise.export import load_compressed
-from practise.latency import LatencyConfig
+from practise.latency import LatencyConfig, LatencyStats, noise_warning
 from practise.pipeline import CompressConfig, compress
 from practise.recovery import RecoveryConfig
 from practise.scoring import ScoringConfig
@@ -49,7 +49,12 @@ def test_compress_end_to_end_on_an_image_folder(tmp_path, image_folder, weights,
     assert len(report["tiny_set"]["images"]) == 20 and report["after"]["params"] < report["before"]["params"]
     assert {c["name"] for c in report["candidates"] if c["chosen"]} == set(chosen)
     assert "top1" in report["evaluation"]["compressed"] and (out / "blocks.png").stat().st_size > 1000
-    assert "Candidate blocks" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "Candidate blocks" in markdown
+    # the noise warning follows the final measurement, in the JSON, the Markdown and the printed summary
+    lat = report["latency"]
+    warning = noise_warning(LatencyStats(**lat["full_ms"]), LatencyStats(**lat["compressed_ms"]))
+    assert lat["warning"] == warning and (warning is not None) == ("**Warning:**" in markdown) == ("warning:" in printed)
     model = load_compressed(out / "model.safetensors")
     assert model(torch.randn(1, 1, 16, 16)).shape == (1, 10)
     assert main(["evaluate", "--model", str(out / "model.safetensors"), "--data", str(image_folder),

@@ -2,9 +2,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from practise.latency import FULL, LatencyConfig, LatencyStats, block_latency_reductions, measure_variants, resolve_device
+from practise.latency import (FULL, LatencyConfig, LatencyStats, block_latency_reductions, measure_variants, noise_warning,
+                              resolve_device)
 from practise.scoring import BlockScore
-from practise.selection import UnreachableTarget, parse_target, select_by_count, select_by_target
+from practise.selection import Selection, UnreachableTarget, parse_target, select_by_count, select_by_target
 
 
 class Heavy(nn.Module):
@@ -49,6 +50,18 @@ def test_stats_and_config_validation():
         resolve_device("tpu")
     assert LatencyConfig(batch_size=None).resolved_batch(torch.device("cpu")) == 8
 
+
+
+def test_noisy_timings_are_flagged_in_the_selection_and_report():
+    steady_full = LatencyStats.from_samples([0.0100, 0.0101, 0.0100, 0.0102, 0.0100])
+    steady_pruned = LatencyStats.from_samples([0.0078, 0.0079, 0.0078, 0.0078, 0.0080])
+    noisy_pruned = LatencyStats.from_samples([0.0040, 0.0078, 0.0079, 0.0120, 0.0150])
+    assert noise_warning(steady_full, steady_pruned) is None
+    warning = noise_warning(steady_full, noisy_pruned)
+    assert warning and "uncertain" in warning and "repeats" in warning
+    noisy = Selection(["a"], 0.2, 0.22, steady_full, noisy_pruned)
+    assert noisy.timing_warning == warning and Selection(["a"], 0.2).timing_warning is None
+    assert Selection(["a"], 0.2, 0.22, steady_full, steady_pruned).timing_warning is None
 
 def test_parse_target():
     assert parse_target("22%") == pytest.approx(0.22) and parse_target("0.16") == pytest.approx(0.16)
