@@ -7,7 +7,9 @@ For each architecture and batch size, variants at matched FLOPs reductions (abou
     knowledge used) until the FLOPs reduction reaches the level;
   * channels (all): Torch-Pruning L1 filter pruning of every prunable group (residual
     streams included), uniform ratio found by bisection on FLOPs;
-  * channels (inner): only block-internal channels (the scheme PRACTISE's comparison uses).
+  * channels (inner): only block-internal channels (the scheme PRACTISE's comparison uses);
+  * the two channel schemes again with every pruned group's channel count rounded to a
+    multiple of --round-to (8; Torch-Pruning's round_to), which convolution kernels prefer.
 Results per (arch, batch) are written as they finish, so a rerun resumes.
 
     python benchmarks/acceleration.py                  # resnet34 resnet50 mobilenet_v2, batch 1 and 8
@@ -36,7 +38,10 @@ from practise.surgery import drop_blocks  # noqa: E402
 log = logging.getLogger("acceleration")
 OUT = ROOT / "benchmarks" / "results" / "acceleration"
 SHAPE = (3, 224, 224)
-SCHEMES = ("blocks", "channels-all", "channels-inner")
+
+
+def channel_scheme(scope: str, round_to: int | None) -> str:
+    return f"channels-{scope}" + (f"-r{round_to}" if round_to else "")
 
 
 def block_variants(model, example, flops_full: int, levels: list[float], seed: int) -> dict:
@@ -53,12 +58,12 @@ def block_variants(model, example, flops_full: int, levels: list[float], seed: i
     return variants
 
 
-def channel_variant(model, example, flops_full: int, level: float, scope: str, steps: int = 10):
+def channel_variant(model, example, flops_full: int, level: float, scope: str, round_to: int | None, steps: int = 10):
     """Smallest uniform ratio (bisection) whose FLOPs reduction reaches ``level``."""
     low, high, best = 0.0, 0.95, None
     for _ in range(steps):
         mid = (low + high) / 2
-        pruned = prune_channels(model, example, mid, importance="l1", scope=scope)
+        pruned = prune_channels(model, example, mid, importance="l1", scope=scope, round_to=round_to)
         flops = count_flops(pruned, example)[0]
         if 1 - flops / flops_full >= level:
             high, best = mid, (pruned, {"ratio": mid, "flops": flops})
@@ -67,7 +72,7 @@ def channel_variant(model, example, flops_full: int, level: float, scope: str, s
     return best
 
 
-def build_variants(arch: str, levels: list[float], seed: int):
+def build_variants(arch: str, levels: list[float], seed: int, round_to: int | None):
     """The full model and its pruned variants (built once, timed at every batch size)."""
     torch.manual_seed(seed)
     model = create_model(arch, num_classes=1000).eval()
@@ -75,10 +80,11 @@ def build_variants(arch: str, levels: list[float], seed: int):
     flops_full = count_flops(model, example)[0]
     variants = block_variants(model, example, flops_full, levels, seed)
     for scope in ("all", "inner"):
-        for level in levels:
-            found = channel_variant(model, example, flops_full, level, scope)
-            if found is not None:
-                variants[f"channels-{scope}@{level:.2f}"] = found
+        for rounding in dict.fromkeys([None, round_to]):  # unrounded, then rounded (once if round_to is None)
+            for level in levels:
+                found = channel_variant(model, example, flops_full, level, scope, rounding)
+                if found is not None:
+                    variants[f"{channel_scheme(scope, rounding)}@{level:.2f}"] = found
     return model, flops_full, variants
 
 
@@ -97,6 +103,10 @@ def measure(model, flops_full: int, variants: dict, arch: str, batch: int, repea
             "full_iqr_ms": stats["full"].iqr_ms, "settings": settings.as_dict(), "rows": rows}
 
 
+def schemes_of(results: list[dict]) -> list[str]:
+    return sorted({r["scheme"] for res in results for r in res["rows"]}, key=lambda s: (s != "blocks", s))
+
+
 def plot(results: list[dict], out: Path) -> None:
     archs = sorted({r["arch"] for r in results})
     batches = sorted({r["batch"] for r in results})
@@ -104,11 +114,12 @@ def plot(results: list[dict], out: Path) -> None:
     styles = {"blocks": ("tab:red", "o"), "channels-all": ("tab:blue", "s"), "channels-inner": ("tab:cyan", "^")}
     for result in results:
         ax = axes[batches.index(result["batch"])][archs.index(result["arch"])]
-        for scheme in SCHEMES:
+        for scheme in schemes_of([result]):
             rows = sorted((r for r in result["rows"] if r["scheme"] == scheme), key=lambda r: r["flops_reduction"])
-            color, marker = styles[scheme]
+            base = scheme.split("-r")[0]  # rounded variants: the unrounded scheme's colour, dashed
+            color, marker = styles[base]
             ax.plot([100 * r["flops_reduction"] for r in rows], [100 * r["latency_reduction"] for r in rows],
-                    marker=marker, color=color, label=scheme)
+                    marker=marker, color=color, label=scheme, linestyle="--" if scheme != base else "-")
         ax.plot([0, 50], [0, 50], color="grey", linestyle=":", label="latency = FLOPs")
         ax.set_title(f"{result['arch']}, batch {result['batch']}")
         ax.set_xlabel("FLOPs reduction (%)")
@@ -133,7 +144,7 @@ def write_table(results: list[dict], out: Path, prov: dict) -> None:
             lines.append(f"| {result['arch']} | {result['batch']} | {result['full_median_ms']:.1f} | {r['scheme']} | "
                          f"{100 * r['flops_reduction']:.1f}% | {100 * r['latency_reduction']:.1f}% | {ratio:.2f} |")
     lines += ["", "Mean acceleration ratio per scheme (all levels, archs and batches):", ""]
-    for scheme in SCHEMES:
+    for scheme in schemes_of(results):
         ratios = [r["latency_reduction"] / r["flops_reduction"] for res in results for r in res["rows"]
                   if r["scheme"] == scheme and r["flops_reduction"] > 0]
         if ratios:
@@ -149,6 +160,8 @@ def main() -> None:
     p.add_argument("--levels", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4])
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--round-to", type=int, default=8,
+                   help="also time the channel schemes with channel counts rounded to this multiple (0: skip)")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -160,7 +173,7 @@ def main() -> None:
         for batch in args.batches:
             path = out / f"{arch}-b{batch}.json"
             if not path.is_file():
-                built = built or build_variants(arch, args.levels, args.seed)
+                built = built or build_variants(arch, args.levels, args.seed, args.round_to or None)
                 result = measure(*built, arch, batch, args.repeats)
                 result["provenance"] = provenance()
                 atomic_write_text(path, json.dumps(result, indent=1))

@@ -109,6 +109,13 @@ def test_inner_channel_pruning_keeps_the_feature_map_and_cuts_flops():
     assert count_params(everything) < count_params(pruned) and everything(x).shape == (4, 10)
     with pytest.raises(ValueError, match="unknown pruning scope 'some'.*inner, features, all"):
         prune_channels(teacher, x[:1], 0.5, scope="some")
+    # 16 -> 12 channels at 25% unrounded; rounding to 8 keeps a multiple of 8
+    assert prune_channels(teacher, x[:1], 0.25, scope="inner").layer1[0].conv1.out_channels == 12
+    rounded = prune_channels(teacher, x[:1], 0.25, scope="inner", round_to=8)
+    assert {m.out_channels % 8 for m in rounded.modules() if isinstance(m, torch.nn.Conv2d)} == {0}
+    assert rounded.layer1[0].conv1.out_channels in (8, 16) and rounded(x).shape == (4, 10)
+    with pytest.raises(ValueError, match="round_to must be a positive channel count.*got 0"):
+        prune_channels(teacher, x[:1], 0.25, round_to=0)
 
 
 def test_features_scope_prunes_streams_but_keeps_the_feature_map():
