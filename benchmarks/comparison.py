@@ -26,6 +26,10 @@ Methods (cell name prefixes):
                       cross-entropy
   channels_inner_mimic
                       L1 pruning of block-internal channels only, + feature mimicking
+  channels_r8_mimic, channels_r8_ce
+                      as channels_mimic / channels_ce with every pruned group's channel
+                      count rounded to a multiple of 8 (Torch-Pruning's round_to), which
+                      convolution kernels prefer: less FLOPs removed for the same latency
   single_<block>      one block dropped alone + mimicking (recoverability vs accuracy)
 
 Tiny-set sources (issue: data-free synthesis and out-of-domain tiny sets). Besides
@@ -82,18 +86,20 @@ SHAPE = (1, 28, 28)
 WORKDIR = ROOT / "benchmarks" / "results" / "comparison"
 BLOCK_METHODS = {"practise": ("practise", "mimic"), "random": ("random", "mimic"), "latency": ("latency", "mimic"),
                  "cosine": ("cosine", "mimic"), "practise_ce": ("practise", "ce"), "practise_kd": ("practise", "kd")}
-# name -> (pruning scope, recovery). Scope "features" prunes every channel group except the
-# feature map's (mimicking needs its shape); "inner" only block-internal channels.
+# channel variant -> (pruning scope, round_to). Scope "features" prunes every channel group
+# except the feature map's (mimicking needs its shape); "inner" only block-internal channels.
+CHANNEL_VARIANTS = {"inner": ("inner", None), "features": ("features", None), "features-r8": ("features", 8)}
+# name -> (channel variant, recovery)
 CHANNEL_METHODS = {"channels_mimic": ("features", "mimic"), "channels_ce": ("features", "ce"),
-                   "channels_inner_mimic": ("inner", "mimic")}
-CHANNEL_SCOPES = ("inner", "features")
+                   "channels_inner_mimic": ("inner", "mimic"),
+                   "channels_r8_mimic": ("features-r8", "mimic"), "channels_r8_ce": ("features-r8", "ce")}
 # Sources-grid diagnostic: PRACTISE's blocks chosen on the Fashion-MNIST tiny set of the same
 # N and seed, recovered with the source's images; beside PRACTISE on the source (chosen and
 # recovered there) it separates what the source's images do to choosing from recovering.
 DIAGNOSTIC_METHODS = {"practise_indomain": ("practise", "mimic")}
 # at targets after the first (harder ones, where the choice of blocks matters more): the
 # criteria comparison, PRACTISE's CE baseline and channel pruning with mimicking
-SECONDARY_METHODS = ("practise", "random", "latency", "cosine", "practise_ce", "channels_mimic")
+SECONDARY_METHODS = ("practise", "random", "latency", "cosine", "practise_ce", "channels_mimic", "channels_r8_mimic")
 IN_DOMAIN = "fashion-mnist"
 OTHER_SOURCES = ("synthesized", "sklearn-digits", "photo-crops", "gaussian-noise")
 
@@ -185,18 +191,19 @@ def plan(args) -> None:
 
 def plan_target(data, path, teacher, names, r_b, target, config, args, feature_layer: str) -> None:
     t = f"t{round(100 * target)}"
-    for scope in CHANNEL_SCOPES:
-        ckey = f"channels-{scope}-{t}"
+    for variant, (scope, round_to) in CHANNEL_VARIANTS.items():
+        ckey = f"channels-{variant}-{t}"
         if ckey not in data["channels"]:
+            rounding = {"round_to": round_to} if round_to else {}
             try:
                 result = prune_to_latency(teacher, SHAPE, target, config, importance="l1", scope=scope,
-                                          max_ratio=args.max_channel_ratio, feature_layer=feature_layer)
-            except ValueError as exc:  # unreachable: recorded, and no cells for this scope
-                data["channels"][ckey] = {"unreachable": str(exc), "scope": scope}
+                                          max_ratio=args.max_channel_ratio, feature_layer=feature_layer, round_to=round_to)
+            except ValueError as exc:  # unreachable: recorded, and no cells for this variant
+                data["channels"][ckey] = {"unreachable": str(exc), "scope": scope, **rounding}
             else:
                 data["channels"][ckey] = {"ratio": result.ratio, "measured": result.measured_reduction,
                                           "flops_reduction": result.flops_reduction, "params": result.params,
-                                          "trials": result.trials, "importance": "l1", "scope": scope}
+                                          "trials": result.trials, "importance": "l1", "scope": scope, **rounding}
             write_json(path, data)
     for n in args.sizes:
         for seed in args.seeds:
@@ -289,13 +296,10 @@ def planned_cells(data, names, args) -> dict:
                     if skey in data["selections"]:
                         cells[f"{method}-{key}-{t}"] = {"kind": "blocks", "blocks": data["selections"][skey]["blocks"],
                                                         "selection": skey, "recovery": recovery, "n": n, "seed": seed}
-                for method, (scope, recovery) in CHANNEL_METHODS.items():
-                    ckey = f"channels-{scope}-{t}"
-                    if "ratio" not in data["channels"].get(ckey, {}) or (i > 0 and method not in SECONDARY_METHODS):
-                        continue
-                    cells[f"{method}-{key}-{t}"] = {"kind": "channels", "channels": ckey, "scope": scope,
-                                                    "ratio": data["channels"][ckey]["ratio"], "recovery": recovery,
-                                                    "n": n, "seed": seed}
+                for method in CHANNEL_METHODS:
+                    spec = channel_cell(data, method, t)
+                    if spec is not None and (i == 0 or method in SECONDARY_METHODS):
+                        cells[f"{method}-{key}-{t}"] = {**spec, "n": n, "seed": seed}
     cells.update(source_cells(data, args))
     n, seed = args.single_size, args.seeds[0]
     for block in names:
@@ -303,6 +307,18 @@ def planned_cells(data, names, args) -> dict:
                                                        "n": n, "seed": seed, "iterations": args.single_iterations}
     cells["teacher"] = {"kind": "teacher"}
     return cells
+
+
+def channel_cell(data, method: str, t: str) -> dict | None:
+    """The recovery cell of a channel-pruning method at target ``t`` (None if unreachable or unplanned)."""
+    variant, recovery = CHANNEL_METHODS[method]
+    ckey = f"channels-{variant}-{t}"
+    planned = data["channels"].get(ckey, {})
+    if "ratio" not in planned:
+        return None
+    scope, round_to = CHANNEL_VARIANTS[variant]
+    return {"kind": "channels", "channels": ckey, "scope": scope, "ratio": planned["ratio"], "recovery": recovery,
+            **({"round_to": round_to} if round_to else {})}
 
 
 def source_cells(data, args) -> dict:
@@ -328,11 +344,9 @@ def source_cells(data, args) -> dict:
                                                     "selection": skey, "recovery": recovery, **base}
                 continue
             if method in CHANNEL_METHODS:
-                scope, recovery = CHANNEL_METHODS[method]
-                ckey = f"channels-{scope}-{t}"
-                if "ratio" in data["channels"].get(ckey, {}):
-                    cells[f"{method}-{key}-{t}"] = {"kind": "channels", "channels": ckey, "scope": scope,
-                                                    "ratio": data["channels"][ckey]["ratio"], "recovery": recovery, **base}
+                spec = channel_cell(data, method, t)
+                if spec is not None:
+                    cells[f"{method}-{key}-{t}"] = {**spec, **base}
                 continue
             criterion, recovery = BLOCK_METHODS[method]
             if recovery == "ce" and data["tiny_sets"][key]["labels_per_class"] is None:
@@ -443,7 +457,8 @@ def build_student(teacher, spec: dict):
     if spec["kind"] == "blocks":
         return drop_blocks(teacher, spec["blocks"])
     return prune_channels(teacher, torch.zeros(1, *SHAPE, device=next(teacher.parameters()).device),
-                          spec["ratio"], importance="l1", scope=spec["scope"], feature_layer="layer3")
+                          spec["ratio"], importance="l1", scope=spec["scope"], feature_layer="layer3",
+                          round_to=spec.get("round_to"))
 
 
 @torch.no_grad()

@@ -16,7 +16,7 @@ from practise.data import FASHION_MNIST_CLASSES  # noqa: E402
 from practise.io import atomic_write, atomic_write_text  # noqa: E402
 
 METHOD_ORDER = ["practise", "random", "latency", "cosine", "practise_ce", "practise_kd", "channels_mimic", "channels_ce",
-                "channels_inner_mimic", "practise_indomain"]
+                "channels_inner_mimic", "channels_r8_mimic", "channels_r8_ce", "practise_indomain"]
 METHOD_LABELS = {
     "practise": "PRACTISE (recoverability + mimic)",
     "random": "random blocks + mimic",
@@ -27,6 +27,8 @@ METHOD_LABELS = {
     "channels_mimic": "L1 channel pruning + mimic",
     "channels_ce": "L1 channel pruning + CE finetuning",
     "channels_inner_mimic": "L1 channel pruning, block-internal only + mimic",
+    "channels_r8_mimic": "L1 channel pruning, channels rounded to 8 + mimic",
+    "channels_r8_ce": "L1 channel pruning, channels rounded to 8 + CE finetuning",
     "practise_indomain": "PRACTISE's in-domain blocks (same N, seed), recovered on the source (diagnostic)",
 }
 

@@ -123,7 +123,7 @@ class PruningResult:
 
 def prune_to_latency(model: nn.Module, sample_shape: tuple[int, ...], target: float, config: LatencyConfig,
                      importance: str = "l1", scope: str = "inner", steps: int = 4, max_ratio: float = 0.9,
-                     scan_step: float = 0.1, feature_layer: str | None = None,
+                     scan_step: float = 0.1, feature_layer: str | None = None, round_to: int | None = None,
                      progress: Progress = silent) -> PruningResult:
     """The smallest uniform ratio whose measured latency reduction, timed interleaved
     against ``model``, reaches ``target``.
@@ -138,7 +138,7 @@ def prune_to_latency(model: nn.Module, sample_shape: tuple[int, ...], target: fl
     trials: list[dict] = []
 
     def attempt(ratio: float) -> PruningResult:
-        pruned = prune_channels(model, example, ratio, importance, scope, feature_layer)
+        pruned = prune_channels(model, example, ratio, importance, scope, feature_layer, round_to)
         stats, settings = measure_models({"full": model, "pruned": pruned}, sample_shape, config, progress)
         measured = reduction(stats["full"], stats["pruned"])
         flops, _ = count_flops(pruned, example)
