@@ -29,7 +29,7 @@ Methods (cell name prefixes):
   channels_r8_mimic, channels_r8_ce
                       as channels_mimic / channels_ce with every pruned group's channel
                       count rounded to a multiple of 8 (Torch-Pruning's round_to), which
-                      convolution kernels prefer: less FLOPs removed for the same latency
+                      convolution kernels prefer, so the same latency may need fewer FLOPs removed
   single_<block>      one block dropped alone + mimicking (recoverability vs accuracy)
 
 Tiny-set sources (issue: data-free synthesis and out-of-domain tiny sets). Besides
