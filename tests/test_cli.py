@@ -88,6 +88,8 @@ def test_blocks_and_latency_commands(capsys):
                  "--batch-size", "2", "--json", "-q"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["latency_ms"]) == {"<full model>", "dropped"} and "reduction" in result
+    full, dropped = (LatencyStats(**result["latency_ms"][k]) for k in ("<full model>", "dropped"))
+    assert result["warning"] == noise_warning(full, dropped)
 
 
 def test_python_api_on_a_custom_model():
