@@ -136,14 +136,23 @@ def prune_to_latency(model: nn.Module, sample_shape: tuple[int, ...], target: fl
     example = torch.zeros(1, *sample_shape, device=next(model.parameters()).device)
     flops_full, _ = count_flops(model, example)
     trials: list[dict] = []
+    # Nearby ratios can give the same network (always so with round_to); its first
+    # measurement stands, so the search cannot re-time one network until a noisy draw passes.
+    measured_by_shape: dict[tuple, tuple[float, LatencySettings | None]] = {}
 
     def attempt(ratio: float) -> PruningResult:
         pruned = prune_channels(model, example, ratio, importance, scope, feature_layer, round_to)
-        stats, settings = measure_models({"full": model, "pruned": pruned}, sample_shape, config, progress)
-        measured = reduction(stats["full"], stats["pruned"])
+        shape = tuple((name, tuple(p.shape)) for name, p in pruned.named_parameters())
+        repeat = shape in measured_by_shape
+        if not repeat:
+            stats, settings = measure_models({"full": model, "pruned": pruned}, sample_shape, config, progress)
+            measured_by_shape[shape] = (reduction(stats["full"], stats["pruned"]), settings)
+        measured, settings = measured_by_shape[shape]
         flops, _ = count_flops(pruned, example)
-        trials.append({"ratio": ratio, "measured": measured, "flops_reduction": 1 - flops / flops_full})
-        log.info("channel ratio %.3f: measured latency reduction %.1f%%", ratio, 100 * measured)
+        trials.append({"ratio": ratio, "measured": measured, "flops_reduction": 1 - flops / flops_full,
+                       "same_network_as_earlier_trial": repeat})
+        log.info("channel ratio %.3f: measured latency reduction %.1f%%%s", ratio, 100 * measured,
+                 " (same network as an earlier trial)" if repeat else "")
         return PruningResult(pruned, ratio, measured, 1 - flops / flops_full, count_params(pruned), settings)
 
     scan = [round(scan_step * i, 6) for i in range(1, int(max_ratio / scan_step + 1e-9) + 1)]

@@ -151,6 +151,29 @@ def test_prune_to_latency_reports_measured_reduction(monkeypatch):
         cp.prune_to_latency(teacher, (1, 16, 16), 0.99, FAST, steps=1)
 
 
+def test_prune_to_latency_times_each_distinct_network_once(monkeypatch):
+    import practise.channel_pruning as cp
+
+    draws = iter([0.5, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2])  # a noisy timer: later draws would all "pass"
+    timed = []
+
+    def noisy(models, shape, config, progress=None):
+        timed.append(count_params(models["pruned"]))
+        return {"full": LatencyStats.from_samples([1.0]), "pruned": LatencyStats.from_samples([next(draws)])}, None
+
+    monkeypatch.setattr(cp, "measure_models", noisy)
+    teacher = tiny_resnet("resnet20")
+    # with round_to=8 the 16-channel groups can only be 16 or 8: ratios 0.1-0.4 give few distinct networks
+    result = cp.prune_to_latency(teacher, (1, 16, 16), 0.3, FAST, steps=3, round_to=8)
+    assert len(timed) == len(set(timed)) < len(result.trials)  # no network timed twice
+    repeats = [t for t in result.trials if t["same_network_as_earlier_trial"]]
+    assert repeats and all(t["measured"] in (0.5, 0.1, 0.8) for t in result.trials)
+    first = {}
+    for t in result.trials:  # a repeated network keeps its first measurement
+        first.setdefault(t["flops_reduction"], t["measured"])
+        assert t["measured"] == first[t["flops_reduction"]]
+
+
 def test_prune_to_latency_scans_past_a_non_monotonic_dip(monkeypatch):
     import practise.channel_pruning as cp
 
