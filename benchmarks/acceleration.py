@@ -44,6 +44,11 @@ def channel_scheme(scope: str, round_to: int | None) -> str:
     return f"channels-{scope}" + (f"-r{round_to}" if round_to else "")
 
 
+def unrounded(scheme: str) -> str:
+    """'channels-all-r8' -> 'channels-all' (the inverse of channel_scheme's suffix)."""
+    return scheme.split("-r")[0]
+
+
 def block_variants(model, example, flops_full: int, levels: list[float], seed: int) -> dict:
     names = [b.name for b in find_blocks(model, example)]
     order = [names[i] for i in torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()]
@@ -116,7 +121,7 @@ def plot(results: list[dict], out: Path) -> None:
         ax = axes[batches.index(result["batch"])][archs.index(result["arch"])]
         for scheme in schemes_of([result]):
             rows = sorted((r for r in result["rows"] if r["scheme"] == scheme), key=lambda r: r["flops_reduction"])
-            base = scheme.split("-r")[0]  # rounded variants: the unrounded scheme's colour, dashed
+            base = unrounded(scheme)  # rounded variants: the unrounded scheme's colour, dashed
             color, marker = styles[base]
             ax.plot([100 * r["flops_reduction"] for r in rows], [100 * r["latency_reduction"] for r in rows],
                     marker=marker, color=color, label=scheme, linestyle="--" if scheme != base else "-")
@@ -151,7 +156,7 @@ def rounding_summary(results: list[dict]) -> list[str]:
     for res in results:
         by = {(r["scheme"], r["level"]): r for r in res["rows"]}
         for (scheme, level), row in by.items():
-            base = scheme.split("-r")[0]
+            base = unrounded(scheme)
             if scheme != base and (base, level) in by:
                 pairs += 1
                 better += ratio_of(row) > ratio_of(by[(base, level)])

@@ -138,7 +138,7 @@ def prune_to_latency(model: nn.Module, sample_shape: tuple[int, ...], target: fl
     trials: list[dict] = []
     # Nearby ratios can give the same network (always so with round_to); its first
     # measurement stands, so the search cannot re-time one network until a noisy draw passes.
-    measured_by_shape: dict[tuple, tuple[float, LatencySettings | None]] = {}
+    measured_by_shape: dict[tuple, tuple[float, LatencySettings | None, int]] = {}
 
     def attempt(ratio: float) -> PruningResult:
         pruned = prune_channels(model, example, ratio, importance, scope, feature_layer, round_to)
@@ -146,9 +146,8 @@ def prune_to_latency(model: nn.Module, sample_shape: tuple[int, ...], target: fl
         repeat = shape in measured_by_shape
         if not repeat:
             stats, settings = measure_models({"full": model, "pruned": pruned}, sample_shape, config, progress)
-            measured_by_shape[shape] = (reduction(stats["full"], stats["pruned"]), settings)
-        measured, settings = measured_by_shape[shape]
-        flops, _ = count_flops(pruned, example)
+            measured_by_shape[shape] = (reduction(stats["full"], stats["pruned"]), settings, count_flops(pruned, example)[0])
+        measured, settings, flops = measured_by_shape[shape]
         trials.append({"ratio": ratio, "measured": measured, "flops_reduction": 1 - flops / flops_full,
                        "same_network_as_earlier_trial": repeat})
         log.info("channel ratio %.3f: measured latency reduction %.1f%%%s", ratio, 100 * measured,
