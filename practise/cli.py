@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shlex
 import sys
 from dataclasses import asdict
@@ -12,17 +13,19 @@ from pathlib import Path
 import torch
 
 from .blocks import count_flops
-from .data import TransformConfig, Transforms, build_tiny_set, open_source
-from .data.sources import FASHION_MNIST_MEAN, FASHION_MNIST_STD, HeadSource
+from .data import Transforms, build_tiny_set, open_source
+from .data.sources import HeadSource
 from .evaluation import evaluate_models
-from .export import arch_spec, save_compressed
-from .latency import FULL, LatencyConfig, block_latency_reductions, measure_variants, noise_warning, reduction, resolve_device
+from .artifacts import check_output_folder, check_writable_file, check_writable_folder, write_compressed_outputs
+from .device import resolve_device
+from .latency import DTYPES, FULL, LatencyConfig, block_latency_reductions, measure_variants, noise_warning, reduction
 from .loading import input_channels, load_model
 from .models import create_model
 from .pipeline import CompressConfig, compress, inspect_model
 from .progress import Progress
 from .recovery import RECOVERY_METHODS, RecoveryConfig
-from .report import check_outputs_free, summary_rows, write_report_files
+from .preprocessing import Preprocessing, resolve_preprocessing
+from .report import summary_rows
 from .scoring import PROTOCOLS, Scorer, ScoringConfig, score_blocks
 from .seeding import seed_everything
 from .selection import UnreachableTarget, parse_target
@@ -57,8 +60,68 @@ def _csv(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
-def _floats(text: str | None) -> tuple[float, ...] | None:
-    return tuple(float(t) for t in text.split(",")) if text else None
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the reason and where help is), exit code 2."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def int_at_least(minimum: int):
+    """An argparse type: a whole number >= ``minimum``; the message names the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def number(minimum: float = 0.0, strict: bool = False):
+    """An argparse type: a finite number >= ``minimum`` (> if ``strict``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>' if strict else '>='} {minimum:g}, "
+                                             f"got {text!r}")
+        return value
+
+    return parse
+
+
+def number_list(positive: bool):
+    """An argparse type: comma-separated finite numbers (all > 0 if ``positive``), e.g. 0.485,0.456,0.406."""
+
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(t) for t in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+        if not all(math.isfinite(v) for v in values) or (positive and min(values) <= 0):
+            raise argparse.ArgumentTypeError(f"{text!r} must hold finite numbers{', all above 0' if positive else ''}")
+        return values
+
+    return parse
+
+
+def latency_target(text: str) -> float:
+    try:
+        return parse_target(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+POSITIVE, NON_NEGATIVE = int_at_least(1), int_at_least(0)
+MEAN, STD = number_list(positive=False), number_list(positive=True)
 
 
 # ---- argument groups -------------------------------------------------------------------
@@ -67,9 +130,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", required=True, help="architecture name (see `practise blocks --list`) or a compressed model file")
     g.add_argument("--weights", help=".pth/.pt/.safetensors state dict (loaded weights-only)")
-    g.add_argument("--num-classes", type=int, help="default: read from --weights, else the architecture's")
-    g.add_argument("--in-channels", type=int, help="default: read from --weights, else 3")
-    g.add_argument("--image-size", type=int, help="input side in pixels (default: 28 for Fashion-MNIST, else the architecture's)")
+    g.add_argument("--num-classes", type=POSITIVE, help="default: read from --weights, else the architecture's")
+    g.add_argument("--in-channels", type=POSITIVE, help="default: read from --weights, else 3")
+    g.add_argument("--image-size", type=int_at_least(1), help="input side in pixels (default: what the weights "
+                   "recorded, else 28 for Fashion-MNIST, else the architecture's)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (default: auto)")
 
 
@@ -77,11 +141,12 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", required=required,
                    help="image folder (class subfolders = labelled, flat = unlabelled) or fashion-mnist:train")
-    g.add_argument("--num-images", type=int, default=500, help="tiny-set size (default 500, or all if fewer)")
+    g.add_argument("--num-images", type=POSITIVE, default=500, help="tiny-set size (default 500, or all if fewer)")
     g.add_argument("--eval-data", help="evaluation images (folder or fashion-mnist:test) for accuracy / agreement")
-    g.add_argument("--eval-limit", type=int, help="evaluate on at most this many images")
-    g.add_argument("--mean", help="normalisation mean, comma-separated (default ImageNet's, Fashion-MNIST's for it)")
-    g.add_argument("--std", help="normalisation std, comma-separated")
+    g.add_argument("--eval-limit", type=POSITIVE, help="evaluate on at most this many images")
+    g.add_argument("--mean", type=MEAN, help="normalisation mean, comma-separated (default: what the weights "
+                   "recorded, else Fashion-MNIST's for it, else ImageNet's)")
+    g.add_argument("--std", type=STD, help="normalisation std, comma-separated, all above 0")
     g.add_argument("--seed", type=int, default=0, help="seeds the tiny set, scoring and recovery (default 0)")
 
 
@@ -95,22 +160,22 @@ def add_candidate_args(p: argparse.ArgumentParser) -> None:
 def add_latency_args(p: argparse.ArgumentParser) -> None:
     d = LatencyConfig()
     g = p.add_argument_group("latency measurement")
-    g.add_argument("--batch-size", type=int, help="batch for timing (default 64 on GPU, 8 on CPU)")
-    g.add_argument("--repeats", type=int, default=d.repeats, help=f"timed passes per variant (default {d.repeats})")
-    g.add_argument("--warmup", type=int, default=d.warmup, help=f"untimed passes per variant (default {d.warmup})")
-    g.add_argument("--threads", type=int, help="CPU threads for timing (default: torch's)")
-    g.add_argument("--dtype", default=d.dtype, help="float32, float16 or bfloat16")
+    g.add_argument("--batch-size", type=POSITIVE, help="batch for timing (default 64 on GPU, 8 on CPU)")
+    g.add_argument("--repeats", type=POSITIVE, default=d.repeats, help=f"timed passes per variant (default {d.repeats})")
+    g.add_argument("--warmup", type=NON_NEGATIVE, default=d.warmup, help=f"untimed passes per variant (default {d.warmup})")
+    g.add_argument("--threads", type=POSITIVE, help="CPU threads for timing (default: torch's)")
+    g.add_argument("--dtype", default=d.dtype, choices=list(DTYPES), help="float32, float16 or bfloat16")
     g.add_argument("--channels-last", action="store_true", help="time with channels_last memory format")
 
 
 def add_scoring_args(p: argparse.ArgumentParser) -> None:
     d = ScoringConfig()
     g = p.add_argument_group("recoverability scoring")
-    g.add_argument("--score-iterations", type=int, default=d.iterations, help=f"adaptor SGD steps per block (default {d.iterations}, paper)")
+    g.add_argument("--score-iterations", type=POSITIVE, default=d.iterations, help=f"adaptor SGD steps per block (default {d.iterations}, paper)")
     g.add_argument("--score-protocol", choices=PROTOCOLS, default=d.protocol,
                    help="cached: fixed eval-transformed batches, teacher and frozen prefix computed once (fast); "
                         "paper: augmented batches and full passes every step")
-    g.add_argument("--score-lr", type=float, default=d.lr)
+    g.add_argument("--score-lr", type=number(0.0), default=d.lr, help=f"adaptor SGD lr (default {d.lr}, paper)")
     g.add_argument("--workdir", help="folder keeping per-block scores so an interrupted run resumes")
 
 
@@ -119,21 +184,21 @@ def add_recovery_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("recovery")
     g.add_argument("--recovery", choices=list(RECOVERY_METHODS), default=d.method,
                    help="mimic: feature mimicking (PRACTISE); ce: cross-entropy with labels; kd: logit distillation")
-    g.add_argument("--recovery-iterations", type=int, default=d.iterations, help=f"default {d.iterations} (paper)")
-    g.add_argument("--recovery-lr", type=float, help="default: 0.02 for mimic/kd, 1e-4 for ce (the authors')")
+    g.add_argument("--recovery-iterations", type=NON_NEGATIVE, default=d.iterations, help=f"default {d.iterations} (paper)")
+    g.add_argument("--recovery-lr", type=number(0.0), help="default: 0.02 for mimic/kd, 1e-4 for ce (the authors')")
 
 
 def add_synthesis_args(p: argparse.ArgumentParser) -> None:
     d = SynthesisConfig()
     g = p.add_argument_group("data-free synthesis (DeepInversion)")
-    g.add_argument("--synth-steps", type=int, default=d.steps, help=f"optimisation steps per batch (default {d.steps})")
-    g.add_argument("--synth-batch-size", type=int, default=d.batch_size, help=f"images optimised together (default {d.batch_size})")
-    g.add_argument("--synth-lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
-    g.add_argument("--bn-weight", type=float, default=d.bn_weight, help=f"BatchNorm statistics term (default {d.bn_weight})")
-    g.add_argument("--ce-weight", type=float, default=d.ce_weight, help=f"cross-entropy to the target class (default {d.ce_weight})")
-    g.add_argument("--tv-weight", type=float, default=d.tv_weight, help=f"total-variation prior (default {d.tv_weight})")
-    g.add_argument("--l2-weight", type=float, default=d.l2_weight, help=f"L2 prior (default {d.l2_weight})")
-    g.add_argument("--jitter", type=int, default=d.jitter, help=f"max random shift in pixels (default {d.jitter})")
+    g.add_argument("--synth-steps", type=POSITIVE, default=d.steps, help=f"optimisation steps per batch (default {d.steps})")
+    g.add_argument("--synth-batch-size", type=POSITIVE, default=d.batch_size, help=f"images optimised together (default {d.batch_size})")
+    g.add_argument("--synth-lr", type=number(0.0, strict=True), default=d.lr, help=f"Adam learning rate (default {d.lr})")
+    g.add_argument("--bn-weight", type=number(0.0), default=d.bn_weight, help=f"BatchNorm statistics term (default {d.bn_weight})")
+    g.add_argument("--ce-weight", type=number(0.0), default=d.ce_weight, help=f"cross-entropy to the target class (default {d.ce_weight})")
+    g.add_argument("--tv-weight", type=number(0.0), default=d.tv_weight, help=f"total-variation prior (default {d.tv_weight})")
+    g.add_argument("--l2-weight", type=number(0.0), default=d.l2_weight, help=f"L2 prior (default {d.l2_weight})")
+    g.add_argument("--jitter", type=NON_NEGATIVE, default=d.jitter, help=f"max random shift in pixels (default {d.jitter})")
     g.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
 
 
@@ -161,19 +226,18 @@ def model_from_args(a) -> torch.nn.Module:
     return load_model(a.model, a.weights, num_classes=a.num_classes, in_channels=a.in_channels)
 
 
+def preprocessing_for(a, model: torch.nn.Module, data: str | None) -> Preprocessing:
+    """Flags first, then what the weights / compressed file recorded, then the data set's
+    or the architecture's defaults; defaulted values are announced (log), never silent."""
+    pre = resolve_preprocessing(model, input_channels(model), data, getattr(a, "image_size", None),
+                                getattr(a, "mean", None), getattr(a, "std", None))
+    if pre.note:
+        log.warning(pre.note)
+    return pre
+
+
 def transforms_for(a, model: torch.nn.Module, data: str | None) -> Transforms:
-    """Preprocessing: flags first, then what a compressed file recorded, then the data set's
-    (Fashion-MNIST) or the architecture's defaults."""
-    fmnist = bool(data) and str(data).startswith(("fashion-mnist", "demo:"))
-    recorded = getattr(model, "practise_extra", {}) or {}
-    size = a.image_size or recorded.get("image_size") or (28 if fmnist else getattr(model, "practise_image_size", None))
-    if size is None:
-        raise ValueError("--image-size is required for this model")
-    mean = (_floats(getattr(a, "mean", None)) or recorded.get("mean")
-            or (FASHION_MNIST_MEAN if fmnist else TransformConfig.mean))
-    std = (_floats(getattr(a, "std", None)) or recorded.get("std")
-           or (FASHION_MNIST_STD if fmnist else TransformConfig.std))
-    return Transforms(TransformConfig(image_size=size, channels=input_channels(model), mean=tuple(mean), std=tuple(std)))
+    return preprocessing_for(a, model, data).transforms
 
 
 def sample_shape(transforms: Transforms) -> tuple[int, int, int]:
@@ -250,6 +314,9 @@ def scoring_config(a) -> ScoringConfig:
 
 
 def cmd_score(a) -> None:
+    if a.out:
+        check_writable_file(a.out, a.overwrite)
+    check_workdir(a.workdir)
     model = model_from_args(a)
     device = resolve_device(a.device)
     transforms = transforms_for(a, model, a.data)
@@ -284,10 +351,11 @@ def cmd_compress(a) -> None:
     if (a.data is None) == (a.data_free is None):
         raise ValueError("give exactly one of --data (a folder or data set) and --data-free N (synthesize N images)")
     config = compress_config(a)
-    out = Path(a.out)
-    check_outputs_free(out, a.overwrite)
+    out = check_output_folder(a.out, a.overwrite)
+    check_workdir(a.workdir)
     model = model_from_args(a)
-    transforms = transforms_for(a, model, a.data)
+    preprocessing = preprocessing_for(a, model, a.data)
+    transforms = preprocessing.transforms
     if a.data_free is not None:  # the synthesized folder then serves as the tiny set, like any other
         synthesize_from_args(a, model, transforms, a.data_free, out / "synthesized", a.overwrite)
         a.data, a.num_images = str(out / "synthesized"), a.data_free
@@ -297,17 +365,11 @@ def cmd_compress(a) -> None:
         eval_source = HeadSource(eval_source, a.eval_limit)
     result = compress(model, tiny, sample_shape(transforms), config, eval_source, transforms,
                       workdir=a.workdir or out / "work", progress=TqdmProgress(not a.quiet))
-    write_outputs(result, model, transforms, out, a.overwrite)
+    write_outputs(result, model, preprocessing, out, a.overwrite)
 
 
-def write_outputs(result, teacher, transforms: Transforms, out: Path, overwrite: bool) -> None:
-    """The model file (with the preprocessing it expects), the reports and plot; then the table."""
-    tc = transforms.config
-    extra = {"image_size": tc.image_size, "channels": tc.channels, "mean": list(tc.mean), "std": list(tc.std),
-             "measured_latency_reduction": result.selection.measured_reduction}
-    save_compressed(out / "model.safetensors", result.model, result.selection.blocks, result.feature_layer,
-                    arch_spec(teacher), extra, overwrite=overwrite)
-    write_report_files(result.report, out)
+def write_outputs(result, teacher, preprocessing: Preprocessing, out: Path, overwrite: bool) -> None:
+    write_compressed_outputs(result, teacher, preprocessing, out, overwrite)
     print_summary(result.report, out)
 
 
@@ -322,18 +384,23 @@ def print_summary(report: dict, out: Path) -> None:
             print(f"{name:<{width}}{before:>18}{after:>18}")
     if report["latency"].get("warning"):
         print(f"\nwarning: {report['latency']['warning']}")
+    if (report.get("preprocessing") or {}).get("note"):
+        print(f"\nnote: {report['preprocessing']['note']}")
+    if report.get("evaluation_error"):
+        print(f"\nwarning: no accuracy: {report['evaluation_error']}")
     print(f"\nwrote {out / 'model.safetensors'}, {out / 'report.md'}, {out / 'report.json'}, {out / 'blocks.png'}")
 
 
 def cmd_demo(a) -> None:
     from .demo import DEMO_TEACHER, demo_source, fashion_mnist_transforms
 
-    out = Path(a.out)
-    check_outputs_free(out, a.overwrite)
+    out = check_output_folder(a.out, a.overwrite)
     if not DEMO_TEACHER.is_file():
         raise FileNotFoundError(f"the demo teacher is missing: {DEMO_TEACHER} (reinstall the package)")
     teacher = load_model("resnet56", str(DEMO_TEACHER))
-    transforms = fashion_mnist_transforms()
+    preprocessing = Preprocessing(fashion_mnist_transforms(), {k: "recorded with the weights"
+                                                               for k in ("image_size", "mean", "std")})
+    transforms = preprocessing.transforms
     tiny = build_tiny_set(demo_source("train"), a.num_images, seed_everything(a.seed), transforms)
     config = compress_config(a)
     print(f"PRACTISE demo: resnet56 teacher (Fashion-MNIST), tiny set of {len(tiny)} images, target "
@@ -342,10 +409,11 @@ def cmd_demo(a) -> None:
     test = demo_source("test")
     result = compress(teacher, tiny, (1, 28, 28), config, HeadSource(test, a.eval_limit or len(test)), transforms,
                       workdir=out / "work", progress=TqdmProgress(not a.quiet))
-    write_outputs(result, teacher, transforms, out, a.overwrite)
+    write_outputs(result, teacher, preprocessing, out, a.overwrite)
 
 
 def cmd_synthesize(a) -> None:
+    check_writable_folder(a.out)
     model = model_from_args(a)
     transforms = transforms_for(a, model, None)
     summary = synthesize_from_args(a, model, transforms, a.num_images, Path(a.out), a.overwrite)
@@ -357,13 +425,19 @@ def cmd_synthesize(a) -> None:
 def cmd_train(a) -> None:
     from .training import TrainConfig, save_trained_model, train_classifier
 
-    out = Path(a.out)
-    if out.exists() and not a.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite or choose another --out")
+    out = check_writable_file(a.out, a.overwrite)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out {out} must end in .safetensors (the weights file; a model card is written beside it)")
+    check_workdir(a.workdir)
     kwargs = {k: v for k, v in (("num_classes", a.num_classes), ("in_channels", a.in_channels)) if v is not None}
     model = create_model(a.model, **kwargs)
     transforms = transforms_for(a, model, a.data)
     train, test = open_source(a.data), open_source(a.eval_data)
+    if train.labels is None:
+        raise ValueError(f"--data {a.data} is unlabelled; training needs one subfolder per class")
+    if len(train) < a.train_batch_size:
+        raise ValueError(f"--data {a.data} holds {len(train)} images, fewer than one batch "
+                         f"(--train-batch-size {a.train_batch_size}); lower the batch size or add images")
     config = TrainConfig(epochs=a.epochs, batch_size=a.train_batch_size, lr=a.lr, seed=a.seed)
     seed_everything(a.seed)
     device = resolve_device(a.device)
@@ -400,12 +474,12 @@ def cmd_evaluate(a) -> None:
 # ---- parser --------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="practise", description="Make a pretrained network faster with a tiny "
+    parser = OneLineParser(prog="practise", description="Make a pretrained network faster with a tiny "
                                      "set of images by dropping residual blocks (PRACTISE, CVPR 2023).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     # the same flags after the subcommand; SUPPRESS keeps them from resetting the values above
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log every step")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -434,11 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compress", parents=[common], help="the whole PRACTISE job: score, select, drop, recover, report")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--target-latency", help="latency reduction to reach, e.g. 22%% or 0.22")
-    target.add_argument("--num-blocks", type=int, help="drop this many best-scoring blocks (the paper's rule)")
+    target.add_argument("--target-latency", type=latency_target, help="latency reduction to reach, e.g. 22%% or 0.22")
+    target.add_argument("--num-blocks", type=POSITIVE, help="drop this many best-scoring blocks (the paper's rule)")
     p.add_argument("--out", required=True, help="output folder: model.safetensors, report.md/json, blocks.png")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--data-free", type=int, metavar="N",
+    p.add_argument("--data-free", type=POSITIVE, metavar="N",
                    help="no images: synthesize N from the model (DeepInversion) into OUT/synthesized and use them")
     add_model_args(p), add_data_args(p, required=False), add_candidate_args(p), add_latency_args(p)
     add_scoring_args(p), add_recovery_args(p), add_synthesis_args(p)
@@ -446,11 +520,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synthesize", parents=[common], help="synthesize images from a model with BatchNorm layers "
                        "(DeepInversion): a tiny set when no data can be used")
-    p.add_argument("--num-images", type=int, default=500, help="how many images (default 500)")
+    p.add_argument("--num-images", type=POSITIVE, default=500, help="how many images (default 500)")
     p.add_argument("--out", required=True, help="output folder: one subfolder of PNGs per target class")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
-    p.add_argument("--mean", help="the model's input normalisation mean, comma-separated (default ImageNet's)")
-    p.add_argument("--std", help="normalisation std, comma-separated")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (an interrupted "
+                   "synthesis with the same settings resumes without it)")
+    p.add_argument("--mean", type=MEAN, help="the model's input normalisation mean, comma-separated "
+                   "(default: what the weights recorded, else ImageNet's)")
+    p.add_argument("--std", type=STD, help="normalisation std, comma-separated, all above 0")
     p.add_argument("--seed", type=int, default=0)
     add_model_args(p), add_synthesis_args(p)
     p.set_defaults(func=cmd_synthesize)
@@ -459,14 +535,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "teacher and images (offline, a few minutes on a CPU)")
     p.add_argument("--out", default="practise-demo", help="output folder (default practise-demo)")
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--target-latency", default="22%", help="latency reduction to reach (default 22%%)")
-    p.add_argument("--num-images", type=int, default=100, help="tiny-set size, at most 500 (default 100)")
-    p.add_argument("--eval-limit", type=int, help="evaluate on this many of the 2,000 shipped test images")
+    p.add_argument("--target-latency", type=latency_target, default="22%", help="latency reduction to reach (default 22%%)")
+    p.add_argument("--num-images", type=int_at_least(1), default=100, help="tiny-set size, at most 500 (default 100)")
+    p.add_argument("--eval-limit", type=POSITIVE, help="evaluate on this many of the 2,000 shipped test images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     demo_args = [("--score-iterations", DEMO_SCORE_ITERATIONS), ("--recovery-iterations", DEMO_RECOVERY_ITERATIONS)]
     for flag, default in demo_args:
-        p.add_argument(flag, type=int, default=default,
+        p.add_argument(flag, type=POSITIVE, default=default,
                        help=f"default {default}: fewer than the paper's (1000 / 2000) so the demo ends in minutes on a CPU")
     add_latency_args(p)
     p.set_defaults(func=cmd_demo, num_blocks=None, include=None, exclude=None, feature_layer=None,
@@ -478,11 +554,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="labelled training images: folder or fashion-mnist:train")
     p.add_argument("--eval-data", required=True, help="test images: folder or fashion-mnist:test")
     p.add_argument("--out", required=True, help="weights file (.safetensors); a model card is written beside it")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--train-batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--num-classes", type=int), p.add_argument("--in-channels", type=int)
-    p.add_argument("--image-size", type=int), p.add_argument("--mean"), p.add_argument("--std")
+    p.add_argument("--epochs", type=POSITIVE, default=20)
+    p.add_argument("--train-batch-size", type=POSITIVE, default=128)
+    p.add_argument("--lr", type=number(0.0, strict=True), default=0.1)
+    p.add_argument("--num-classes", type=POSITIVE), p.add_argument("--in-channels", type=POSITIVE)
+    p.add_argument("--image-size", type=int_at_least(1)), p.add_argument("--mean", type=MEAN)
+    p.add_argument("--std", type=STD)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--workdir", help="checkpoint folder; rerunning resumes after the last finished epoch")
@@ -495,14 +572,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p)
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, help="image folder or fashion-mnist:test")
-    g.add_argument("--eval-limit", type=int)
-    g.add_argument("--mean"), g.add_argument("--std")
+    g.add_argument("--eval-limit", type=POSITIVE)
+    g.add_argument("--mean", type=MEAN), g.add_argument("--std", type=STD)
     p.set_defaults(func=cmd_evaluate)
     return parser
 
 
 DEMO_SCORE_ITERATIONS, DEMO_RECOVERY_ITERATIONS = 200, 500
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, UnreachableTarget, FloatingPointError)
+# Mistakes in what the user gave: one line on stderr, exit code 2.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+               PermissionError, UnreachableTarget, FloatingPointError)
+
+
+def check_workdir(workdir: str | None) -> None:
+    if workdir:
+        check_writable_folder(workdir, "--workdir")
+
+
+def check_common(a) -> None:
+    """What every subcommand can check before loading anything: the device exists here."""
+    if getattr(a, "device", None):
+        resolve_device(a.device)
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -512,13 +606,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command == "blocks" and not args.list and not args.model:
-        print("practise blocks: error: --model is required", file=sys.stderr)
+        print("practise blocks: error: --model is required (or --list)", file=sys.stderr)
         return 2
     try:
+        check_common(args)
         args.func(args)
     except USER_ERRORS as exc:
-        print(f"practise {args.command}: error: {exc}", file=sys.stderr)
+        print(f"practise {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"practise {args.command}: interrupted; finished work is kept in the work folder, and rerunning "
+              f"the same command resumes", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not a user mistake: say so in one line; -v shows the traceback
+        if args.verbose:
+            raise
+        print(f"practise {args.command}: internal error: {type(exc).__name__}: {one_line(exc)} "
+              f"(rerun with -v for the traceback, and please report it)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -20,26 +20,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
+from .device import resolve_device  # noqa: F401  (re-exported: older imports)
 from .progress import Progress, silent
 from .surgery import replace_module_
 from .tracing import check_module_name
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto" -> cuda if available, else mps, else cpu; anything else is passed to torch."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r}; valid choices: auto, cpu, cuda, cuda:N, mps") from exc
 
 
 @dataclass
@@ -59,6 +46,10 @@ class LatencyConfig:
             raise ValueError(f"unknown dtype {self.dtype!r}; valid choices: {', '.join(DTYPES)}")
         if self.repeats < 1 or self.warmup < 0:
             raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {self.repeats} and {self.warmup}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"latency batch size must be at least 1, got {self.batch_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
 
     def resolved_batch(self, device: torch.device) -> int:
         if self.batch_size is not None:

@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from .export import is_compressed_file, load_compressed
 from .models import create_model, list_models, load_state_dict_strict, read_state_dict
+from .preprocessing import checked_recording
 
 
 def _first_conv_and_last_linear(model: nn.Module) -> tuple[str | None, str | None]:
@@ -39,6 +40,8 @@ def load_model(spec: str, weights: str | None = None, **arch_kwargs) -> nn.Modul
         if weights:
             raise ValueError("--weights is not used with a compressed model file (it holds its weights)")
         return load_compressed(spec)
+    if spec not in list_models() and ("/" in spec or Path(spec).suffix in (".safetensors", ".pth", ".pt")):
+        raise FileNotFoundError(f"model file not found: {spec} (or give an architecture name: {', '.join(list_models())})")
     if spec not in list_models():
         raise ValueError(f"unknown model {spec!r}; valid choices: {', '.join(list_models())}, or a compressed model file")
     state = read_state_dict(weights) if weights else None
@@ -61,7 +64,8 @@ def load_model(spec: str, weights: str | None = None, **arch_kwargs) -> nn.Modul
 def recorded_preprocessing(weights: str | Path) -> dict | None:
     """The input size and normalisation a weights file was trained with, where recorded:
     in a .safetensors file's metadata ("preprocessing", written by ``practise train``), or
-    in the model card ``practise train`` writes beside it (same name, .json). None if neither."""
+    in the model card ``practise train`` writes beside it (same name, .json). None if neither.
+    Recorded values are checked like any other input (a bad one is a ValueError)."""
     import json
 
     weights = Path(weights)
@@ -71,16 +75,21 @@ def recorded_preprocessing(weights: str | Path) -> dict | None:
         with safe_open(str(weights), framework="pt") as handle:
             text = (handle.metadata() or {}).get("preprocessing")
         if text:
-            return json.loads(text)
+            try:
+                value = json.loads(text)
+            except (ValueError, RecursionError):
+                raise ValueError(f"{weights} records preprocessing that is not valid JSON") from None
+            return checked_recording(value, str(weights))
     card = weights.with_suffix(".json")
     if not card.is_file():
         return None
     try:
         data = json.loads(card.read_text())
-        return {"image_size": int(data["image_size"]), "mean": list(data["normalization"]["mean"]),
-                "std": list(data["normalization"]["std"])}
-    except (ValueError, KeyError, TypeError):  # some other JSON file: nothing recorded
+        found = {"image_size": data["image_size"], "mean": data["normalization"]["mean"],
+                 "std": data["normalization"]["std"]}
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):  # some other JSON file
         return None
+    return checked_recording(found, str(card))
 
 
 def input_channels(model: nn.Module) -> int:

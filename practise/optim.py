@@ -1,6 +1,7 @@
 """The optimisation pieces shared by scoring and recovery (the paper's settings)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -14,8 +15,8 @@ def check_sgd_settings(owner: str, iterations: int, min_iterations: int, batch_s
         problems.append(f"iterations must be at least {min_iterations}, got {iterations}")
     if batch_size < 1:
         problems.append(f"batch_size must be at least 1, got {batch_size}")
-    if lr is not None and not lr >= 0:  # 0 is allowed: tests freeze the weights that way
-        problems.append(f"lr must be >= 0, got {lr}")
+    if lr is not None and not (lr >= 0 and math.isfinite(lr)):  # 0 is allowed: tests freeze the weights that way
+        problems.append(f"lr must be finite and >= 0, got {lr}")
     if not 0 <= momentum < 1:
         problems.append(f"momentum must be in [0, 1), got {momentum}")
     if weight_decay < 0:

@@ -17,6 +17,10 @@ from .data.sources import ImageSource
 from .data.tinyset import TinySet
 from .data.transforms import Transforms
 from .evaluation import evaluate_models
+from .features import forward_features
+from .models.weights import check_finite
+from .modes import eval_mode
+from .model_output import logits
 from .latency import LatencyConfig, block_latency_reductions, resolve_device
 from .progress import Progress, silent
 from .recovery import RECOVERY_METHODS, RecoveryConfig, recover
@@ -44,6 +48,11 @@ class CompressConfig:
     def __post_init__(self) -> None:
         if (self.target_latency is None) == (self.num_blocks is None):
             raise ValueError("give exactly one of target_latency (e.g. 0.22) and num_blocks")
+        if self.num_blocks is not None and self.num_blocks < 1:
+            raise ValueError(f"number of blocks to drop must be at least 1, got {self.num_blocks}")
+        if self.target_latency is not None and not 0 < self.target_latency < 1:
+            raise ValueError(f"target latency reduction must be between 0% and 100% (exclusive), "
+                             f"got {100 * self.target_latency:g}%")
 
 
 @dataclass
@@ -74,12 +83,29 @@ def inspect_model(model: nn.Module, sample_shape: tuple[int, ...], include: list
     if feature_layer is not None:
         check_module_name(model, feature_layer, "feature layer")
     layer = feature_layer or find_feature_layer(model, trace)
+    with torch.no_grad(), eval_mode(model):  # a forward that returns no logits is refused now, not after scoring
+        logits(model, example)
     flops, module_flops = count_flops(model, example)
     blocks = find_blocks(model, example, include, exclude, trace=trace, module_flops=module_flops)
     if not blocks:
         raise ValueError("no droppable residual blocks found: none of the model's modules adds its own input "
                          "to a branch output of the same shape")
     return Inspection(blocks, layer, feature_chain(model, trace, layer, example), trace, flops)
+
+
+def check_inputs_finite(teacher: nn.Module, tiny_set: TinySet, feature_layer: str, device: torch.device) -> None:
+    """NaN/Inf in the tiny set or in the teacher's features on it, found before any long step."""
+    images = tiny_set.eval_tensor()
+    bad = (~torch.isfinite(images.flatten(1))).any(1)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0])
+        raise ValueError(f"tiny-set image {tiny_set.identifiers[first]} is NaN/Inf after normalisation "
+                         f"({int(bad.sum())} such images); check the images and --mean/--std")
+    with torch.no_grad(), eval_mode(teacher):
+        features = forward_features(teacher, images[:8].to(device), feature_layer)
+    if not bool(torch.isfinite(features).all()):
+        raise ValueError(f"the teacher's features ({feature_layer}) are NaN/Inf on the tiny set although its "
+                         f"weights are finite: the weights overflow on these inputs (check the normalisation)")
 
 
 def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...], config: CompressConfig,
@@ -94,9 +120,14 @@ def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...
     device = resolve_device(config.device)
     if RECOVERY_METHODS[config.recovery.method].needs_labels:
         tiny_set.label_tensor()  # fail before the long steps if labels are missing
+    check_finite(teacher.state_dict(), "the teacher's weights")
     teacher = copy.deepcopy(teacher).to(device).eval()
     info = inspect_model(teacher, sample_shape, config.include, config.exclude, config.feature_layer)
     names = [b.name for b in info.blocks]
+    if config.num_blocks is not None and config.num_blocks > len(names):
+        raise ValueError(f"cannot drop {config.num_blocks} blocks: the model has {len(names)} candidates "
+                         f"({', '.join(names[:8])}{' ...' if len(names) > 8 else ''})")
+    check_inputs_finite(teacher, tiny_set, info.feature_layer, device)
     log.info("%d candidate blocks; feature layer %s; %s", len(names), info.feature_layer,
              "feature chain found" if info.chain else "no feature chain (full passes while scoring)")
     timings = {}
@@ -122,15 +153,20 @@ def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...
     losses = recover(student, teacher, tiny_set, info.feature_layer, config.recovery, device, progress)
     timings["recovery_s"] = time.perf_counter() - t
     student.eval()
-    evaluation = None
+    evaluation, evaluation_error = None, None
     if eval_source is not None:
         t = time.perf_counter()
-        evaluation = evaluate_models({"teacher": teacher, "compressed": student}, eval_source,
-                                     eval_transforms or tiny_set.transforms, device, reference="teacher")
+        try:
+            evaluation = evaluate_models({"teacher": teacher, "compressed": student}, eval_source,
+                                         eval_transforms or tiny_set.transforms, device, reference="teacher")
+        except ValueError as exc:  # e.g. no readable image: keep the finished work, say why accuracy is missing
+            log.warning("evaluation failed, the result is reported without accuracy: %s", exc)
+            evaluation_error = str(exc)
         timings["evaluation_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - began
     report = build_report(teacher, student, sample_shape, info, scores, selection, config, tiny_set,
                           losses, evaluation, block_stats, latency_settings, timings)
+    report["evaluation_error"] = evaluation_error
     return CompressResult(student, info.blocks, scores, selection, info.feature_layer, report)
 
 
@@ -175,5 +211,8 @@ def build_report(teacher, student, sample_shape, info: Inspection, scores, selec
                      "lr": config.recovery.resolved_lr,
                      "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None},
         "evaluation": evaluation,
+        "preprocessing": {"image_size": tiny_set.transforms.config.image_size,
+                          "channels": tiny_set.transforms.config.channels,
+                          "mean": list(tiny_set.transforms.config.mean), "std": list(tiny_set.transforms.config.std)},
         "timings": timings,
     }

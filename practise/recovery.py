@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from .data.tinyset import TinySet
 from .features import as_format, forward_features
 from .modes import eval_mode, flush_denormals, on_device
+from .model_output import logits
 from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .progress import Progress, silent
 
@@ -90,7 +91,7 @@ class CrossEntropy(RecoveryMethod):
     default_lr = 1e-4
 
     def losses(self, student, teacher, x, y, feature_layer, config):
-        return {"loss": F.cross_entropy(student(x), y)}
+        return {"loss": F.cross_entropy(logits(student, x), y)}
 
 
 @register_recovery
@@ -102,10 +103,18 @@ class LogitDistillation(RecoveryMethod):
     def losses(self, student, teacher, x, y, feature_layer, config):
         t = config.kd_temperature
         with torch.no_grad():
-            teacher_logits = teacher(x)
-        kl = F.kl_div(F.log_softmax(student(x) / t, 1), F.log_softmax(teacher_logits / t, 1),
+            teacher_logits = logits(teacher, x)
+        kl = F.kl_div(F.log_softmax(logits(student, x) / t, 1), F.log_softmax(teacher_logits / t, 1),
                       reduction="batchmean", log_target=True)
         return {"loss": kl * t * t}
+
+
+def divergence_message(what: str, step: int, loss: float, lr: float, flag: str) -> str:
+    """Tell a bad input (non-finite before any update) apart from a too-high learning rate."""
+    if step == 0:
+        return (f"{what}: the loss is {loss} before any update, so the inputs are bad, not the learning rate: "
+                f"the teacher or the images produce NaN/Inf (check the weights file and the normalisation)")
+    return f"{what} diverged at step {step} (loss {loss}) with lr {lr}; lower it ({flag})"
 
 
 def recover(student: nn.Module, teacher: nn.Module, tiny_set: TinySet, feature_layer: str,
@@ -138,7 +147,8 @@ def recover(student: nn.Module, teacher: nn.Module, tiny_set: TinySet, feature_l
                 set_lr_(optimizer, step_lr(step, config.resolved_lr, config.lr_drop_at, config.iterations))
                 loss = method.losses(student, teacher, x, y, feature_layer, config)["loss"]
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"recovery diverged at step {step} (loss {float(loss)}); lower the lr")
+                    raise FloatingPointError(divergence_message("recovery", step, float(loss), config.resolved_lr,
+                                                                "--recovery-lr"))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

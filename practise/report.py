@@ -63,7 +63,34 @@ def to_markdown(report: dict) -> str:
     loss = "no training" if rec["loss_first"] is None else f"loss {rec['loss_first']:.4g} -> {rec['loss_last']:.4g}"
     lines += ["", f"Recovery: `{rec['method']}`, {rec['iterations']} iterations, lr {rec['lr']}; {loss}.",
               "", "Timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in report["timings"].items()), ""]
-    return "\n".join(lines)
+    return "\n".join(lines + preprocessing_lines(report) + skipped_lines(report))
+
+
+def preprocessing_lines(report: dict) -> list[str]:
+    pre = report.get("preprocessing")
+    if not pre:
+        return []
+    lines = ["## Preprocessing", "", f"Input {pre['channels']} x {pre['image_size']} x {pre['image_size']}, "
+             f"mean {pre['mean']}, std {pre['std']}."]
+    if pre.get("note"):
+        lines += ["", f"**Note:** {pre['note']}."]
+    return lines + [""]
+
+
+def skipped_lines(report: dict) -> list[str]:
+    """Every file left out: unreadable tiny-set and evaluation images, non-image files."""
+    groups = [("tiny set: unreadable images", report["tiny_set"].get("skipped_unreadable") or []),
+              ("tiny set: files that are not images (by suffix)", report["tiny_set"].get("skipped_non_images") or []),
+              ("evaluation: unreadable images", (report.get("evaluation") or {}).get("skipped_unreadable") or [])]
+    lines = []
+    for title, items in groups:
+        if items:
+            lines += [f"- {title} ({len(items)}):"] + [f"  - `{item}`" for item in items[:200]]
+            if len(items) > 200:
+                lines.append(f"  - ... and {len(items) - 200} more (report.json lists all)")
+    if report.get("evaluation_error"):
+        lines.append(f"- evaluation failed: {report['evaluation_error']}")
+    return (["## Skipped files", ""] + lines + [""]) if lines else []
 
 
 def plot(report: dict, path: str | Path) -> Path:
@@ -103,13 +130,6 @@ def plot(report: dict, path: str | Path) -> Path:
 
 
 OUTPUT_FILES = ("model.safetensors", "report.json", "report.md", "blocks.png")
-
-
-def check_outputs_free(out_dir: str | Path, overwrite: bool) -> None:
-    """Fail before any work if outputs exist and may not be replaced."""
-    taken = [str(Path(out_dir) / f) for f in OUTPUT_FILES if (Path(out_dir) / f).exists()]
-    if taken and not overwrite:
-        raise FileExistsError(f"output files exist: {', '.join(taken)}; pass --overwrite or choose another --out")
 
 
 def write_report_files(report: dict, out_dir: str | Path) -> dict[str, Path]:

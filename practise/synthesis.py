@@ -14,8 +14,10 @@ one subfolder per target class, so any command accepts the folder as a (labelled
 """
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +26,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from .io import atomic_write
+from .io import atomic_write, atomic_write_text
 from .modes import eval_mode, hooks_removed
+from .model_output import logits
 from .progress import Progress, silent
 
 log = logging.getLogger(__name__)
@@ -49,8 +52,14 @@ class SynthesisConfig:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be at least 1, got {self.steps} and {self.batch_size}")
-        if min(self.bn_weight, self.ce_weight, self.tv_weight, self.l2_weight) < 0:
-            raise ValueError("loss weights must be non-negative")
+        weights = (self.bn_weight, self.ce_weight, self.tv_weight, self.l2_weight)
+        if min(weights) < 0 or not all(math.isfinite(w) for w in weights):
+            raise ValueError(f"loss weights must be finite and non-negative, got bn {self.bn_weight}, "
+                             f"ce {self.ce_weight}, tv {self.tv_weight}, l2 {self.l2_weight}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"synthesis lr must be positive, got {self.lr}")
+        if self.jitter < 0:
+            raise ValueError(f"jitter must be non-negative, got {self.jitter}")
 
 
 class BNStatistics:
@@ -104,8 +113,8 @@ def _augment(x: torch.Tensor, config: SynthesisConfig, generator: torch.Generato
 def synthesis_losses(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, stats: BNStatistics,
                      config: SynthesisConfig) -> dict[str, torch.Tensor]:
     """Each weighted term and their sum for one batch (hooks must be registered)."""
-    logits = model(x)
-    terms = {"bn": config.bn_weight * stats.take(), "ce": config.ce_weight * F.cross_entropy(logits, targets),
+    scores = logits(model, x)
+    terms = {"bn": config.bn_weight * stats.take(), "ce": config.ce_weight * F.cross_entropy(scores, targets),
              "tv": config.tv_weight * total_variation(x), "l2": config.l2_weight * torch.norm(x, 2)}
     terms["total"] = sum(terms.values())
     return terms
@@ -143,7 +152,7 @@ def synthesize_batch(model: nn.Module, shape: tuple[int, ...], targets: torch.Te
 
 def _num_classes(model: nn.Module, shape: tuple[int, ...], device) -> int:
     with torch.no_grad(), eval_mode(model):
-        return int(model(torch.zeros(1, *shape, device=device)).shape[-1])
+        return int(logits(model, torch.zeros(1, *shape, device=device)).shape[-1])
 
 
 def to_uint8(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
@@ -154,6 +163,33 @@ def to_uint8(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -
     return pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()
 
 
+STATE_FILE = ".synthesis.json"  # hidden: image folders skip dot files
+
+
+def _settings(config: SynthesisConfig, num_images: int, shape, mean, std, classes: int) -> dict:
+    """Everything the images depend on; a resumed run must match it exactly."""
+    return {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
+            "num_images": num_images, "shape": list(shape), "mean": [float(m) for m in mean],
+            "std": [float(s) for s in std], "classes": classes}
+
+
+def _resume_state(out_dir: Path, settings: dict, overwrite: bool) -> dict | None:
+    """The finished batches of an interrupted run with the same settings, or None to start afresh."""
+    state_path = out_dir / STATE_FILE
+    if state_path.is_file():
+        try:
+            state = json.loads(state_path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            state = None
+        if isinstance(state, dict) and state.get("settings") == settings:
+            log.info("resuming synthesis in %s after %d finished batches", out_dir, len(state["batches"]))
+            return state
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} is not empty and holds no interrupted synthesis with these settings; "
+                              "pass overwrite (--overwrite) or choose another folder")
+    return None
+
+
 def synthesize(model: nn.Module, num_images: int, shape: tuple[int, ...], out_dir: str | Path,
                mean: tuple[float, ...], std: tuple[float, ...], config: SynthesisConfig = SynthesisConfig(),
                device: torch.device | str = "cpu", progress: Progress = silent,
@@ -162,23 +198,28 @@ def synthesize(model: nn.Module, num_images: int, shape: tuple[int, ...], out_di
 
     ``shape`` is one input (C, H, W); ``mean``/``std`` are the normalisation the model
     expects, used to turn optimised inputs into pixels. Returns a summary (per-batch
-    final loss terms, files written).
+    final loss terms, files written). Resumable: after each batch its images and the
+    random state are saved, so rerunning an interrupted call with the same settings
+    continues after the last finished batch and gives the same images.
     """
     if num_images < 1:
         raise ValueError(f"number of images to synthesize must be at least 1, got {num_images}")
     if len(mean) != shape[0] or len(std) != shape[0]:
         raise ValueError(f"mean and std need {shape[0]} values (one per input channel), got {len(mean)} and {len(std)}")
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} is not empty; pass overwrite (--overwrite) or choose another folder")
     BNStatistics(model, config.first_bn_multiplier)  # fail early on a model without BatchNorm
     generator = torch.Generator().manual_seed(config.seed)
     classes = _num_classes(model, shape, device)
+    settings = _settings(config, num_images, shape, mean, std, classes)
+    state = _resume_state(out_dir, settings, overwrite)
     targets = balanced_targets(num_images, classes, generator)
-    batches, files = [], []
-    progress.start("synthesis", config.steps * -(-num_images // config.batch_size))
+    batches, files = (state["batches"], state["files"]) if state else ([], [])
+    if state:
+        generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+    starts = list(range(0, num_images, config.batch_size))
+    progress.start("synthesis", config.steps * (len(starts) - len(batches)))
     try:
-        for start in range(0, num_images, config.batch_size):
+        for start in starts[len(batches):]:
             batch_targets = targets[start:start + config.batch_size]
             images, terms = synthesize_batch(model, shape, batch_targets, config, generator, device, progress)
             batches.append(terms)
@@ -187,6 +228,9 @@ def synthesize(model: nn.Module, num_images: int, shape: tuple[int, ...], out_di
                 pixels = to_uint8(image, mean, std)
                 atomic_write(path, lambda tmp, px=pixels: Image.fromarray(px).save(tmp, format="PNG"))
                 files.append(str(path))
+            atomic_write_text(out_dir / STATE_FILE, json.dumps({
+                "settings": settings, "batches": batches, "files": files,
+                "generator": generator.get_state().tolist()}))
     finally:
         progress.end()
     return {"images": len(files), "classes": classes, "batches": batches, "files": files}

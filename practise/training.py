@@ -16,6 +16,7 @@ from .data.sources import ImageSource
 from .data.transforms import Transforms
 from .evaluation import evaluate_models
 from .io import atomic_write_text, atomic_torch_save
+from .model_output import logits
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def train_classifier(model: nn.Module, train: ImageSource, test: ImageSource, tr
             images = images.to(device=device, memory_format=memory_format)
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(epoch * steps_per_epoch + step, total_steps, config.lr)
-            loss = F.cross_entropy(model(images), labels[idx].to(device))
+            loss = F.cross_entropy(logits(model, images), labels[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -142,15 +142,19 @@ def test_shipped_teachers_carry_their_preprocessing_so_data_free_needs_no_flags(
     from practise.cli import transforms_for
     from practise.loading import load_model
 
+    import shutil
+
     path = Path(practise.__file__).parent / "assets" / "teachers" / "resnet20_fashion_mnist.safetensors"
-    teacher = load_model("resnet20", str(path))  # read from the model card beside the weights
-    flags = argparse.Namespace(image_size=None, mean=None, std=None)
-    config = transforms_for(flags, teacher, None).config
-    assert (config.image_size, config.mean, config.std) == (28, (0.286,), (0.353,))
+    copied = weights.parent / "copied_teacher.safetensors"  # without its model card: the metadata suffices
+    shutil.copy(path, copied)
+    for teacher in (load_model("resnet20", str(path)), load_model("resnet20", str(copied))):
+        flags = argparse.Namespace(image_size=None, mean=None, std=None)
+        config = transforms_for(flags, teacher, None).config
+        assert (config.image_size, config.mean, config.std) == (28, (0.286,), (0.353,))
     # a plain state dict records nothing: the architecture's defaults apply and flags still win
     plain = load_model("resnet20", str(weights))
     assert not hasattr(plain, "practise_extra")
-    flags.mean, flags.std, flags.image_size = "0.5", "0.25", 16
+    flags.mean, flags.std, flags.image_size = (0.5,), (0.25,), 16
     assert transforms_for(flags, teacher, None).config.mean == (0.5,)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,9 +107,15 @@ class ImageFolderSource(ImageSource):
     def load(self, index: int, channels: int) -> torch.Tensor:
         path = self.files[index]
         try:
-            with Image.open(path) as image:
-                return pil_to_uint8(image, channels)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            with warnings.catch_warnings():
+                # PIL only warns between MAX_IMAGE_PIXELS and twice that; such a file is a
+                # decompression bomb to us too (no tiny-set image needs ~90 megapixels).
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    return pil_to_uint8(image, channels)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            raise UnreadableImage(f"{path}: too many pixels, a possible decompression bomb ({exc})") from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
             raise UnreadableImage(f"{path}: {exc}") from exc
 
     def identifier(self, index: int) -> str:
@@ -206,6 +213,15 @@ def load_fashion_mnist(split: str = "train", root: str | Path | None = None) -> 
 
 # out-of-domain source names -> their functions in out_of_domain.py
 OUT_OF_DOMAIN = {"sklearn-digits": "sklearn_digits", "photo-crops": "photo_crops", "gaussian-noise": "gaussian_noise"}
+
+
+def source_preprocessing(spec: str | Path) -> dict | None:
+    """The input size and normalisation a named data set implies (Fashion-MNIST's for
+    ``fashion-mnist:*`` and ``demo:*``), or None for image folders and other sources."""
+    text = str(spec)
+    if text.startswith(("fashion-mnist", "demo:")):
+        return {"image_size": 28, "mean": FASHION_MNIST_MEAN, "std": FASHION_MNIST_STD}
+    return None
 
 
 def open_source(spec: str | Path) -> ImageSource:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_IMAGE_SIZE = 16384
 AUGMENTATIONS = ("random-resized-crop", "pad-crop", "none")
 
 
@@ -34,14 +35,29 @@ class TransformConfig:
     padding: int = 4
 
     def __post_init__(self) -> None:
+        if not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ValueError(f"image size must be between 1 and {MAX_IMAGE_SIZE} pixels, got {self.image_size}")
+        if self.channels < 1:
+            raise ValueError(f"channels must be at least 1, got {self.channels}")
+        values = tuple(self.mean) + tuple(self.std)
+        if not all(math.isfinite(v) for v in values) or min(self.std, default=1) <= 0:
+            raise ValueError(f"mean must be finite and std finite and positive, got mean {tuple(self.mean)} "
+                             f"and std {tuple(self.std)}")
         if self.augment not in AUGMENTATIONS + ("auto",):
             raise ValueError(f"unknown augmentation {self.augment!r}; valid choices: auto, {', '.join(AUGMENTATIONS)}")
-        if len(self.mean) != self.channels or len(self.std) != self.channels:
-            if len(self.mean) == 3 and self.channels == 1:  # grey images with RGB stats: average them
-                self.mean = (sum(self.mean) / 3,)
-                self.std = (sum(self.std) / 3,)
-            else:
-                raise ValueError(f"mean/std need {self.channels} values, got {self.mean} / {self.std}")
+        self.mean, self.std = self._per_channel(self.mean), self._per_channel(self.std)
+
+    def _per_channel(self, values: tuple[float, ...]) -> tuple[float, ...]:
+        """One value per channel: a single value is repeated; RGB statistics for grey images averaged."""
+        values = tuple(float(v) for v in values)
+        if len(values) == self.channels:
+            return values
+        if len(values) == 1:
+            return values * self.channels
+        if len(values) == 3 and self.channels == 1:
+            return (sum(values) / 3,)
+        raise ValueError(f"mean and std need 1 or {self.channels} values (one per channel), "
+                         f"got mean {tuple(self.mean)} and std {tuple(self.std)}")
 
     @property
     def small(self) -> bool:

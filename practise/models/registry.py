@@ -36,3 +36,10 @@ def create_model(name: str, **kwargs) -> nn.Module:
     # Remember how to rebuild it: saved compressed models record this spec.
     model.practise_arch = {"name": name, "kwargs": dict(kwargs)}
     return model
+
+
+def builder_of(name: str) -> Callable[..., nn.Module]:
+    """The registered builder itself (its signature tells which keyword arguments it takes)."""
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown model {name!r}; valid choices: {', '.join(list_models())}")
+    return _BUILDERS[name]
