@@ -240,6 +240,16 @@ def transforms_for(a, model: torch.nn.Module, data: str | None) -> Transforms:
     return preprocessing_for(a, model, data).transforms
 
 
+def shape_for(a, model: torch.nn.Module) -> tuple[int, int, int]:
+    """The input shape alone (blocks, latency): only a defaulted size is worth a warning."""
+    pre = resolve_preprocessing(model, input_channels(model), None, a.image_size)
+    if "image_size" in pre.defaulted:
+        log.warning("no input size is recorded with the weights and none was given: using %d px (%s); "
+                    "pass --image-size if the model runs at another size",
+                    pre.transforms.config.image_size, pre.origins["image_size"])
+    return sample_shape(pre.transforms)
+
+
 def sample_shape(transforms: Transforms) -> tuple[int, int, int]:
     c = transforms.config
     return (c.channels, c.image_size, c.image_size)
@@ -262,7 +272,7 @@ def cmd_blocks(a) -> None:
         print("\n".join(list_models()))
         return
     model = model_from_args(a)
-    shape = sample_shape(transforms_for(a, model, None))
+    shape = shape_for(a, model)
     info = inspect_model(model, shape, _csv(a.include), _csv(a.exclude), a.feature_layer)
     total, _ = count_flops(model, torch.zeros(1, *shape))
     r_b = {}
@@ -283,7 +293,7 @@ def cmd_blocks(a) -> None:
 
 def cmd_latency(a) -> None:
     model = model_from_args(a)
-    shape = sample_shape(transforms_for(a, model, None))
+    shape = shape_for(a, model)
     drop = _csv(a.drop) or []
     if drop:  # only droppable blocks: anything else would change shapes mid-network
         candidates = [b.name for b in inspect_model(model, shape).blocks]

@@ -74,7 +74,7 @@ def save_compressed(path: str | Path, model: nn.Module, dropped: list[str], feat
 
 # ---- reading: the schema ------------------------------------------------------------------
 
-def _header(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+def read_header(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
     """The raw metadata and each tensor's shape, from the header alone (no tensor is read)."""
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
@@ -204,7 +204,7 @@ def parse_metadata(meta: dict[str, str], path: Path) -> dict:
 def read_metadata(path: str | Path) -> dict:
     """The checked metadata of a compressed model file (no tensor is read)."""
     path = Path(path)
-    meta, _ = _header(path)
+    meta, _ = read_header(path)
     return parse_metadata(meta, path)
 
 
@@ -214,7 +214,7 @@ def is_compressed_file(path: str | Path) -> bool:
     A file that claims it but breaks the schema is still "compressed": loading it then
     reports what is wrong, instead of calling it some other kind of file."""
     try:
-        meta, _ = _header(Path(path))
+        meta, _ = read_header(Path(path))
     except (UntrustedModelFile, FileNotFoundError):
         return False
     return meta.get("format") == FORMAT
@@ -304,7 +304,7 @@ def load_compressed(path: str | Path, model: nn.Module | None = None, factory=No
     ``factory``: a callable the caller trusts, called with the file's (checked, scalar)
     keyword arguments. Returns the model in eval mode on the CPU."""
     path = Path(path)
-    raw, shapes = _header(path)
+    raw, shapes = read_header(path)
     meta = parse_metadata(raw, path)
     if model is None:
         build = _builder(path, meta["arch"], factory)

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .export import is_compressed_file, load_compressed
+from .export import is_compressed_file, load_compressed, read_header
 from .models import create_model, list_models, load_state_dict_strict, read_state_dict
 from .preprocessing import checked_recording
 
@@ -35,6 +35,8 @@ def load_model(spec: str, weights: str | None = None, **arch_kwargs) -> nn.Modul
     """
     if Path(spec).is_file():
         if not is_compressed_file(spec):
+            if Path(spec).suffix == ".safetensors":
+                read_header(Path(spec))  # an unreadable file is reported as damaged, not as "some other file"
             raise ValueError(f"{spec} is not a practise compressed model; give an architecture name "
                              f"({', '.join(list_models())}) and pass the file as --weights")
         if weights:

@@ -50,6 +50,8 @@ def build_tiny_set(source: ImageSource, n: int | None, generator: torch.Generato
     further draws so the set still holds ``n`` images when the source allows it.
     """
     n = len(source) if n is None else n
+    if n < 1:
+        raise ValueError(f"the tiny set needs at least 1 image, asked for {n}")
     channels = transforms.config.channels
     excluded: set[int] = set()
     chosen: list[int] = []

@@ -56,7 +56,8 @@ class TransformConfig:
             return values * self.channels
         if len(values) == 3 and self.channels == 1:
             return (sum(values) / 3,)
-        raise ValueError(f"mean and std need 1 or {self.channels} values (one per channel), "
+        raise ValueError(f"mean and std need {'1 value' if self.channels == 1 else f'1 or {self.channels} values'} "
+                         f"(one per input channel), "
                          f"got mean {tuple(self.mean)} and std {tuple(self.std)}")
 
     @property
