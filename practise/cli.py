@@ -21,7 +21,7 @@ from .device import resolve_device
 from .latency import DTYPES, FULL, LatencyConfig, block_latency_reductions, measure_variants, noise_warning, reduction
 from .loading import input_channels, load_model
 from .models import create_model
-from .pipeline import CompressConfig, compress, inspect_model
+from .pipeline import CompressConfig, check_against_model, compress, inspect_model
 from .progress import Progress
 from .recovery import RECOVERY_METHODS, RecoveryConfig
 from .preprocessing import Preprocessing, resolve_preprocessing
@@ -366,13 +366,15 @@ def cmd_compress(a) -> None:
     model = model_from_args(a)
     preprocessing = preprocessing_for(a, model, a.data)
     transforms = preprocessing.transforms
+    eval_source = open_source(a.eval_data) if a.eval_data else None
+    if eval_source is not None and a.eval_limit:
+        eval_source = HeadSource(eval_source, a.eval_limit)
+    # candidates, patterns, feature layer and block count checked before synthesis or scoring
+    check_against_model(model, sample_shape(transforms), config)
     if a.data_free is not None:  # the synthesized folder then serves as the tiny set, like any other
         synthesize_from_args(a, model, transforms, a.data_free, out / "synthesized", a.overwrite)
         a.data, a.num_images = str(out / "synthesized"), a.data_free
     tiny = tiny_set_from_args(a, transforms)
-    eval_source = open_source(a.eval_data) if a.eval_data else None
-    if eval_source is not None and a.eval_limit:
-        eval_source = HeadSource(eval_source, a.eval_limit)
     result = compress(model, tiny, sample_shape(transforms), config, eval_source, transforms,
                       workdir=a.workdir or out / "work", progress=TqdmProgress(not a.quiet))
     write_outputs(result, model, preprocessing, out, a.overwrite)

@@ -93,6 +93,16 @@ def inspect_model(model: nn.Module, sample_shape: tuple[int, ...], include: list
     return Inspection(blocks, layer, feature_chain(model, trace, layer, example), trace, flops)
 
 
+def check_against_model(model: nn.Module, sample_shape: tuple[int, ...], config: CompressConfig) -> Inspection:
+    """Inspect ``model`` and check what the config asks of it (patterns, feature layer, block count)."""
+    info = inspect_model(model, sample_shape, config.include, config.exclude, config.feature_layer)
+    names = [b.name for b in info.blocks]
+    if config.num_blocks is not None and config.num_blocks > len(names):
+        raise ValueError(f"cannot drop {config.num_blocks} blocks: the model has {len(names)} candidates "
+                         f"({', '.join(names[:8])}{' ...' if len(names) > 8 else ''})")
+    return info
+
+
 def check_inputs_finite(teacher: nn.Module, tiny_set: TinySet, feature_layer: str, device: torch.device) -> None:
     """NaN/Inf in the tiny set or in the teacher's features on it, found before any long step."""
     images = tiny_set.eval_tensor()
@@ -122,11 +132,8 @@ def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...
         tiny_set.label_tensor()  # fail before the long steps if labels are missing
     check_finite(teacher.state_dict(), "the teacher's weights")
     teacher = copy.deepcopy(teacher).to(device).eval()
-    info = inspect_model(teacher, sample_shape, config.include, config.exclude, config.feature_layer)
+    info = check_against_model(teacher, sample_shape, config)
     names = [b.name for b in info.blocks]
-    if config.num_blocks is not None and config.num_blocks > len(names):
-        raise ValueError(f"cannot drop {config.num_blocks} blocks: the model has {len(names)} candidates "
-                         f"({', '.join(names[:8])}{' ...' if len(names) > 8 else ''})")
     check_inputs_finite(teacher, tiny_set, info.feature_layer, device)
     log.info("%d candidate blocks; feature layer %s; %s", len(names), info.feature_layer,
              "feature chain found" if info.chain else "no feature chain (full passes while scoring)")

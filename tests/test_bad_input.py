@@ -345,3 +345,15 @@ def test_pickle_is_refused_by_the_api(inputs):
         read_state_dict(inputs / "pickle.pth")
     assert not (inputs.parent / "MARKER").exists()
     assert pickle  # the crafted file above was written with pickle's __reduce__ protocol
+
+
+def test_data_free_checks_blocks_and_eval_data_before_synthesizing(inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    common = ["compress", "--model", "resnet20", "--weights", str(inputs / "teacher.pth"), "--data-free", "4",
+              "--out", str(out), "-q", "--device", "cpu", "--image-size", "16", "--mean", "0.5", "--std", "0.25"]
+    assert main(common + ["--num-blocks", "40"]) == 2
+    assert main(common + ["--num-blocks", "1", "--eval-data", "/no/eval/here"]) == 2
+    assert main(common + ["--num-blocks", "1", "--include", "nothing.*"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "cannot drop 40 blocks" in err[0] and "/no/eval/here" in err[1] and "'nothing.*'" in err[2]
+    assert not (out / "synthesized").exists()

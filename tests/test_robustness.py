@@ -167,3 +167,14 @@ def test_divergence_messages_tell_bad_input_from_high_lr():
 
     assert "inputs are bad, not the learning rate" in divergence_message("recovery", 0, float("nan"), 0.02, "--recovery-lr")
     assert "lower it (--recovery-lr)" in divergence_message("recovery", 17, float("inf"), 5.0, "--recovery-lr")
+
+
+def test_synthesize_cli_rerun_resumes_without_overwrite(tmp_path, capsys):
+    torch.save(tiny_resnet().state_dict(), tmp_path / "t.pth")
+    args = ["-q", "synthesize", "--model", "resnet20", "--weights", str(tmp_path / "t.pth"), "--num-images", "6",
+            "--synth-steps", "2", "--synth-batch-size", "3", "--image-size", "16", "--mean", "0.5", "--std", "0.25",
+            "--device", "cpu", "--out", str(tmp_path / "s")]
+    assert main(args) == 0
+    first = {p.name: p.read_bytes() for p in (tmp_path / "s").rglob("*.png")}
+    assert main(args) == 0, capsys.readouterr().err  # a finished synthesis is found, not refused
+    assert {p.name: p.read_bytes() for p in (tmp_path / "s").rglob("*.png")} == first and len(first) == 6
