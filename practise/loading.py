@@ -33,6 +33,8 @@ def load_model(spec: str, weights: str | None = None, **arch_kwargs) -> nn.Modul
 
     Architecture keyword arguments not given are inferred from the weights file.
     """
+    if Path(spec).is_dir():
+        raise IsADirectoryError(f"--model {spec} is a folder; give an architecture name or a compressed model file")
     if Path(spec).is_file():
         if not is_compressed_file(spec):
             if Path(spec).suffix == ".safetensors":

@@ -79,7 +79,11 @@ class Inspection:
 def inspect_model(model: nn.Module, sample_shape: tuple[int, ...], include: list[str] | None = None,
                   exclude: list[str] | None = None, feature_layer: str | None = None) -> Inspection:
     example = torch.zeros(1, *sample_shape, device=next(model.parameters()).device)
-    trace = trace_model(model, example)
+    try:
+        trace = trace_model(model, example)
+    except RuntimeError as exc:  # shape errors inside the forward: the input does not fit the model
+        raise ValueError(f"the model does not run on an input of shape {tuple(sample_shape)} "
+                         f"({' '.join(str(exc).split())[:200]}); check --image-size and --in-channels") from None
     if feature_layer is not None:
         check_module_name(model, feature_layer, "feature layer")
     layer = feature_layer or find_feature_layer(model, trace)

@@ -227,11 +227,21 @@ def scoring_fingerprint(teacher: nn.Module, tiny_set: TinySet, config: ScoringCo
 def load_score_cache(path: Path | None, fingerprint: str) -> dict[str, dict]:
     if path is None or not path.is_file():
         return {}
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+        blocks = data.get("blocks", {})
+        valid = all(isinstance(v["recoverability"], (int, float)) and isinstance(v["mse_before"], (int, float))
+                    and isinstance(v["protocol"], str) and isinstance(v["seconds"], (int, float))
+                    for v in blocks.values())
+    except (ValueError, UnicodeDecodeError, AttributeError, KeyError, TypeError):
+        valid = False
+    if not valid:  # our own work file, damaged (e.g. edited): rescore rather than fail or trust it
+        log.warning("ignoring %s: it is not a readable score cache; the blocks are scored again", path)
+        return {}
     if data.get("fingerprint") != fingerprint:
         log.warning("ignoring %s: it was computed for other weights, images or settings", path)
         return {}
-    return data.get("blocks", {})
+    return blocks
 
 
 def score_blocks(scorer: Scorer, blocks: list[str], latency_reduction: dict[str, float],

@@ -126,6 +126,10 @@ CASES = [
     (["blocks", "--model", "resnet56", "--weights", "{in}/teacher.pth"], "does not match the model: missing keys"),
     (["blocks", "--model", "resnet20", "--weights", "{in}/teacher.pth", "--num-classes", "7"], "shape mismatch"),
     (["blocks", "--model", "resnet20", "--num-classes", "0"], "--num-classes: must be at least 1, got 0"),
+    (["blocks", "--model", "resnet20", "--weights", "{in}/images"], "is a folder; give the weights file itself"),
+    (["blocks", "--model", "{in}/images"], "is a folder; give an architecture name"),
+    (["score", *R20, *DATA, "--in-channels", "3"], "shape mismatch"),
+    (["score", *R20, *DATA, "--seed", "x"], "--seed: invalid int value: 'x'"),
     # devices
     (["blocks", "--model", "resnet20", "--device", "tpu"], "'tpu'"),
     (["latency", "--model", "resnet20", "--device", "cuda:7"], "cuda:7"),
@@ -357,3 +361,14 @@ def test_data_free_checks_blocks_and_eval_data_before_synthesizing(inputs, tmp_p
     err = capsys.readouterr().err.splitlines()
     assert "cannot drop 40 blocks" in err[0] and "/no/eval/here" in err[1] and "'nothing.*'" in err[2]
     assert not (out / "synthesized").exists()
+
+
+def test_an_input_the_model_cannot_take_is_a_value_error_at_inspection():
+    from helpers import Unit
+    from practise.pipeline import inspect_model
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), Unit(4), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 16 * 16, 10))  # runs at 16 px only
+    inspect_model(model, (1, 16, 16), feature_layer="1")
+    with pytest.raises(ValueError, match=r"does not run on an input of shape \(1, 20, 20\).*--image-size"):
+        inspect_model(model, (1, 20, 20), feature_layer="1")

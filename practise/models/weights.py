@@ -16,6 +16,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     ``module.`` prefix left by DataParallel are unwrapped.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"weights file {path} is a folder; give the weights file itself")
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix not in WEIGHT_SUFFIXES:
