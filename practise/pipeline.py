@@ -91,6 +91,10 @@ def inspect_model(model: nn.Module, sample_shape: tuple[int, ...], include: list
         logits(model, example)
     flops, module_flops = count_flops(model, example)
     blocks = find_blocks(model, example, include, exclude, trace=trace, module_flops=module_flops)
+    if not blocks and (include or exclude):
+        every = [n for n in trace.call_order if trace.is_residual_block(n)]
+        raise ValueError(f"--include/--exclude leave no candidate block; the candidates are: "
+                         f"{', '.join(every[:30])}{' ...' if len(every) > 30 else ''}")
     if not blocks:
         raise ValueError("no droppable residual blocks found: none of the model's modules adds its own input "
                          "to a branch output of the same shape")

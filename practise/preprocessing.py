@@ -37,7 +37,7 @@ class Preprocessing:
         values = {"image_size": f"image size {c.image_size} px", "mean": f"mean {_fmt(c.mean)}", "std": f"std {_fmt(c.std)}"}
         used = "; ".join(f"{values[k]} ({self.origins[k]})" for k in self.defaulted)
         flags = ", ".join("--" + k.replace("_", "-") for k in self.defaulted)
-        return (f"the weights record no preprocessing for {', '.join(k.replace('_', ' ') for k in self.defaulted)} "
+        return (f"no preprocessing is recorded with the model for {', '.join(k.replace('_', ' ') for k in self.defaulted)} "
                 f"and none was given, so defaults were used: {used}; pass {flags} if the model was trained otherwise")
 
     def as_dict(self) -> dict:

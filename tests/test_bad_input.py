@@ -167,6 +167,7 @@ CASES = [
     (["score", *R20, *DATA, "--score-lr", "inf"], "--score-lr: must be a finite number >= 0"),
     (["score", *R20, *DATA, "--score-protocol", "fast"], "invalid choice: 'fast'"),
     (["score", *R20, *DATA, "--include", "layer7.*"], "'layer7.*' matches no candidate"),
+    (["score", *R20, *DATA, "--exclude", "layer*"], "--include/--exclude leave no candidate block; the candidates are"),
     (["score", *R20, *DATA, "--feature-layer", "nowhere"], "unknown feature layer 'nowhere'"),
     (["score", *R20, *DATA, "--out", "{in}/images"], "is a folder; give a file name"),
     (["score", *R20, *DATA, "--out", "{in}/notes.txt"], "exists; pass --overwrite"),

@@ -119,11 +119,11 @@ def test_defaulted_preprocessing_is_announced_in_log_summary_report_and_file(tmp
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "defaults were used" in caplog.text and "ImageNet's" in caplog.text  # the log
-    assert "note: the weights record no preprocessing for mean, std" in captured.out  # the printed summary
+    assert "note: no preprocessing is recorded with the model for mean, std" in captured.out  # the printed summary
     report = json.loads((out / "report.json").read_text())
     assert report["preprocessing"]["defaulted"] == ["mean", "std"]
     assert report["preprocessing"]["origins"]["image_size"] == "given"
-    assert "**Note:** the weights record no preprocessing" in (out / "report.md").read_text()
+    assert "**Note:** no preprocessing is recorded with the model" in (out / "report.md").read_text()
     extra = read_metadata(out / "model.safetensors")["extra"]
     assert extra["preprocessing_defaults"] == ["mean", "std"] and extra["image_size"] == 16
     assert extra["mean"] == pytest.approx([0.449], abs=1e-3)  # what was actually used is what is recorded
