@@ -18,6 +18,7 @@ from .data.sources import HeadSource
 from .evaluation import evaluate_models
 from .artifacts import check_output_folder, check_writable_file, check_writable_folder, write_compressed_outputs
 from .device import resolve_device
+from .io import one_line
 from .latency import DTYPES, FULL, LatencyConfig, block_latency_reductions, measure_variants, noise_warning, reduction
 from .loading import input_channels, load_model
 from .models import create_model
@@ -606,9 +607,6 @@ def check_common(a) -> None:
     if getattr(a, "device", None):
         resolve_device(a.device)
 
-
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,9 +30,10 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from .io import atomic_write
+from .io import atomic_write, one_line
 from .models import create_model, list_models, load_state_dict_strict
 from .models.registry import builder_of
+from .preprocessing import valid_image_size, valid_numbers
 from .surgery import drop_blocks_
 
 FORMAT = "practise-compressed/1"
@@ -83,12 +84,9 @@ def read_header(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]
             meta = dict(handle.metadata() or {})
             shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
     except Exception as exc:  # safetensors raises its own error types for every kind of damage
-        raise UntrustedModelFile(path, f"not a readable .safetensors file ({_one_line(exc)})") from None
+        raise UntrustedModelFile(path, f"not a readable .safetensors file ({one_line(exc)})") from None
     return meta, shapes
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _json(path: Path, meta: dict[str, str], key: str):
@@ -157,10 +155,10 @@ def _extra(path: Path, extra) -> dict:
     """The preprocessing and measurements recorded at compression time."""
     if not isinstance(extra, dict):
         raise UntrustedModelFile(path, "extra must be an object")
-    checks = {"image_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16384,
+    checks = {"image_size": valid_image_size,
               "channels": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 64,
-              "mean": lambda v: _floats_ok(v, positive=False),
-              "std": lambda v: _floats_ok(v, positive=True),
+              "mean": lambda v: valid_numbers(v, positive=False),
+              "std": lambda v: valid_numbers(v, positive=True),
               "measured_latency_reduction": lambda v: v is None or (isinstance(v, (int, float)) and math.isfinite(v)),
               "preprocessing_defaults": lambda v: isinstance(v, list) and all(isinstance(s, str) and len(s) < 40
                                                                              for s in v)}
@@ -174,12 +172,6 @@ def _extra(path: Path, extra) -> dict:
         if channels is not None and key in extra and len(extra[key]) not in (1, channels):
             raise UntrustedModelFile(path, f"extra {key!r} has {len(extra[key])} values for {channels} channels")
     return dict(extra)
-
-
-def _floats_ok(value, positive: bool) -> bool:
-    return (isinstance(value, list) and 1 <= len(value) <= 64
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                    and (v > 0 or not positive) for v in value))
 
 
 def parse_metadata(meta: dict[str, str], path: Path) -> dict:
@@ -248,7 +240,7 @@ def _checked_build(path: Path, build) -> nn.Module:
     try:
         return build()
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise UntrustedModelFile(path, f"its architecture cannot be built ({_one_line(exc)})") from None
+        raise UntrustedModelFile(path, f"its architecture cannot be built ({one_line(exc)})") from None
 
 
 def _on_meta(build) -> nn.Module | None:
@@ -291,7 +283,7 @@ def _check_droppable(path: Path, model: nn.Module, meta: dict) -> None:
     try:
         trace = trace_model(model, torch.zeros(1, extra["channels"], size, size))
     except Exception as exc:  # the recorded input does not run: the metadata is wrong
-        raise UntrustedModelFile(path, f"the architecture does not run on its recorded input ({_one_line(exc)})") from None
+        raise UntrustedModelFile(path, f"the architecture does not run on its recorded input ({one_line(exc)})") from None
     for name in meta["dropped_blocks"]:
         if not trace.is_residual_block(name):
             raise UntrustedModelFile(path, f"dropped module {name!r} is not a droppable residual block")
@@ -321,7 +313,7 @@ def load_compressed(path: str | Path, model: nn.Module | None = None, factory=No
     try:
         state = load_file(str(path))
     except Exception as exc:
-        raise UntrustedModelFile(path, f"its tensors cannot be read ({_one_line(exc)})") from None
+        raise UntrustedModelFile(path, f"its tensors cannot be read ({one_line(exc)})") from None
     load_state_dict_strict(target, state, source=str(path))
     target.practise_arch = meta["arch"]
     target.practise_dropped = meta["dropped_blocks"]

@@ -27,6 +27,11 @@ def atomic_write(path: str | Path, write: Callable[[str], None], overwrite: bool
     return path
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (library messages can span several), for one-line errors."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

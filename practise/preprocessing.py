@@ -50,25 +50,32 @@ def _fmt(values: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
 
+def valid_image_size(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_IMAGE_SIZE
+
+
+def valid_numbers(value, positive: bool) -> bool:
+    """A list of 1 to 64 finite numbers (all above 0 if ``positive``): a recorded mean or std."""
+    return (isinstance(value, list) and 1 <= len(value) <= 64
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    and (v > 0 or not positive) for v in value))
+
+
 def checked_recording(value, source: str) -> dict:
     """A recorded preprocessing (from a file someone else wrote) as checked values."""
     if not isinstance(value, dict):
         raise ValueError(f"{source} records preprocessing that is not an object")
     out = {}
-    size = value.get("image_size")
-    if size is not None:
-        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_IMAGE_SIZE:
-            raise ValueError(f"{source} records an invalid image size {str(size)[:40]!r}")
-        out["image_size"] = size
+    if value.get("image_size") is not None:
+        if not valid_image_size(value["image_size"]):
+            raise ValueError(f"{source} records an invalid image size {str(value['image_size'])[:40]!r}")
+        out["image_size"] = value["image_size"]
     for key in ("mean", "std"):
-        values = value.get(key)
-        if values is None:
+        if value.get(key) is None:
             continue
-        ok = isinstance(values, list) and 1 <= len(values) <= 64 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-        if not ok or (key == "std" and min(values) <= 0):
-            raise ValueError(f"{source} records an invalid {key} {str(values)[:60]!r}")
-        out[key] = [float(v) for v in values]
+        if not valid_numbers(value[key], positive=key == "std"):
+            raise ValueError(f"{source} records an invalid {key} {str(value[key])[:60]!r}")
+        out[key] = [float(v) for v in value[key]]
     return out
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 
 import numpy as np
 import pytest
@@ -302,7 +301,7 @@ def _api_cases():
     ]
 
 
-@pytest.mark.parametrize("index", range(20))
+@pytest.mark.parametrize("index", range(len(_api_cases())))
 def test_api_bad_input(index):
     call, error, message = _api_cases()[index]
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
@@ -349,7 +348,6 @@ def test_pickle_is_refused_by_the_api(inputs):
     with pytest.raises(ValueError, match="not a weights-only checkpoint"):
         read_state_dict(inputs / "pickle.pth")
     assert not (inputs.parent / "MARKER").exists()
-    assert pickle  # the crafted file above was written with pickle's __reduce__ protocol
 
 
 def test_data_free_checks_blocks_and_eval_data_before_synthesizing(inputs, tmp_path, capsys):

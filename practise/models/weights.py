@@ -6,6 +6,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..io import one_line
+
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
 
@@ -41,7 +43,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors has its own error types for every kind of damage
-        raise ValueError(f"cannot read {path}: damaged or not a .safetensors file ({_one_line(exc)})") from None
+        raise ValueError(f"cannot read {path}: damaged or not a .safetensors file ({one_line(exc)})") from None
 
 
 def _read_torch(path: Path):
@@ -57,11 +59,8 @@ def _read_torch(path: Path):
                          f"which practise never unpickles; save model.state_dict() with torch.save, or convert "
                          f"it to .safetensors") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise ValueError(f"cannot read {path}: damaged or not a PyTorch checkpoint ({_one_line(exc)[:200]})") from None
+        raise ValueError(f"cannot read {path}: damaged or not a PyTorch checkpoint ({one_line(exc)[:200]})") from None
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
