@@ -74,7 +74,7 @@ from practise.evaluation import iterate_eval_batches
 from practise.io import atomic_write_text
 from practise.latency import LatencyConfig, block_latency_reductions
 from practise.pipeline import inspect_model
-from practise.recovery import RecoveryConfig, recover
+from practise.recovery import RecoveryConfig, recover_
 from practise.scoring import Scorer, ScoringConfig, practise_score, score_blocks
 from practise.seeding import seed_everything
 from practise.selection import select_in_order
@@ -493,7 +493,7 @@ def run_cell(workdir: str, cell: str, spec: dict, iterations: int, device: str, 
         model = build_student(teacher, spec)
         feature_layer = inspect_model(teacher, SHAPE).feature_layer
         config = RecoveryConfig(method=spec["recovery"], iterations=spec.get("iterations", iterations), seed=spec["seed"])
-        losses = recover(model, teacher, tiny, feature_layer, config, device)
+        losses = recover_(model, teacher, tiny, feature_layer, config, device)
         example = torch.zeros(1, *SHAPE, device=device)
         result.update({"iterations": config.iterations, "lr": config.resolved_lr, "recovery_s": time.perf_counter() - began,
                        "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,

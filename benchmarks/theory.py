@@ -39,7 +39,7 @@ from practise.demo import fashion_mnist_transforms
 from practise.evaluation import iterate_eval_batches
 from practise.features import forward_features
 from practise.modes import hooks_removed
-from practise.recovery import RecoveryConfig, recover
+from practise.recovery import RecoveryConfig, recover_
 from practise.surgery import drop_blocks
 
 log = logging.getLogger("theory")
@@ -96,7 +96,7 @@ def recover_one(workdir: str, statedir: str, scheme: str, method: str, n: int, s
     tiny = tiny_set_for(n, seed, data_root)
     student = pruned_start(teacher, scheme, plan)
     config = RecoveryConfig(method=method, iterations=plan["iterations"], lr=plan["lr"], seed=seed)
-    losses = recover(student, teacher, tiny, FEATURES, config, device)
+    losses = recover_(student, teacher, tiny, FEATURES, config, device)
     images, labels = test_tensors(device, data_root)
     name = run_id(scheme, method, n, seed)
     save_file({k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()},

@@ -65,7 +65,7 @@ def write_compressed_outputs(result, teacher: nn.Module, preprocessing: Preproce
     ``spec`` is how to rebuild the architecture (default: ``arch_spec(teacher)``)."""
     out_dir = Path(out_dir)
     c = preprocessing.transforms.config
-    result.report["preprocessing"] = preprocessing.as_dict()
+    result.report.preprocessing = preprocessing.as_dict()
     extra = {"image_size": c.image_size, "channels": c.channels, "mean": list(c.mean), "std": list(c.std),
              "measured_latency_reduction": result.selection.measured_reduction}
     if preprocessing.defaulted:

@@ -26,6 +26,7 @@ from .pipeline import CompressConfig, check_against_model, compress, inspect_mod
 from .progress import Progress
 from .recovery import RECOVERY_METHODS, RecoveryConfig
 from .preprocessing import Preprocessing, resolve_preprocessing
+from .compress_report import CompressReport
 from .report import summary_rows
 from .scoring import PROTOCOLS, Scorer, ScoringConfig, score_blocks
 from .seeding import seed_everything
@@ -386,7 +387,7 @@ def write_outputs(result, teacher, preprocessing: Preprocessing, out: Path, over
     print_summary(result.report, out)
 
 
-def print_summary(report: dict, out: Path) -> None:
+def print_summary(report: CompressReport, out: Path) -> None:
     rows = summary_rows(report)
     width = max(len(r[0]) for r in rows) + 2
     print(f"\n{'':<{width}}{'before':>18}{'after':>18}")
@@ -395,12 +396,12 @@ def print_summary(report: dict, out: Path) -> None:
             print(f"{name:<{width}}{after}")
         else:
             print(f"{name:<{width}}{before:>18}{after:>18}")
-    if report["latency"].get("warning"):
-        print(f"\nwarning: {report['latency']['warning']}")
-    if (report.get("preprocessing") or {}).get("note"):
-        print(f"\nnote: {report['preprocessing']['note']}")
-    if report.get("evaluation_error"):
-        print(f"\nwarning: no accuracy: {report['evaluation_error']}")
+    if report.latency.warning:
+        print(f"\nwarning: {report.latency.warning}")
+    if (report.preprocessing or {}).get("note"):
+        print(f"\nnote: {report.preprocessing['note']}")
+    if report.evaluation_error:
+        print(f"\nwarning: no accuracy: {report.evaluation_error}")
     print(f"\nwrote {out / 'model.safetensors'}, {out / 'report.md'}, {out / 'report.json'}, {out / 'blocks.png'}")
 
 
@@ -436,7 +437,7 @@ def cmd_synthesize(a) -> None:
 
 
 def cmd_train(a) -> None:
-    from .training import TrainConfig, save_trained_model, train_classifier
+    from .training import TrainConfig, save_trained_model, train_classifier_
 
     out = check_writable_file(a.out, a.overwrite)
     if out.suffix != ".safetensors":
@@ -462,7 +463,7 @@ def cmd_train(a) -> None:
             bar.start(f"epoch {epoch + 1}/{config.epochs}", steps)
         bar.advance(1)
 
-    history = train_classifier(model, train, test, transforms, config, a.workdir or out.with_suffix(".work"),
+    history = train_classifier_(model, train, test, transforms, config, a.workdir or out.with_suffix(".work"),
                                str(device), progress)
     bar.end()
     command = "practise " + shlex.join(a.argv)

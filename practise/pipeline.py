@@ -1,5 +1,9 @@
 """The whole PRACTISE job: candidates -> latency -> recoverability -> selection ->
-surgery -> recovery -> evaluation. Returns the compressed model and a report dict."""
+surgery -> recovery -> evaluation. Returns the compressed model and a typed report.
+
+The ranking criterion is a setting (``CompressConfig.criterion``, a name in
+``practise.criteria.CRITERIA``): PRACTISE's score by default; a criterion that needs no
+recoverability scores skips the scoring step."""
 from __future__ import annotations
 
 import copy
@@ -13,6 +17,9 @@ import torch.nn as nn
 
 from . import __version__
 from .blocks import Block, count_flops, count_params, find_blocks
+from .compress_report import (Candidate, CompressReport, LatencyInfo, ModelInfo, RecoveryInfo, SelectionInfo,
+                              SizeAfter, SizeBefore, TinySetInfo)
+from .criteria import CRITERIA, RankingInputs, rank_blocks
 from .data.sources import ImageSource
 from .data.tinyset import TinySet
 from .data.transforms import Transforms
@@ -21,11 +28,12 @@ from .features import forward_features
 from .models.weights import check_finite
 from .modes import eval_mode
 from .model_output import logits
-from .latency import LatencyConfig, block_latency_reductions, resolve_device
+from .device import resolve_device
+from .latency import LatencyConfig, block_latency_reductions
 from .progress import Progress, silent
-from .recovery import RECOVERY_METHODS, RecoveryConfig, recover
+from .recovery import RECOVERY_METHODS, RecoveryConfig, recover_
 from .scoring import BlockScore, Scorer, ScoringConfig, score_blocks
-from .selection import Selection, measure_selection, select_by_count, select_by_target
+from .selection import Selection, measure_selection, select_in_order
 from .surgery import drop_blocks
 from .tracing import check_module_name, feature_chain, find_feature_layer, trace_model
 
@@ -39,6 +47,7 @@ class CompressConfig:
     include: list[str] | None = None      # candidate names or glob patterns to consider
     exclude: list[str] | None = None      # ... and to leave alone
     feature_layer: str | None = None      # module whose output is mimicked; None: found automatically
+    criterion: str = "practise"           # block ranking: a name in practise.criteria.CRITERIA
     device: str = "auto"                  # where scoring and recovery run
     seed: int = 0
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
@@ -50,6 +59,7 @@ class CompressConfig:
             raise ValueError("give exactly one of target_latency (e.g. 0.22) and num_blocks")
         if self.num_blocks is not None and self.num_blocks < 1:
             raise ValueError(f"number of blocks to drop must be at least 1, got {self.num_blocks}")
+        CRITERIA.get(self.criterion)  # an unknown name lists the valid ones
         if self.target_latency is not None and not 0 < self.target_latency < 1:
             raise ValueError(f"target latency reduction must be between 0% and 100% (exclusive), "
                              f"got {100 * self.target_latency:g}%")
@@ -59,10 +69,10 @@ class CompressConfig:
 class CompressResult:
     model: nn.Module
     blocks: list[Block]
-    scores: list[BlockScore]
+    scores: list[BlockScore]       # empty when the criterion needs no recoverability scores
     selection: Selection
     feature_layer: str
-    report: dict
+    report: CompressReport
 
 
 @dataclass
@@ -150,22 +160,21 @@ def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...
     r_b, block_stats, latency_settings = block_latency_reductions(teacher, sample_shape, names, config.latency, progress)
     timings["block_latency_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    scorer = Scorer(teacher, tiny_set, info.trace, info.chain, info.feature_layer, config.scoring, device)
-    cache = Path(workdir) / "scores.json" if workdir is not None else None
-    scores = score_blocks(scorer, names, r_b, cache, progress)
-    timings["scoring_s"] = time.perf_counter() - t
+    scores = []
+    if CRITERIA.get(config.criterion).needs_scores:
+        scorer = Scorer(teacher, tiny_set, info.trace, info.chain, info.feature_layer, config.scoring, device)
+        cache = Path(workdir) / "scores.json" if workdir is not None else None
+        scores = score_blocks(scorer, names, r_b, cache, progress)
+        timings["scoring_s"] = time.perf_counter() - t
+    order = rank_blocks(config.criterion, ranking_inputs(config.criterion, names, r_b, scores, teacher, tiny_set, config.seed))
     t = time.perf_counter()
-    if config.num_blocks is not None:
-        selection = measure_selection(teacher, sample_shape, select_by_count(scores, config.num_blocks),
-                                      config.latency, progress)
-    else:
-        selection = select_by_target(teacher, sample_shape, scores, config.target_latency, config.latency, progress)
+    selection = select(teacher, sample_shape, order, r_b, config, progress)
     timings["selection_s"] = time.perf_counter() - t
     if selection.timing_warning:
         log.warning(selection.timing_warning)
     student = drop_blocks(teacher, selection.blocks)
     t = time.perf_counter()
-    losses = recover(student, teacher, tiny_set, info.feature_layer, config.recovery, device, progress)
+    losses = recover_(student, teacher, tiny_set, info.feature_layer, config.recovery, device, progress)
     timings["recovery_s"] = time.perf_counter() - t
     student.eval()
     evaluation, evaluation_error = None, None
@@ -179,55 +188,68 @@ def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...
             evaluation_error = str(exc)
         timings["evaluation_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - began
-    report = build_report(teacher, student, sample_shape, info, scores, selection, config, tiny_set,
+    report = build_report(teacher, student, sample_shape, info, order, r_b, scores, selection, config, tiny_set,
                           losses, evaluation, block_stats, latency_settings, timings)
-    report["evaluation_error"] = evaluation_error
+    report.evaluation_error = evaluation_error
     return CompressResult(student, info.blocks, scores, selection, info.feature_layer, report)
 
 
-def build_report(teacher, student, sample_shape, info: Inspection, scores, selection: Selection,
-                 config: CompressConfig, tiny_set: TinySet, losses, evaluation, block_stats,
-                 latency_settings, timings) -> dict:
+def ranking_inputs(criterion: str, names: list[str], r_b: dict[str, float], scores: list[BlockScore], teacher: nn.Module,
+                   tiny_set: TinySet, seed: int) -> RankingInputs:
+    """Everything ``criterion`` ranks from (the tiny set's images only if it asks for them)."""
+    wants_images = CRITERIA.get(criterion).needs_images
+    return RankingInputs(names, r_b, seed=seed, scores={s.block: s.score for s in scores} if scores else None,
+                         model=teacher, images=tiny_set.eval_tensor() if wants_images else None)
+
+
+def select(teacher: nn.Module, sample_shape: tuple[int, ...], order: list[str], r_b: dict[str, float],
+           config: CompressConfig, progress: Progress) -> Selection:
+    """The first ``num_blocks`` of ``order``, or the shortest prefix reaching the latency target."""
+    if config.num_blocks is not None:
+        chosen = order[:config.num_blocks]
+        return measure_selection(teacher, sample_shape, Selection(chosen, sum(r_b[b] for b in chosen)),
+                                 config.latency, progress)
+    return select_in_order(teacher, sample_shape, order, r_b, config.target_latency, config.latency, progress)
+
+
+def build_report(teacher, student, sample_shape, info: Inspection, order: list[str], r_b: dict[str, float],
+                 scores: list[BlockScore], selection: Selection, config: CompressConfig, tiny_set: TinySet, losses,
+                 evaluation, block_stats, latency_settings, timings) -> CompressReport:
     example = torch.zeros(1, *sample_shape, device=next(teacher.parameters()).device)
     flops_before = info.flops
     flops_after, _ = count_flops(student, example)
     chosen = set(selection.blocks)
+    by_name = {s.block: s for s in scores}
+    blocks = {b.name: b for b in info.blocks}
     candidates = []
-    for rank, s in enumerate(sorted(scores, key=lambda s: (s.score, s.block)), 1):
-        block = next(b for b in info.blocks if b.name == s.block)
-        stats = block_stats[s.block]
-        candidates.append({**block.as_dict(), "rank": rank, "chosen": s.block in chosen,
-                           "flops_reduction": block.flops / flops_before if flops_before else 0.0,
-                           "latency_ms_without": stats.median_ms, "latency_reduction": s.latency_reduction,
-                           "recoverability": s.recoverability, "mse_before": s.mse_before, "score": s.score,
-                           "scoring_protocol": s.protocol, "scoring_seconds": s.seconds})
-    return {
-        "practise_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": {"arch": getattr(teacher, "practise_arch", None), "feature_layer": info.feature_layer,
-                  "input_shape": list(sample_shape), "feature_chain": info.chain is not None},
-        "config": asdict(config),
-        "tiny_set": {"size": len(tiny_set), "labelled": tiny_set.labels is not None,
-                     "skipped_unreadable": tiny_set.skipped, "skipped_non_images": tiny_set.non_images,
-                     "images": tiny_set.identifiers},
-        "candidates": candidates,
-        "selection": {"mode": "count" if config.num_blocks is not None else "latency target",
-                      "target": config.target_latency, "num_blocks": config.num_blocks,
-                      "blocks": selection.blocks, "predicted_reduction": selection.predicted_reduction,
-                      "measured_reduction": selection.measured_reduction, "trials": selection.trials},
-        "latency": {"settings": latency_settings.as_dict(),
-                    "full_ms": asdict(selection.full_latency), "compressed_ms": asdict(selection.pruned_latency),
-                    "selection_settings": selection.latency_settings.as_dict(),
-                    "warning": selection.timing_warning},
-        "before": {"params": count_params(teacher), "flops": flops_before},
-        "after": {"params": count_params(student), "flops": flops_after,
-                  "params_removed": sum(b.params for b in info.blocks if b.name in chosen)},
-        "recovery": {"method": config.recovery.method, "iterations": config.recovery.iterations,
-                     "lr": config.recovery.resolved_lr,
-                     "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None},
-        "evaluation": evaluation,
-        "preprocessing": {"image_size": tiny_set.transforms.config.image_size,
-                          "channels": tiny_set.transforms.config.channels,
-                          "mean": list(tiny_set.transforms.config.mean), "std": list(tiny_set.transforms.config.std)},
-        "timings": timings,
-    }
+    for rank, name in enumerate(order, 1):
+        block, s = blocks[name], by_name.get(name)
+        candidates.append(Candidate(
+            **block.as_dict(), rank=rank, chosen=name in chosen,
+            flops_reduction=block.flops / flops_before if flops_before else 0.0,
+            latency_ms_without=block_stats[name].median_ms, latency_reduction=r_b[name],
+            recoverability=s.recoverability if s else None, mse_before=s.mse_before if s else None,
+            score=s.score if s else None, scoring_protocol=s.protocol if s else None,
+            scoring_seconds=s.seconds if s else None))
+    tc = tiny_set.transforms.config
+    return CompressReport(
+        practise_version=__version__, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        model=ModelInfo(getattr(teacher, "practise_arch", None), info.feature_layer, list(sample_shape),
+                        info.chain is not None),
+        config=asdict(config),
+        tiny_set=TinySetInfo(len(tiny_set), tiny_set.labels is not None, tiny_set.skipped, tiny_set.non_images,
+                             tiny_set.identifiers),
+        candidates=candidates,
+        selection=SelectionInfo("count" if config.num_blocks is not None else "latency target", config.target_latency,
+                                config.num_blocks, selection.blocks, selection.predicted_reduction,
+                                selection.measured_reduction, selection.trials),
+        latency=LatencyInfo(latency_settings.as_dict(), asdict(selection.full_latency),
+                            asdict(selection.pruned_latency), selection.latency_settings.as_dict(),
+                            selection.timing_warning),
+        before=SizeBefore(count_params(teacher), flops_before),
+        after=SizeAfter(count_params(student), flops_after, sum(b.params for b in info.blocks if b.name in chosen)),
+        recovery=RecoveryInfo(config.recovery.method, config.recovery.iterations, config.recovery.resolved_lr,
+                              losses[0] if losses else None, losses[-1] if losses else None),
+        evaluation=evaluation,
+        preprocessing={"image_size": tc.image_size, "channels": tc.channels, "mean": list(tc.mean), "std": list(tc.std)},
+        timings=timings)

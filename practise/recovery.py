@@ -19,6 +19,7 @@ from .modes import eval_mode, flush_denormals, on_device
 from .model_output import logits
 from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .progress import Progress, silent
+from .registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,7 @@ class RecoveryConfig:
     channels_last: bool = True     # memory layout only: faster convolutions, same maths
 
     def __post_init__(self) -> None:
-        if self.method not in RECOVERY_METHODS:
-            raise ValueError(f"unknown recovery method {self.method!r}; valid choices: {', '.join(RECOVERY_METHODS)}")
+        RECOVERY_METHODS.get(self.method)  # an unknown name lists the valid ones
         check_sgd_settings("recovery", self.iterations, 0, self.batch_size, self.lr, self.momentum,
                            self.weight_decay, self.lr_drop_at)
         if self.kd_temperature <= 0:
@@ -59,13 +59,12 @@ class RecoveryMethod:
         raise NotImplementedError
 
 
-RECOVERY_METHODS: dict[str, RecoveryMethod] = {}
+RECOVERY_METHODS: Registry[RecoveryMethod] = Registry("recovery method")
 
 
 def register_recovery(cls: type[RecoveryMethod]) -> type[RecoveryMethod]:
-    if cls.name in RECOVERY_METHODS:
-        raise ValueError(f"recovery method {cls.name!r} is already registered")
-    RECOVERY_METHODS[cls.name] = cls()
+    """Class decorator: an instance of ``cls`` becomes the recovery method ``cls.name``."""
+    RECOVERY_METHODS.register(cls.name, cls())
     return cls
 
 
@@ -117,7 +116,7 @@ def divergence_message(what: str, step: int, loss: float, lr: float, flag: str) 
     return f"{what} diverged at step {step} (loss {loss}) with lr {lr}; lower it ({flag})"
 
 
-def recover(student: nn.Module, teacher: nn.Module, tiny_set: TinySet, feature_layer: str,
+def recover_(student: nn.Module, teacher: nn.Module, tiny_set: TinySet, feature_layer: str,
             config: RecoveryConfig, device: torch.device | str = "cpu", progress: Progress = silent) -> list[float]:
     """Train all of ``student``'s parameters in place; student in train mode, teacher in eval mode.
 

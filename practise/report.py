@@ -1,10 +1,12 @@
-"""Turning a compression report into Markdown, JSON files and a plot."""
+"""Turning a compression report (:class:`~practise.compress_report.CompressReport`) into
+Markdown, JSON files and a plot."""
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
 
+from .compress_report import CompressReport
 from .io import atomic_write, atomic_write_text
 
 
@@ -12,62 +14,73 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def _num(value: float) -> str:
+def _num(value: float | None) -> str:
+    if value is None:
+        return "n/a"
     return "inf" if math.isinf(value) else f"{value:.4g}"
 
 
-def summary_rows(report: dict) -> list[tuple[str, str, str]]:
+def _median_iqr(stats: dict) -> str:
+    return f"{stats['median_ms']:.2f} ({stats['q75_ms'] - stats['q25_ms']:.2f})"
+
+
+def summary_rows(report: CompressReport) -> list[tuple[str, str, str]]:
     """(quantity, before, after) rows for the before/after table."""
-    lat = report["latency"]
-    rows = [("latency (median ms, IQR)",
-             f"{lat['full_ms']['median_ms']:.2f} ({lat['full_ms']['q75_ms'] - lat['full_ms']['q25_ms']:.2f})",
-             f"{lat['compressed_ms']['median_ms']:.2f} ({lat['compressed_ms']['q75_ms'] - lat['compressed_ms']['q25_ms']:.2f})"),
-            ("latency reduction (measured)", "", _pct(report["selection"]["measured_reduction"])),
-            ("FLOPs (per image)", f"{report['before']['flops'] / 1e6:.1f} M", f"{report['after']['flops'] / 1e6:.1f} M"),
-            ("parameters", f"{report['before']['params']:,}", f"{report['after']['params']:,}")]
-    evaluation = report.get("evaluation")
+    rows = [("latency (median ms, IQR)", _median_iqr(report.latency.full_ms), _median_iqr(report.latency.compressed_ms)),
+            ("latency reduction (measured)", "", _pct(report.selection.measured_reduction)),
+            ("FLOPs (per image)", f"{report.before.flops / 1e6:.1f} M", f"{report.after.flops / 1e6:.1f} M"),
+            ("parameters", f"{report.before.params:,}", f"{report.after.params:,}")]
+    evaluation = report.evaluation
     if evaluation:
-        if "top1" in evaluation["teacher"]:
+        if report.has_accuracy:
             rows.append((f"top-1 accuracy ({evaluation['teacher']['images']} images)",
                          _pct(evaluation["teacher"]["top1"]), _pct(evaluation["compressed"]["top1"])))
         rows.append(("agreement with teacher", "100.0%", _pct(evaluation["compressed"]["agreement_with_teacher"])))
-    rows.append(("dropped blocks", "", ", ".join(report["selection"]["blocks"])))
+    rows.append(("dropped blocks", "", ", ".join(report.selection.blocks)))
     return rows
 
 
-def to_markdown(report: dict) -> str:
-    sel, settings = report["selection"], report["latency"]["selection_settings"]
-    arch = report["model"]["arch"]
+def to_markdown(report: CompressReport) -> str:
+    sel, settings = report.selection, report.latency.selection_settings
+    arch = report.model.arch
     lines = ["# PRACTISE compression report", "",
-             f"Model: `{arch['name'] if arch and 'name' in arch else arch}`; feature layer `{report['model']['feature_layer']}`; "
-             f"tiny set of {report['tiny_set']['size']} images"
-             f"{' (labelled)' if report['tiny_set']['labelled'] else ' (unlabelled)'}; seed {report['config']['seed']}.", "",
+             f"Model: `{arch['name'] if arch and 'name' in arch else arch}`; feature layer `{report.model.feature_layer}`; "
+             f"tiny set of {report.tiny_set.size} images"
+             f"{' (labelled)' if report.tiny_set.labelled else ' (unlabelled)'}; seed {report.config['seed']}.", "",
              "| | before | after |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in summary_rows(report)]
-    target = f"target {_pct(sel['target'])}" if sel["target"] is not None else f"{sel['num_blocks']} blocks"
-    lines += ["", f"Selection ({sel['mode']}, {target}): predicted reduction {_pct(sel['predicted_reduction'])}, "
-              f"measured {_pct(sel['measured_reduction'])}.", "",
+    target = f"target {_pct(sel.target)}" if sel.target is not None else f"{sel.num_blocks} blocks"
+    criterion = report.config.get("criterion", "practise")
+    lines += ["", f"Selection ({sel.mode}, {target}{'' if criterion == 'practise' else f', criterion {criterion}'}): "
+              f"predicted reduction {_pct(sel.predicted_reduction)}, measured {_pct(sel.measured_reduction)}.", "",
               f"Latency measured on {settings['device']} ({settings['device_name']}), {settings['threads']} threads, "
               f"input {settings['input_shape']}, {settings['dtype']}, {settings['warmup']} warm-up + "
-              f"{settings['repeats']} interleaved repeats, torch {settings['torch_version']}.", "",
-              *([f"**Warning:** {report['latency']['warning']}.", ""] if report["latency"].get("warning") else []),
+              f"{settings['repeats']} interleaved repeats, torch {settings['torch_version']}"
+              f"{_backend(settings)}.", "",
+              *([f"**Warning:** {report.latency.warning}.", ""] if report.latency.warning else []),
               "## Candidate blocks (best score first)", "",
               "Score = recoverability / latency reduction (lower is better): recoverability is the feature MSE left "
               "after training identity-initialised adaptors around the dropped block.", "",
               "| rank | block | chosen | latency reduction | FLOPs reduction | params | recoverability | score |",
               "|---|---|---|---|---|---|---|---|"]
-    for c in report["candidates"]:
-        lines.append(f"| {c['rank']} | `{c['name']}` | {'yes' if c['chosen'] else ''} | {_pct(c['latency_reduction'])} | "
-                     f"{_pct(c['flops_reduction'])} | {c['params']:,} | {_num(c['recoverability'])} | {_num(c['score'])} |")
-    rec = report["recovery"]
-    loss = "no training" if rec["loss_first"] is None else f"loss {rec['loss_first']:.4g} -> {rec['loss_last']:.4g}"
-    lines += ["", f"Recovery: `{rec['method']}`, {rec['iterations']} iterations, lr {rec['lr']}; {loss}.",
-              "", "Timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in report["timings"].items()), ""]
+    for c in report.candidates:
+        lines.append(f"| {c.rank} | `{c.name}` | {'yes' if c.chosen else ''} | {_pct(c.latency_reduction)} | "
+                     f"{_pct(c.flops_reduction)} | {c.params:,} | {_num(c.recoverability)} | {_num(c.score)} |")
+    rec = report.recovery
+    loss = "no training" if rec.loss_first is None else f"loss {rec.loss_first:.4g} -> {rec.loss_last:.4g}"
+    lines += ["", f"Recovery: `{rec.method}`, {rec.iterations} iterations, lr {rec.lr}; {loss}.",
+              "", "Timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.timings.items()), ""]
     return "\n".join(lines + preprocessing_lines(report) + skipped_lines(report))
 
 
-def preprocessing_lines(report: dict) -> list[str]:
-    pre = report.get("preprocessing")
+def _backend(settings: dict) -> str:
+    """The latency backend, named when it is not the default eager PyTorch."""
+    backend = settings.get("backend", "eager")
+    return "" if backend == "eager" else f", backend {backend}"
+
+
+def preprocessing_lines(report: CompressReport) -> list[str]:
+    pre = report.preprocessing
     if not pre:
         return []
     lines = ["## Preprocessing", "", f"Input {pre['channels']} x {pre['image_size']} x {pre['image_size']}, "
@@ -77,39 +90,40 @@ def preprocessing_lines(report: dict) -> list[str]:
     return lines + [""]
 
 
-def skipped_lines(report: dict) -> list[str]:
+def skipped_lines(report: CompressReport) -> list[str]:
     """Every file left out: unreadable tiny-set and evaluation images, non-image files."""
-    groups = [("tiny set: unreadable images", report["tiny_set"].get("skipped_unreadable") or []),
-              ("tiny set: files that are not images (by suffix)", report["tiny_set"].get("skipped_non_images") or []),
-              ("evaluation: unreadable images", (report.get("evaluation") or {}).get("skipped_unreadable") or [])]
+    groups = [("tiny set: unreadable images", report.tiny_set.skipped_unreadable or []),
+              ("tiny set: files that are not images (by suffix)", report.tiny_set.skipped_non_images or []),
+              ("evaluation: unreadable images", (report.evaluation or {}).get("skipped_unreadable") or [])]
     lines = []
     for title, items in groups:
         if items:
             lines += [f"- {title} ({len(items)}):"] + [f"  - `{item}`" for item in items[:200]]
             if len(items) > 200:
                 lines.append(f"  - ... and {len(items) - 200} more (report.json lists all)")
-    if report.get("evaluation_error"):
-        lines.append(f"- evaluation failed: {report['evaluation_error']}")
+    if report.evaluation_error:
+        lines.append(f"- evaluation failed: {report.evaluation_error}")
     return (["## Skipped files", ""] + lines + [""]) if lines else []
 
 
-def plot(report: dict, path: str | Path) -> Path:
+def plot(report: CompressReport, path: str | Path) -> Path:
     """Recoverability against latency saving per block (chosen ones marked), and accuracy before/after."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    evaluation = report.get("evaluation")
-    has_acc = bool(evaluation and "top1" in evaluation["teacher"])
+    evaluation = report.evaluation
+    has_acc = report.has_accuracy
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6.5, 4.5), squeeze=False)
     ax = axes[0][0]
     for chosen, colour, label in ((False, "tab:blue", "kept"), (True, "tab:red", "dropped")):
-        pts = [c for c in report["candidates"] if c["chosen"] == chosen and math.isfinite(c["recoverability"])]
-        ax.scatter([100 * c["latency_reduction"] for c in pts], [c["recoverability"] for c in pts],
+        pts = [c for c in report.candidates if c.chosen == chosen and c.recoverability is not None
+               and math.isfinite(c.recoverability)]
+        ax.scatter([100 * c.latency_reduction for c in pts], [c.recoverability for c in pts],
                    c=colour, label=label, s=30)
         for c in pts:
-            ax.annotate(c["name"], (100 * c["latency_reduction"], c["recoverability"]), fontsize=7,
+            ax.annotate(c.name, (100 * c.latency_reduction, c.recoverability), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("latency reduction when dropped alone (%)")
     ax.set_ylabel("recoverability (feature MSE after adaptors; lower is better)")
@@ -122,7 +136,7 @@ def plot(report: dict, path: str | Path) -> Path:
         bx.bar_label(bars, fmt="%.2f%%")
         bx.set_ylim(max(0, min(values) - 10), 100)
         bx.set_ylabel("top-1 accuracy (%)")
-        bx.set_title(f"Accuracy, {_pct(report['selection']['measured_reduction'])} lower latency")
+        bx.set_title(f"Accuracy, {_pct(report.selection.measured_reduction)} lower latency")
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
@@ -132,9 +146,9 @@ def plot(report: dict, path: str | Path) -> Path:
 OUTPUT_FILES = ("model.safetensors", "report.json", "report.md", "blocks.png")
 
 
-def write_report_files(report: dict, out_dir: str | Path) -> dict[str, Path]:
+def write_report_files(report: CompressReport, out_dir: str | Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
-    paths = {"report.json": atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2, default=str)),
+    paths = {"report.json": atomic_write_text(out_dir / "report.json", json.dumps(report.to_dict(), indent=2, default=str)),
              "report.md": atomic_write_text(out_dir / "report.md", to_markdown(report)),
              "blocks.png": plot(report, out_dir / "blocks.png")}
     return paths

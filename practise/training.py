@@ -46,7 +46,7 @@ def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
     return int(state["epoch"]), list(state["history"]), state["generator"]
 
 
-def train_classifier(model: nn.Module, train: ImageSource, test: ImageSource, transforms: Transforms,
+def train_classifier_(model: nn.Module, train: ImageSource, test: ImageSource, transforms: Transforms,
                      config: TrainConfig, workdir: str | Path, device: str = "cpu",
                      progress=None) -> list[dict]:
     """Cross-entropy training with SGD + cosine schedule; checkpoints after every epoch.

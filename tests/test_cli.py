@@ -103,10 +103,10 @@ def test_python_api_on_a_custom_model():
     for name in result.selection.blocks:
         assert isinstance(result.model.get_submodule(name), torch.nn.Identity)
         assert not isinstance(model.get_submodule(name), torch.nn.Identity)  # the teacher is untouched
-    assert result.report["after"]["params"] == result.report["before"]["params"] - result.report["after"]["params_removed"]
+    assert result.report.after.params == result.report.before.params - result.report.after.params_removed
     example = torch.zeros(1, 1, 16, 16)
-    assert result.report["before"]["flops"] == count_flops(model, example)[0]
-    assert result.report["after"]["flops"] == count_flops(result.model, example)[0] < result.report["before"]["flops"]
+    assert result.report.before.flops == count_flops(model, example)[0]
+    assert result.report.after.flops == count_flops(result.model, example)[0] < result.report.before.flops
     assert result.model(torch.randn(2, 1, 16, 16)).shape == (2, 5)
 
 

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from helpers import tiny_resnet, tiny_set
 from practise.features import forward_features
-from practise.recovery import RECOVERY_METHODS, RecoveryConfig, recover
+from practise.recovery import RECOVERY_METHODS, RecoveryConfig, recover_
 from practise.scoring import ScoringConfig
 from practise.surgery import drop_blocks
 
@@ -21,7 +21,7 @@ def test_feature_mimicking_recovers_and_leaves_classifier_alone():
     fc = student.fc.weight.clone()
     x = data.eval_tensor()
     before = feature_mse(student, teacher, x)
-    losses = recover(student, teacher, data, "layer3", RecoveryConfig(iterations=30, batch_size=16))
+    losses = recover_(student, teacher, data, "layer3", RecoveryConfig(iterations=30, batch_size=16))
     assert len(losses) == 30 and feature_mse(student, teacher, x) < before
     assert torch.equal(student.fc.weight, fc)  # no gradient reaches the classifier
     assert not teacher.training
@@ -52,7 +52,7 @@ def test_zero_iterations_mean_no_recovery_but_scoring_needs_some():
 def test_baselines_train(method):
     teacher = tiny_resnet()
     student = drop_blocks(teacher, ["layer3.1"])
-    losses = recover(student, teacher, tiny_set(48), "layer3", RecoveryConfig(method=method, iterations=8,
+    losses = recover_(student, teacher, tiny_set(48), "layer3", RecoveryConfig(method=method, iterations=8,
                                                                             batch_size=16, lr=0.01))
     assert len(losses) == 8 and all(l == l for l in losses)
     assert not torch.equal(student.fc.weight, teacher.fc.weight)  # logit losses do train the classifier
@@ -61,5 +61,5 @@ def test_baselines_train(method):
 def test_cross_entropy_without_labels_is_a_clear_error():
     teacher = tiny_resnet()
     with pytest.raises(ValueError, match="no labels"):
-        recover(drop_blocks(teacher, ["layer3.1"]), teacher, tiny_set(16, labelled=False), "layer3",
+        recover_(drop_blocks(teacher, ["layer3.1"]), teacher, tiny_set(16, labelled=False), "layer3",
                 RecoveryConfig(method="ce", iterations=2))

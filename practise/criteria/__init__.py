@@ -1,0 +1,23 @@
+"""Orders in which to drop blocks: PRACTISE's score and the criteria it is compared with.
+
+A new criterion is one file with a ``RankingInputs -> list[str]`` function plus one
+``register_criterion`` line (below for the built-in ones; anywhere for a plug-in).
+
+* ``practise``: score R_b / r_b ascending (needs recoverability scores).
+* ``random``: a seeded shuffle.
+* ``latency``: largest measured latency saving r_b first.
+* ``cosine``: smallest 1 - cos(block input, block output) first (needs the teacher and images).
+"""
+from .base import CRITERIA, Criterion, RankingInputs, rank_blocks, register_criterion
+from .cosine import cosine_dissimilarity, rank_cosine
+from .largest_latency import rank_latency
+from .practise_score import rank_practise
+from .random_order import rank_random
+
+register_criterion("practise", rank_practise, needs_scores=True,
+                   description="recoverability / latency saving, lowest first (the paper)")
+register_criterion("random", rank_random, description="a seeded shuffle")
+register_criterion("latency", rank_latency, description="largest latency saving first")
+register_criterion("cosine", rank_cosine, needs_images=True, description="smallest 1 - cos(block input, output) first")
+
+__all__ = ["CRITERIA", "Criterion", "RankingInputs", "rank_blocks", "register_criterion", "cosine_dissimilarity"]
