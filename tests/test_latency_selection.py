@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from practise.latency import (FULL, LatencyConfig, LatencyStats, block_latency_reductions, measure_variants, noise_warning,
-                              resolve_device)
+from practise.device import resolve_device
+from practise.latency import FULL, LatencyConfig, LatencyStats, block_latency_reductions, measure_variants, noise_warning
 from practise.scoring import BlockScore
 from practise.selection import Selection, UnreachableTarget, parse_target, select_by_count, select_by_target
 

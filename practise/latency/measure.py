@@ -2,15 +2,14 @@
 
 Variants of one model (the full network, and the network with some blocks dropped)
 are timed *interleaved*: every repeat runs each variant once, in a rotated order, so
-drifts in machine load hit all variants alike. Variants are made by swapping blocks
-for nn.Identity on one private copy of the model, so no extra copies of the weights
-are held (``measure_models`` times distinct models, e.g. channel-pruned ones, the same
-way on one private copy each). Medians and the interquartile range are reported with every setting that
-affects the numbers.
+drifts in machine load hit all variants alike. How a variant is made runnable is the
+backend's business (``LatencyConfig.backend``; eager PyTorch swaps blocks for
+nn.Identity on one private copy); ``measure_models`` times distinct models, e.g.
+channel-pruned ones, the same way. Medians and the interquartile range are reported
+with every setting that affects the numbers.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import platform
 import statistics
@@ -20,10 +19,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
-from .device import resolve_device  # noqa: F401  (re-exported: older imports)
-from .progress import Progress, silent
-from .surgery import replace_module_
-from .tracing import check_module_name
+from ..device import resolve_device
+from ..progress import Progress, silent
+from ..tracing import check_module_name
+from .backend import BACKENDS, LatencyBackend, Runnable
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -40,8 +39,10 @@ class LatencyConfig:
     threads: int | None = None   # torch CPU threads; None leaves torch's default
     dtype: str = "float32"
     channels_last: bool = False
+    backend: str = "eager"       # a name in practise.latency.BACKENDS
 
     def __post_init__(self) -> None:
+        BACKENDS.get(self.backend)  # an unknown name lists the valid ones
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; valid choices: {', '.join(DTYPES)}")
         if self.repeats < 1 or self.warmup < 0:
@@ -89,6 +90,7 @@ class LatencySettings:
     warmup: int
     repeats: int
     torch_version: str = field(default_factory=lambda: torch.__version__)
+    backend: str = "eager"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -100,48 +102,25 @@ def _device_name(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} ({platform.system()})"
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class _Variant:
-    """A model to time, with blocks swapped for nn.Identity while inside ``with`` (the swap
-    itself stays outside the timed region)."""
-
-    def __init__(self, model: nn.Module, blocks: list[str] | tuple[str, ...] = ()):
-        self.model, self.blocks = model, list(blocks)
-        self._originals: list[tuple[str, nn.Module]] = []
-
-    def __enter__(self) -> nn.Module:
-        self._originals = [(name, replace_module_(self.model, name, nn.Identity())) for name in self.blocks]
-        return self.model
-
-    def __exit__(self, *exc) -> None:
-        for name, module in reversed(self._originals):
-            replace_module_(self.model, name, module)
-        self._originals = []
-
-
-def _time_once(variant: _Variant, x: torch.Tensor, device: torch.device) -> float:
-    with variant as model:
-        _sync(device)
+def _time_once(runnable: Runnable, x: torch.Tensor, backend: LatencyBackend, device: torch.device) -> float:
+    with runnable as run:
+        backend.synchronize(device)
         began = time.perf_counter()
-        model(x)
-        _sync(device)
+        run(x)
+        backend.synchronize(device)
         return time.perf_counter() - began
 
 
-def _timed_interleaved(runners: dict[str, _Variant], sample_shape: tuple[int, ...], config: LatencyConfig, device: torch.device,
-                       fmt: torch.memory_format, progress: Progress) -> tuple[dict[str, LatencyStats], LatencySettings]:
+def _timed_interleaved(runners: dict[str, Runnable], sample_shape: tuple[int, ...], config: LatencyConfig,
+                       device: torch.device, progress: Progress) -> tuple[dict[str, LatencyStats], LatencySettings]:
     """Every repeat runs each variant once, in a rotated order; medians per variant."""
-    dtype = DTYPES[config.dtype]
+    backend = BACKENDS.get(config.backend)
     batch = config.resolved_batch(device)
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     x = torch.randn((batch, *sample_shape), generator=torch.Generator().manual_seed(0)).to(
-        device=device, dtype=dtype, memory_format=fmt if len(sample_shape) == 3 else torch.contiguous_format)
+        device=device, dtype=DTYPES[config.dtype], memory_format=_memory_format(config, sample_shape))
     names = list(runners)
     samples: dict[str, list[float]] = {n: [] for n in names}
     progress.start("latency", (config.warmup + config.repeats) * len(names))
@@ -149,24 +128,30 @@ def _timed_interleaved(runners: dict[str, _Variant], sample_shape: tuple[int, ..
         with torch.inference_mode():
             for _ in range(config.warmup):
                 for name in names:
-                    _time_once(runners[name], x, device)
+                    _time_once(runners[name], x, backend, device)
                     progress.advance(1)
             for rep in range(config.repeats):
                 shift = rep % len(names)  # rotate the order so no variant always runs first
                 for name in names[shift:] + names[:shift]:
-                    samples[name].append(_time_once(runners[name], x, device))
+                    samples[name].append(_time_once(runners[name], x, backend, device))
                     progress.advance(1)
     finally:
         progress.end()
         threads = config.threads or torch.get_num_threads()
         torch.set_num_threads(previous_threads)
     settings = LatencySettings(str(device), _device_name(device), threads, batch, [batch, *sample_shape],
-                               config.dtype, config.channels_last, config.warmup, config.repeats)
+                               config.dtype, config.channels_last, config.warmup, config.repeats,
+                               backend=config.backend)
     return {n: LatencyStats.from_samples(s) for n, s in samples.items()}, settings
 
 
-def _private_copy(model: nn.Module, config: LatencyConfig, device: torch.device, fmt: torch.memory_format) -> nn.Module:
-    return copy.deepcopy(model).to(device=device, dtype=DTYPES[config.dtype], memory_format=fmt).eval()
+def _memory_format(config: LatencyConfig, sample_shape: tuple[int, ...]) -> torch.memory_format:
+    """channels_last applies to image inputs (C, H, W) only."""
+    return torch.channels_last if config.channels_last and len(sample_shape) == 3 else torch.contiguous_format
+
+
+def _weights_format(config: LatencyConfig) -> torch.memory_format:
+    return torch.channels_last if config.channels_last else torch.contiguous_format
 
 
 def measure_variants(model: nn.Module, sample_shape: tuple[int, ...], variants: dict[str, list[str]],
@@ -179,19 +164,16 @@ def measure_variants(model: nn.Module, sample_shape: tuple[int, ...], variants: 
         for name in blocks:
             check_module_name(model, name, "block")
     device = resolve_device(config.device)
-    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
-    private = _private_copy(model, config, device, fmt)  # one copy: variants swap blocks on it in turn
-    runners = {name: _Variant(private, blocks) for name, blocks in variants.items()}
-    return _timed_interleaved(runners, sample_shape, config, device, fmt, progress)
+    runners = BACKENDS.get(config.backend).prepare(model, variants, DTYPES[config.dtype], _weights_format(config), device)
+    return _timed_interleaved(runners, sample_shape, config, device, progress)
 
 
 def measure_models(models: dict[str, nn.Module], sample_shape: tuple[int, ...], config: LatencyConfig,
                    progress: Progress = silent) -> tuple[dict[str, LatencyStats], LatencySettings]:
     """Time distinct models (e.g. a teacher and a channel-pruned copy) interleaved, on private copies."""
     device = resolve_device(config.device)
-    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
-    runners = {name: _Variant(_private_copy(m, config, device, fmt)) for name, m in models.items()}
-    return _timed_interleaved(runners, sample_shape, config, device, fmt, progress)
+    runners = BACKENDS.get(config.backend).prepare_models(models, DTYPES[config.dtype], _weights_format(config), device)
+    return _timed_interleaved(runners, sample_shape, config, device, progress)
 
 
 def reduction(full: LatencyStats, pruned: LatencyStats) -> float:

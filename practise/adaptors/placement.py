@@ -11,72 +11,25 @@ MobileNetV2 run of equal width. Adaptors go
   the first unit after the group (ResNet: conv1 and downsample; MobileNetV2: the
   expansion conv).
 
-Units are recognised by structure, not class name: a ResNet-style block has ``conv1``
-and ``conv2`` (``conv3`` for a bottleneck) and an optional ``downsample`` whose first
-layer is a conv; an inverted residual has a ``conv`` Sequential. The generic placement
-for any other unit that contains a convolution: one adaptor on the unit's output
-(earlier units) or input (later units), i.e. on the residual stream itself. Units
-without convolutions (pooling, activations) get none.
+Which convolutions those are is decided per unit by the placement rules (``base.py``).
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from .surgery import replace_module_
-from .tracing import ModelTrace
-
-
-class Adaptor(nn.Conv2d):
-    """Bias-free CxC 1x1 convolution starting as the identity."""
-
-    def __init__(self, channels: int):
-        super().__init__(channels, channels, kernel_size=1, bias=False)
-        with torch.no_grad():
-            self.weight.copy_(torch.eye(channels).view(channels, channels, 1, 1))
-
-
-@dataclass(frozen=True)
-class AdaptorSite:
-    module: str   # dotted path of the conv (or unit) to wrap
-    where: str    # "after" (on its output) or "before" (on its input)
-    channels: int
-
-
-def _conv_sites(unit_name: str, unit: nn.Module, role: str) -> list[tuple[str, nn.Conv2d]] | None:
-    """The writer or reader convs of a recognised unit; None if the unit is not recognised."""
-    conv1, conv2 = getattr(unit, "conv1", None), getattr(unit, "conv2", None)
-    if isinstance(conv1, nn.Conv2d) and isinstance(conv2, nn.Conv2d):
-        downsample = getattr(unit, "downsample", None)
-        down = [] if not (isinstance(downsample, nn.Sequential) and isinstance(downsample[0], nn.Conv2d)) \
-            else [(f"{unit_name}.downsample.0", downsample[0])]
-        if role == "writer":
-            last = "conv3" if isinstance(getattr(unit, "conv3", None), nn.Conv2d) else "conv2"
-            return [(f"{unit_name}.{last}", getattr(unit, last))] + down
-        return [(f"{unit_name}.conv1", conv1)] + down
-    body = getattr(unit, "conv", None)
-    if isinstance(body, nn.Sequential):
-        convs = [(f"{unit_name}.conv.{n}", m) for n, m in body.named_modules() if isinstance(m, nn.Conv2d)]
-        if convs:
-            return [convs[-1]] if role == "writer" else [convs[0]]
-    return None
-
-
-def _has_conv(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in module.modules())
+from ..surgery import replace_module_
+from ..tracing import ModelTrace
+from .base import READER, WRITER, Adaptor, AdaptorSite, ordered_rules
 
 
 def unit_sites(unit_name: str, unit: nn.Module, role: str, trace: ModelTrace) -> list[AdaptorSite]:
-    where = "after" if role == "writer" else "before"
-    convs = _conv_sites(unit_name, unit, role)
-    if convs is not None:
-        return [AdaptorSite(n, where, c.out_channels if role == "writer" else c.in_channels) for n, c in convs]
-    if not _has_conv(unit):
-        return []
-    shape = trace.output_shapes[unit_name] if role == "writer" else trace.input_shapes[unit_name]
-    return [AdaptorSite(unit_name, where, shape[1])] if len(shape) == 4 else []
+    """The sites the first rule that recognises ``unit`` gives (none if no rule does)."""
+    for rule in ordered_rules():
+        sites = rule.sites(unit_name, unit, role, trace)
+        if sites is not None:
+            return sites
+    return []
 
 
 def block_group(block: str, trace: ModelTrace, units: list[str]) -> tuple[list[str], str | None]:
@@ -112,9 +65,9 @@ def adaptor_sites(model: nn.Module, block: str, trace: ModelTrace, units: list[s
     position = group.index(block)
     sites: list[AdaptorSite] = []
     for unit in group[:position]:
-        sites += unit_sites(unit, modules[unit], "writer", trace)
+        sites += unit_sites(unit, modules[unit], WRITER, trace)
     for unit in group[position + 1:] + ([nxt] if nxt else []):
-        sites += unit_sites(unit, modules[unit], "reader", trace)
+        sites += unit_sites(unit, modules[unit], READER, trace)
     return sites
 
 

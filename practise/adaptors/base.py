@@ -1,0 +1,64 @@
+"""The adaptor itself, where one goes, and the registry of placement rules.
+
+A placement rule recognises one kind of unit (a ResNet basic block, an inverted
+residual, ...) by structure, not class name, and names the convolutions that *write*
+into the residual stream (adaptors after them) or *read* from it (adaptors before
+them). Rules are tried in registration order; fallback rules (the generic residual
+stream rule) after all others, so a new specific rule never has to be placed before them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ..registry import Registry
+from ..tracing import ModelTrace
+
+WRITER, READER = "writer", "reader"
+
+
+class Adaptor(nn.Conv2d):
+    """Bias-free CxC 1x1 convolution starting as the identity."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, channels, kernel_size=1, bias=False)
+        with torch.no_grad():
+            self.weight.copy_(torch.eye(channels).view(channels, channels, 1, 1))
+
+
+@dataclass(frozen=True)
+class AdaptorSite:
+    module: str   # dotted path of the conv (or unit) to wrap
+    where: str    # "after" (on its output) or "before" (on its input)
+    channels: int
+
+
+def conv_site(name: str, conv: nn.Conv2d, role: str) -> AdaptorSite:
+    """An adaptor on a writer conv's output or a reader conv's input."""
+    if role == WRITER:
+        return AdaptorSite(name, "after", conv.out_channels)
+    return AdaptorSite(name, "before", conv.in_channels)
+
+
+class PlacementRule:
+    name = ""
+    fallback = False  # tried only after every other rule declined
+
+    def sites(self, unit_name: str, unit: nn.Module, role: str, trace: ModelTrace) -> list[AdaptorSite] | None:
+        """The adaptor sites of ``unit`` as a ``role`` ("writer" or "reader") of the residual
+        stream, or None if this rule does not recognise the unit."""
+        raise NotImplementedError
+
+
+PLACEMENT_RULES: Registry[PlacementRule] = Registry("adaptor placement rule")
+
+
+def register_placement_rule(rule: PlacementRule) -> PlacementRule:
+    return PLACEMENT_RULES.register(rule.name, rule)
+
+
+def ordered_rules() -> list[PlacementRule]:
+    rules = [rule for _, rule in PLACEMENT_RULES.items()]
+    return [r for r in rules if not r.fallback] + [r for r in rules if r.fallback]

@@ -1,0 +1,13 @@
+"""Latency measured on the user's device, honestly (see ``measure.py``), by a pluggable
+backend: eager PyTorch built in; a new runtime is one file plus one ``register_backend``
+line below."""
+from .backend import BACKENDS, LatencyBackend, Runnable, register_backend
+from .eager import EagerBackend
+from .measure import (DTYPES, FULL, LatencyConfig, LatencySettings, LatencyStats, block_latency_reductions,
+                      measure_models, measure_variants, noise_warning, reduction)
+
+register_backend(EagerBackend())
+
+__all__ = ["BACKENDS", "LatencyBackend", "Runnable", "register_backend", "EagerBackend", "DTYPES", "FULL",
+           "LatencyConfig", "LatencySettings", "LatencyStats", "block_latency_reductions", "measure_models",
+           "measure_variants", "noise_warning", "reduction"]

@@ -1,0 +1,48 @@
+"""What a latency backend is: how to make a model (with some blocks dropped) runnable on
+a device, and how to wait for the device to finish.
+
+The timing loop (``measure.py``) is the same for every backend: it enters a runnable
+(outside the timed region: swapping blocks, binding a session), calls it on the input
+between two ``synchronize`` calls, and leaves it. A backend for another runtime
+(onnxruntime, TorchScript, a compiled graph) is one file with a :class:`LatencyBackend`
+subclass plus one ``register_backend`` line.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, ContextManager
+
+import torch
+import torch.nn as nn
+
+from ..registry import Registry
+
+# entered outside the timed region; yields the function that is timed on the input
+Runnable = ContextManager[Callable[[torch.Tensor], Any]]
+
+
+class LatencyBackend:
+    name = ""
+
+    def prepare(self, model: nn.Module, variants: dict[str, list[str]], dtype: torch.dtype,
+                memory_format: torch.memory_format, device: torch.device) -> dict[str, Runnable]:
+        """One runnable per variant (variant name -> blocks of ``model`` to drop). The
+        caller's ``model`` must stay untouched."""
+        raise NotImplementedError
+
+    def prepare_models(self, models: dict[str, nn.Module], dtype: torch.dtype, memory_format: torch.memory_format,
+                       device: torch.device) -> dict[str, Runnable]:
+        """One runnable per distinct model (e.g. a teacher and a channel-pruned copy)."""
+        return {name: self.prepare(m, {name: []}, dtype, memory_format, device)[name] for name, m in models.items()}
+
+    def synchronize(self, device: torch.device) -> None:
+        """Wait until work queued on ``device`` has finished (the timer reads the clock after it)."""
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+
+BACKENDS: Registry[LatencyBackend] = Registry("latency backend")
+
+
+def register_backend(backend: LatencyBackend) -> LatencyBackend:
+    """Make ``backend`` a valid ``LatencyConfig.backend`` / ``--latency-backend`` value."""
+    return BACKENDS.register(backend.name, backend)
