@@ -69,7 +69,7 @@ from practise.blocks import count_flops, count_params
 from practise.channel_pruning import prune_channels, prune_to_latency
 from practise.criteria import RankingInputs, rank_blocks
 from practise.data import ImageFolderSource, build_tiny_set, load_fashion_mnist, open_source
-from practise.demo import fashion_mnist_transforms
+from practise.data import fashion_mnist_transforms
 from practise.evaluation import iterate_eval_batches
 from practise.io import atomic_write_text
 from practise.latency import LatencyConfig, block_latency_reductions

@@ -35,7 +35,7 @@ from practise.analysis import (barrier_height, convexity_gap, float_state, outpu
                                path_losses)
 from practise.channel_pruning import prune_channels
 from practise.data import load_fashion_mnist
-from practise.demo import fashion_mnist_transforms
+from practise.data import fashion_mnist_transforms
 from practise.evaluation import iterate_eval_batches
 from practise.features import forward_features
 from practise.modes import hooks_removed

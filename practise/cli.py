@@ -406,7 +406,8 @@ def print_summary(report: CompressReport, out: Path) -> None:
 
 
 def cmd_demo(a) -> None:
-    from .demo import DEMO_TEACHER, demo_source, fashion_mnist_transforms
+    from .data.fashion_mnist import demo_source, fashion_mnist_transforms
+    from .demo import DEMO_TEACHER
 
     out = check_output_folder(a.out, a.overwrite)
     if not DEMO_TEACHER.is_file():
@@ -592,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DEMO_SCORE_ITERATIONS, DEMO_RECOVERY_ITERATIONS = 200, 500
+from .demo import DEMO_RECOVERY_ITERATIONS, DEMO_SCORE_ITERATIONS  # noqa: E402
 # Mistakes in what the user gave: one line on stderr, exit code 2.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
                PermissionError, UnreachableTarget, FloatingPointError)

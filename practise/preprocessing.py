@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
-from .data.sources import source_preprocessing
+from .data.catalog import source_preprocessing
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, MAX_IMAGE_SIZE, TransformConfig, Transforms
 
 GIVEN, RECORDED = "given", "recorded with the weights"

@@ -4,7 +4,8 @@ import json
 import torch
 
 from practise.cli import main
-from practise.demo import DEMO_TEACHER, demo_source
+from practise.data.fashion_mnist import demo_source, fashion_mnist_transforms
+from practise.demo import DEMO_TEACHER
 from practise.loading import load_model
 
 
@@ -15,7 +16,6 @@ def test_shipped_subset():
 
 
 def test_shipped_teacher_is_accurate_on_shipped_test_images():
-    from practise.demo import fashion_mnist_transforms
     from practise.evaluation import evaluate_models
 
     teacher = load_model("resnet56", str(DEMO_TEACHER))

@@ -4,7 +4,7 @@ import torch
 
 from helpers import small_transforms
 from practise.data import build_tiny_set
-from practise.data.sources import open_source
+from practise.data import open_source
 
 pytest.importorskip("sklearn")
 pytest.importorskip("skimage")

@@ -1,10 +1,12 @@
-"""Data: image sources, the paper's tiny-set sampling, transforms."""
+"""Data: image sources, named data sets (the catalog), the paper's tiny-set sampling, transforms."""
+from .catalog import SOURCES, NamedSource, open_source, register_source, source_preprocessing
+from .fashion_mnist import FASHION_MNIST_CLASSES, fashion_mnist_transforms, load_fashion_mnist
 from .sampling import sample_tiny_set
-from .sources import (FASHION_MNIST_CLASSES, ImageFolderSource, ImageSource, TensorSource, UnreadableImage,
-                      load_fashion_mnist, open_source)
+from .sources import HeadSource, ImageFolderSource, ImageSource, TensorSource, UnreadableImage
 from .tinyset import TinySet, build_tiny_set
 from .transforms import TransformConfig, Transforms
 
-__all__ = ["sample_tiny_set", "ImageSource", "ImageFolderSource", "TensorSource", "UnreadableImage",
-           "load_fashion_mnist", "open_source", "FASHION_MNIST_CLASSES", "TinySet", "build_tiny_set", "TransformConfig",
-           "Transforms"]
+__all__ = ["SOURCES", "NamedSource", "open_source", "register_source", "source_preprocessing",
+           "FASHION_MNIST_CLASSES", "fashion_mnist_transforms", "load_fashion_mnist", "sample_tiny_set",
+           "HeadSource", "ImageFolderSource", "ImageSource", "TensorSource", "UnreadableImage", "TinySet",
+           "build_tiny_set", "TransformConfig", "Transforms"]

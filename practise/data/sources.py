@@ -3,13 +3,13 @@
 A source only knows how to list and load images; sampling, transforms and batching
 live elsewhere. Every image has a stable identifier (a file path or
 ``fashion-mnist:train:123``) so the chosen tiny set can be written to the report.
+Named data sets (``fashion-mnist:test``, ``sklearn-digits``, ...) are opened through
+``catalog.py``; this module holds only the generic kinds.
 """
 from __future__ import annotations
 
-import gzip
 import logging
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -160,87 +160,3 @@ class HeadSource(ImageSource):
 
     def identifier(self, index: int) -> str:
         return self.source.identifier(index)
-
-
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)  # of the 60,000 training images
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-_FMNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-                 "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped): magic, dims, then big-endian uint8 data."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
-    if data[:2] != b"\x00\x00" or data[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def _find_idx(root: Path, stem: str) -> Path:
-    for name in (stem + ".gz", stem):
-        if (root / name).is_file():
-            return root / name
-    raise FileNotFoundError(
-        f"Fashion-MNIST file {stem}(.gz) not found in {root}. Install the data set with "
-        f"'apt-get update && apt-get install -y dataset-fashion-mnist' (files land in "
-        f"{FASHION_MNIST_DIR}) or pass the folder holding the IDX files.")
-
-
-@dataclass
-class _Arrays:
-    images: torch.Tensor
-    labels: torch.Tensor
-
-
-def load_fashion_mnist(split: str = "train", root: str | Path | None = None) -> TensorSource:
-    """Fashion-MNIST as a TensorSource of 1x28x28 uint8 images with labels 0-9."""
-    if split not in _FMNIST_FILES:
-        raise ValueError(f"unknown Fashion-MNIST split {split!r}; valid choices: train, test")
-    root = Path(root) if root is not None else FASHION_MNIST_DIR
-    image_file, label_file = (_find_idx(root, stem) for stem in _FMNIST_FILES[split])
-    images = torch.from_numpy(read_idx(image_file).copy()).unsqueeze(1)
-    labels = torch.from_numpy(read_idx(label_file).astype(np.int64))
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{image_file} and {label_file} disagree on the number of images")
-    return TensorSource(images, labels, FASHION_MNIST_CLASSES, name=f"fashion-mnist:{split}")
-
-
-# out-of-domain source names -> their functions in out_of_domain.py
-OUT_OF_DOMAIN = {"sklearn-digits": "sklearn_digits", "photo-crops": "photo_crops", "gaussian-noise": "gaussian_noise"}
-
-
-def source_preprocessing(spec: str | Path) -> dict | None:
-    """The input size and normalisation a named data set implies (Fashion-MNIST's for
-    ``fashion-mnist:*`` and ``demo:*``), or None for image folders and other sources."""
-    text = str(spec)
-    if text.startswith(("fashion-mnist", "demo:")):
-        return {"image_size": 28, "mean": FASHION_MNIST_MEAN, "std": FASHION_MNIST_STD}
-    return None
-
-
-def open_source(spec: str | Path) -> ImageSource:
-    """A data set from a command-line spec: ``fashion-mnist:train`` / ``fashion-mnist:test``
-    (optionally ``fashion-mnist:test@/folder/with/idx``), ``demo:train`` / ``demo:test`` (the
-    Fashion-MNIST subset shipped with the package), ``sklearn-digits`` / ``photo-crops`` /
-    ``gaussian-noise`` (unlabelled out-of-domain images at 28 px, from scikit-learn /
-    scikit-image / a seeded generator), or a folder of images."""
-    text = str(spec)
-    if text in OUT_OF_DOMAIN:  # unlabelled (see out_of_domain.py)
-        from . import out_of_domain
-
-        return getattr(out_of_domain, OUT_OF_DOMAIN[text])()
-    if text.startswith("demo:"):
-        from ..demo import demo_source
-
-        return demo_source(text.partition(":")[2])
-    if text.startswith("fashion-mnist"):
-        name, _, root = text.partition("@")
-        split = name.partition(":")[2] or "train"
-        return load_fashion_mnist(split, root or None)
-    return ImageFolderSource(text)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 
-import torch
 import torch.nn as nn
 
 from ..surgery import replace_module_
