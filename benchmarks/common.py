@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from practise.loading import load_model
+from practise.model_io import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TEACHERS = ROOT / "practise" / "assets" / "teachers"

@@ -66,7 +66,7 @@ import torch
 
 from common import ROOT, fmnist_teacher, provenance
 from practise.blocks import count_flops, count_params
-from practise.channel_pruning import prune_channels, prune_to_latency
+from practise.baselines.channel_pruning import prune_channels, prune_to_latency
 from practise.criteria import RankingInputs, rank_blocks
 from practise.data import ImageFolderSource, build_tiny_set, load_fashion_mnist, open_source
 from practise.data import fashion_mnist_transforms

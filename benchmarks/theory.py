@@ -10,7 +10,7 @@
    weights) to a recovered solution, and between two solutions from different tiny sets,
    for block dropping ("blocks22") and channel pruning at the same measured latency
    ("channels22", Torch-Pruning L1, every group but the feature map's). BatchNorm statistics are re-estimated on the tiny set at every
-   point (practise.analysis). Reported: the curve's largest rise above its chord
+   point (theory_analysis.py). Reported: the curve's largest rise above its chord
    (convexity gap) and, between solutions, the barrier height.
 
 Stages (run may go to a GPU machine; results are small JSON files under --workdir, and
@@ -31,9 +31,9 @@ from safetensors.torch import load_file, save_file
 
 from common import ROOT, fmnist_teacher, provenance
 from comparison import WORKDIR as COMPARISON, identifiers_digest, read_json, run_parallel, tiny_set_for, write_json
-from practise.analysis import (barrier_height, convexity_gap, float_state, output_variance, parameter_variance,
+from theory_analysis import (barrier_height, convexity_gap, float_state, output_variance, parameter_variance,
                                path_losses)
-from practise.channel_pruning import prune_channels
+from practise.baselines.channel_pruning import prune_channels
 from practise.data import load_fashion_mnist
 from practise.data import fashion_mnist_transforms
 from practise.evaluation import iterate_eval_batches

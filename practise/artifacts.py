@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from .export import arch_spec, save_compressed
+from .model_io import arch_spec, save_compressed
 from .preprocessing import Preprocessing
 from .report import OUTPUT_FILES, write_report_files
 

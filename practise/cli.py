@@ -20,7 +20,7 @@ from .artifacts import check_output_folder, check_writable_file, check_writable_
 from .device import resolve_device
 from .io import one_line
 from .latency import DTYPES, FULL, LatencyConfig, block_latency_reductions, measure_variants, noise_warning, reduction
-from .loading import input_channels, load_model
+from .model_io import input_channels, load_model
 from .models import create_model
 from .pipeline import CompressConfig, check_against_model, compress, inspect_model
 from .progress import Progress

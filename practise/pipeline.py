@@ -25,7 +25,7 @@ from .data.tinyset import TinySet
 from .data.transforms import Transforms
 from .evaluation import evaluate_models
 from .features import forward_features
-from .models.weights import check_finite
+from .model_io import check_finite
 from .modes import eval_mode
 from .model_output import logits
 from .device import resolve_device

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from practise.analysis import (barrier_height, convexity_gap, float_state, interpolate, output_variance,
+from theory_analysis import (barrier_height, convexity_gap, float_state, interpolate, output_variance,
                                parameter_variance, path_losses, reestimate_bn_)
 
 

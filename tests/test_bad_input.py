@@ -66,7 +66,7 @@ def inputs(tmp_path_factory):
     good = (root / "teacher.safetensors").read_bytes()
     (root / "truncated.safetensors").write_bytes(good[: len(good) // 3])
     (root / "notes.txt").write_text("not an image, not weights\n")
-    from practise.export import arch_spec, save_compressed
+    from practise.model_io import arch_spec, save_compressed
     from practise.surgery import drop_blocks
 
     save_compressed(root / "compressed.safetensors", drop_blocks(teacher, ["layer1.1"]), ["layer1.1"], "layer3",
@@ -343,7 +343,7 @@ def test_a_model_returning_no_tensor_is_refused_at_inspection():
 
 
 def test_pickle_is_refused_by_the_api(inputs):
-    from practise.models import read_state_dict
+    from practise.model_io import read_state_dict
 
     with pytest.raises(ValueError, match="not a weights-only checkpoint"):
         read_state_dict(inputs / "pickle.pth")

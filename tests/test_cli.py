@@ -8,7 +8,7 @@ from PIL import Image
 from helpers import tiny_resnet, weird_model, WEIRD_BLOCKS, tiny_set
 from practise.blocks import count_flops
 from practise.cli import main
-from practise.export import load_compressed
+from practise.model_io import load_compressed
 from practise.latency import LatencyConfig, LatencyStats, noise_warning
 from practise.pipeline import CompressConfig, compress
 from practise.recovery import RecoveryConfig
@@ -123,7 +123,7 @@ def test_train_command_resumes_and_writes_a_model_card(tmp_path, image_folder, c
     assert len(card["history"]) == 2 and card["history"][0] == first[0]  # epoch 1 was not redone
     assert card["arch"] == {"name": "resnet20", "kwargs": {"num_classes": 3, "in_channels": 1}}
     assert "test top-1" in out.with_suffix(".md").read_text()
-    from practise.loading import load_model
+    from practise.model_io import load_model
 
     loaded = load_model("resnet20", str(out))
     assert loaded.fc.out_features == 3
@@ -140,7 +140,7 @@ def test_shipped_teachers_carry_their_preprocessing_so_data_free_needs_no_flags(
 
     import practise
     from practise.cli import transforms_for
-    from practise.loading import load_model
+    from practise.model_io import load_model
 
     import shutil
 

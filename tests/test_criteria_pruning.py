@@ -95,7 +95,7 @@ torch_pruning = pytest.importorskip("torch_pruning")
 
 
 def test_inner_channel_pruning_keeps_the_feature_map_and_cuts_flops():
-    from practise.channel_pruning import prune_channels
+    from practise.baselines.channel_pruning import prune_channels
 
     teacher = tiny_resnet("resnet20")
     x = images(4)
@@ -119,7 +119,7 @@ def test_inner_channel_pruning_keeps_the_feature_map_and_cuts_flops():
 
 
 def test_features_scope_prunes_streams_but_keeps_the_feature_map():
-    from practise.channel_pruning import prune_channels
+    from practise.baselines.channel_pruning import prune_channels
     from practise.features import forward_features
 
     teacher = tiny_resnet("resnet20")
@@ -134,7 +134,7 @@ def test_features_scope_prunes_streams_but_keeps_the_feature_map():
 
 
 def test_prune_to_latency_reports_measured_reduction(monkeypatch):
-    import practise.channel_pruning as cp
+    import practise.baselines.channel_pruning as cp
 
     def fake(models, shape, config, progress=None):  # latency proportional to parameters
         return {k: LatencyStats.from_samples([count_params(m) / 1e6]) for k, m in models.items()}, None
@@ -152,7 +152,7 @@ def test_prune_to_latency_reports_measured_reduction(monkeypatch):
 
 
 def test_prune_to_latency_times_each_distinct_network_once(monkeypatch):
-    import practise.channel_pruning as cp
+    import practise.baselines.channel_pruning as cp
 
     draws = iter([0.5, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2])  # a noisy timer: later draws would all "pass"
     timed = []
@@ -175,7 +175,7 @@ def test_prune_to_latency_times_each_distinct_network_once(monkeypatch):
 
 
 def test_prune_to_latency_scans_past_a_non_monotonic_dip(monkeypatch):
-    import practise.channel_pruning as cp
+    import practise.baselines.channel_pruning as cp
 
     def fake(models, shape, config, progress=None):  # faster up to half the channels, slower beyond
         params = count_params(models["pruned"]) / count_params(models["full"])

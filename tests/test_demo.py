@@ -6,7 +6,7 @@ import torch
 from practise.cli import main
 from practise.data.fashion_mnist import demo_source, fashion_mnist_transforms
 from practise.demo import DEMO_TEACHER
-from practise.loading import load_model
+from practise.model_io import load_model
 
 
 def test_shipped_subset():

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from helpers import tiny_resnet
-from practise.export import arch_spec, load_compressed, read_metadata, save_compressed
+from practise.model_io import arch_spec, load_compressed, read_metadata, save_compressed
 from practise.surgery import drop_blocks
 
 
@@ -112,7 +112,7 @@ def test_a_factory_in_the_file_is_never_imported_or_called(tmp_path):
     ({"dropped_blocks": None}, "metadata key 'dropped_blocks' is missing"),
 ])
 def test_tampered_metadata_is_damaged_or_untrusted(tmp_path, changes, message):
-    from practise.export import UntrustedModelFile
+    from practise.model_io import UntrustedModelFile
 
     path = _tampered(tmp_path, **changes)
     before = path.read_bytes()
@@ -123,7 +123,7 @@ def test_tampered_metadata_is_damaged_or_untrusted(tmp_path, changes, message):
 
 
 def test_dropped_module_must_be_a_residual_block(tmp_path):
-    from practise.export import UntrustedModelFile
+    from practise.model_io import UntrustedModelFile
 
     teacher = tiny_resnet()
     # layer1.0.conv1's weights are absent too, so only the trace can tell this is no block
@@ -146,7 +146,7 @@ def test_dropped_module_must_be_a_residual_block(tmp_path):
 
 @pytest.mark.parametrize("content", [b"", b"\x00" * 7, b"garbage that is not a header", b"\xff" * 64])
 def test_damaged_model_files_are_one_clear_error(tmp_path, content):
-    from practise.export import UntrustedModelFile
+    from practise.model_io import UntrustedModelFile
 
     good = save_compressed(tmp_path / "g.safetensors", tiny_resnet(), [], "layer3", arch_spec(tiny_resnet()))
     truncated = tmp_path / "trunc.safetensors"

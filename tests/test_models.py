@@ -3,8 +3,9 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save_file
 
-from practise.loading import load_model
-from practise.models import create_model, list_models, load_weights_, read_state_dict, register_model
+from practise.model_io import load_model
+from practise.model_io import load_weights_, read_state_dict
+from practise.models import create_model, list_models, register_model
 
 # Parameter counts of torchvision's models (their documentation's figures).
 TORCHVISION_PARAMS = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,

@@ -107,7 +107,7 @@ def test_unreadable_and_bomb_evaluation_images_are_skipped_and_reported(tmp_path
 
 
 def test_defaulted_preprocessing_is_announced_in_log_summary_report_and_file(tmp_path, capsys, caplog):
-    from practise.export import read_metadata
+    from practise.model_io import read_metadata
 
     data = _png_folder(tmp_path / "data")
     torch.save(tiny_resnet().state_dict(), tmp_path / "t.pth")

@@ -30,11 +30,12 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from .io import atomic_write, one_line
-from .models import create_model, list_models, load_state_dict_strict
-from .models.registry import builder_of
-from .preprocessing import valid_image_size, valid_numbers
-from .surgery import drop_blocks_
+from ..io import atomic_write, one_line
+from ..models import create_model, list_models
+from ..models.registry import builder_of
+from ..preprocessing import valid_image_size, valid_numbers
+from ..surgery import drop_blocks_
+from .weights import load_state_dict_strict
 
 FORMAT = "practise-compressed/1"
 METADATA_KEYS = ("format", "arch", "dropped_blocks", "feature_layer", "extra")
@@ -277,7 +278,7 @@ def _check_droppable(path: Path, model: nn.Module, meta: dict) -> None:
     extra = meta["extra"]
     if not meta["dropped_blocks"] or "image_size" not in extra or "channels" not in extra:
         return
-    from .tracing import trace_model
+    from ..tracing import trace_model
 
     size = extra["image_size"]
     try:

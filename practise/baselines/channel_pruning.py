@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from .blocks import count_flops, count_params
-from .features import forward_features
-from .latency import LatencyConfig, LatencySettings, measure_models, reduction
-from .modes import hooks_removed
-from .progress import Progress, silent
+from ..blocks import count_flops, count_params
+from ..features import forward_features
+from ..latency import LatencyConfig, LatencySettings, measure_models, reduction
+from ..modes import hooks_removed
+from ..progress import Progress, silent
 
 log = logging.getLogger(__name__)
 SCOPES = ("inner", "features", "all")

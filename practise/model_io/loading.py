@@ -6,9 +6,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .export import is_compressed_file, load_compressed, read_header
-from .models import create_model, list_models, load_state_dict_strict, read_state_dict
-from .preprocessing import checked_recording
+from ..models import create_model, list_models
+from ..preprocessing import checked_recording
+from .model_file import is_compressed_file, load_compressed, read_header
+from .weights import load_state_dict_strict, read_state_dict
 
 
 def _first_conv_and_last_linear(model: nn.Module) -> tuple[str | None, str | None]:
