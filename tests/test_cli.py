@@ -139,7 +139,7 @@ def test_shipped_teachers_carry_their_preprocessing_so_data_free_needs_no_flags(
     from pathlib import Path
 
     import practise
-    from practise.cli import transforms_for
+    from practise.cli.common import transforms_for
     from practise.model_io import load_model
 
     import shutil

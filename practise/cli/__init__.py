@@ -1,0 +1,67 @@
+"""The `practise` command: argument parsing only; everything it does is a library call.
+
+One module per subcommand (``add_parser`` declares its flags, ``run`` does the work);
+flags several subcommands share are declared once in ``arguments.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..device import resolve_device
+from ..io import one_line
+from ..selection import UnreachableTarget
+from . import blocks, compress, demo, evaluate, latency, score, synthesize, train
+from .arguments import OneLineParser
+
+SUBCOMMANDS = (blocks, latency, score, compress, synthesize, demo, train, evaluate)  # in --help order
+# Mistakes in what the user gave: one line on stderr, exit code 2.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+               PermissionError, UnreachableTarget, FloatingPointError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="practise", description="Make a pretrained network faster with a tiny "
+                                     "set of images by dropping residual blocks (PRACTISE, CVPR 2023).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    # the same flags after the subcommand; SUPPRESS keeps them from resetting the values above
+    common = OneLineParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log every step")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in SUBCOMMANDS:
+        module.add_parser(sub, common)
+    return parser
+
+
+def check_common(a) -> None:
+    """What every subcommand can check before loading anything: the device exists here."""
+    if getattr(a, "device", None):
+        resolve_device(a.device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded in model cards
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        check_common(args)
+        args.func(args)
+    except USER_ERRORS as exc:
+        print(f"practise {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"practise {args.command}: interrupted; finished work is kept in the work folder, and rerunning "
+              f"the same command resumes", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not a user mistake: say so in one line; -v shows the traceback
+        if args.verbose:
+            raise
+        print(f"practise {args.command}: internal error: {type(exc).__name__}: {one_line(exc)} "
+              f"(rerun with -v for the traceback, and please report it)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,196 @@
+"""Flag types and the argument groups the subcommands share, each declared once."""
+from __future__ import annotations
+
+import argparse
+import math
+
+from ..criteria import CRITERIA
+from ..latency import BACKENDS, DTYPES, LatencyConfig
+from ..recovery import RECOVERY_METHODS, RecoveryConfig
+from ..scoring import PROTOCOLS, ScoringConfig
+from ..selection import parse_target
+from ..synthesis import SynthesisConfig
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the reason and where help is), exit code 2."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def int_at_least(minimum: int):
+    """An argparse type: a whole number >= ``minimum``; the message names the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def number(minimum: float = 0.0, strict: bool = False):
+    """An argparse type: a finite number >= ``minimum`` (> if ``strict``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>' if strict else '>='} {minimum:g}, "
+                                             f"got {text!r}")
+        return value
+
+    return parse
+
+
+def number_list(positive: bool):
+    """An argparse type: comma-separated finite numbers (all > 0 if ``positive``), e.g. 0.485,0.456,0.406."""
+
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(t) for t in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+        if not all(math.isfinite(v) for v in values) or (positive and min(values) <= 0):
+            raise argparse.ArgumentTypeError(f"{text!r} must hold finite numbers{', all above 0' if positive else ''}")
+        return values
+
+    return parse
+
+
+def latency_target(text: str) -> float:
+    try:
+        return parse_target(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def csv(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+POSITIVE, NON_NEGATIVE = int_at_least(1), int_at_least(0)
+MEAN, STD = number_list(positive=False), number_list(positive=True)
+
+
+# ---- groups shared by several subcommands ---------------------------------------------
+
+def add_device_arg(g) -> None:
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (default: auto)")
+
+
+def add_seed_arg(g, what: str = "seeds the tiny set, scoring and recovery") -> None:
+    g.add_argument("--seed", type=int, default=0, help=f"{what} (default 0)")
+
+
+def add_output_args(p, help: str, required: bool = True, overwrite_help: str = "replace existing output files") -> None:
+    p.add_argument("--out", required=required, help=help)
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
+
+
+def add_normalisation_args(g, mean_help: str = "normalisation mean, comma-separated (default: what the weights "
+                           "recorded, else the data set's, else ImageNet's)") -> None:
+    g.add_argument("--mean", type=MEAN, help=mean_help)
+    g.add_argument("--std", type=STD, help="normalisation std, comma-separated, all above 0")
+
+
+def add_image_size_arg(g) -> None:
+    g.add_argument("--image-size", type=int_at_least(1), help="input side in pixels (default: what the weights "
+                   "recorded, else 28 for Fashion-MNIST, else the architecture's)")
+
+
+def add_architecture_args(g) -> None:
+    g.add_argument("--num-classes", type=POSITIVE, help="default: read from --weights, else the architecture's")
+    g.add_argument("--in-channels", type=POSITIVE, help="default: read from --weights, else 3")
+
+
+def add_model_args(p) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", required=True, help="architecture name (see `practise blocks --list`) or a compressed model file")
+    g.add_argument("--weights", help=".pth/.pt/.safetensors state dict (loaded weights-only)")
+    add_architecture_args(g)
+    add_image_size_arg(g)
+    add_device_arg(g)
+
+
+def add_eval_limit_arg(g) -> None:
+    g.add_argument("--eval-limit", type=POSITIVE, help="evaluate on at most this many images")
+
+
+def add_data_args(p, required: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=required,
+                   help="image folder (class subfolders = labelled, flat = unlabelled) or a named data set "
+                        "(fashion-mnist:train, demo:train, sklearn-digits, photo-crops, gaussian-noise)")
+    g.add_argument("--num-images", type=POSITIVE, default=500, help="tiny-set size (default 500, or all if fewer)")
+    g.add_argument("--eval-data", help="evaluation images (folder or fashion-mnist:test) for accuracy / agreement")
+    add_eval_limit_arg(g)
+    add_normalisation_args(g)
+    add_seed_arg(g)
+
+
+def add_candidate_args(p) -> None:
+    g = p.add_argument_group("candidates")
+    g.add_argument("--include", help="only these blocks: names or glob patterns, comma-separated (layer3.*)")
+    g.add_argument("--exclude", help="never these blocks: names or glob patterns, comma-separated")
+    g.add_argument("--feature-layer", help="module whose output is mimicked (default: found automatically)")
+
+
+def add_latency_args(p) -> None:
+    d = LatencyConfig()
+    g = p.add_argument_group("latency measurement")
+    g.add_argument("--batch-size", type=POSITIVE, help="batch for timing (default 64 on GPU, 8 on CPU)")
+    g.add_argument("--repeats", type=POSITIVE, default=d.repeats, help=f"timed passes per variant (default {d.repeats})")
+    g.add_argument("--warmup", type=NON_NEGATIVE, default=d.warmup, help=f"untimed passes per variant (default {d.warmup})")
+    g.add_argument("--threads", type=POSITIVE, help="CPU threads for timing (default: torch's)")
+    g.add_argument("--dtype", default=d.dtype, choices=list(DTYPES), help="float32, float16 or bfloat16")
+    g.add_argument("--channels-last", action="store_true", help="time with channels_last memory format")
+    g.add_argument("--latency-backend", default=d.backend, choices=BACKENDS.names(),
+                   help=f"runtime whose latency counts (default {d.backend}: PyTorch as is)")
+
+
+def add_scoring_args(p) -> None:
+    d = ScoringConfig()
+    g = p.add_argument_group("recoverability scoring")
+    g.add_argument("--score-iterations", type=POSITIVE, default=d.iterations, help=f"adaptor SGD steps per block (default {d.iterations}, paper)")
+    g.add_argument("--score-protocol", choices=PROTOCOLS, default=d.protocol,
+                   help="cached: fixed eval-transformed batches, teacher and frozen prefix computed once (fast); "
+                        "paper: augmented batches and full passes every step")
+    g.add_argument("--score-lr", type=number(0.0), default=d.lr, help=f"adaptor SGD lr (default {d.lr}, paper)")
+    g.add_argument("--workdir", help="folder keeping per-block scores so an interrupted run resumes")
+
+
+def add_criterion_arg(p) -> None:
+    p.add_argument("--criterion", default="practise", choices=CRITERIA.names(),
+                   help="block ranking: " + "; ".join(f"{n}: {c.description}" for n, c in CRITERIA.items())
+                        + " (default practise; the others skip recoverability scoring)")
+
+
+def add_recovery_args(p) -> None:
+    d = RecoveryConfig()
+    g = p.add_argument_group("recovery")
+    g.add_argument("--recovery", choices=list(RECOVERY_METHODS), default=d.method,
+                   help="mimic: feature mimicking (PRACTISE); ce: cross-entropy with labels; kd: logit distillation")
+    g.add_argument("--recovery-iterations", type=NON_NEGATIVE, default=d.iterations, help=f"default {d.iterations} (paper)")
+    g.add_argument("--recovery-lr", type=number(0.0), help="default: 0.02 for mimic/kd, 1e-4 for ce (the authors')")
+
+
+def add_synthesis_args(p) -> None:
+    d = SynthesisConfig()
+    g = p.add_argument_group("data-free synthesis (DeepInversion)")
+    g.add_argument("--synth-steps", type=POSITIVE, default=d.steps, help=f"optimisation steps per batch (default {d.steps})")
+    g.add_argument("--synth-batch-size", type=POSITIVE, default=d.batch_size, help=f"images optimised together (default {d.batch_size})")
+    g.add_argument("--synth-lr", type=number(0.0, strict=True), default=d.lr, help=f"Adam learning rate (default {d.lr})")
+    g.add_argument("--bn-weight", type=number(0.0), default=d.bn_weight, help=f"BatchNorm statistics term (default {d.bn_weight})")
+    g.add_argument("--ce-weight", type=number(0.0), default=d.ce_weight, help=f"cross-entropy to the target class (default {d.ce_weight})")
+    g.add_argument("--tv-weight", type=number(0.0), default=d.tv_weight, help=f"total-variation prior (default {d.tv_weight})")
+    g.add_argument("--l2-weight", type=number(0.0), default=d.l2_weight, help=f"L2 prior (default {d.l2_weight})")
+    g.add_argument("--jitter", type=NON_NEGATIVE, default=d.jitter, help=f"max random shift in pixels (default {d.jitter})")
+    g.add_argument("--no-flip", action="store_true", help="no random horizontal flips")

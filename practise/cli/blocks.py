@@ -1,0 +1,51 @@
+"""`practise blocks`: the droppable residual blocks of a model (and their latency shares)."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from ..blocks import count_flops
+from ..latency import block_latency_reductions
+from ..models import list_models
+from ..pipeline import inspect_model
+from .arguments import add_candidate_args, add_latency_args, add_model_args, csv
+from .common import latency_config, model_from_args, progress_for, shape_for
+
+
+def add_parser(sub, common) -> None:
+    p = sub.add_parser("blocks", parents=[common], help="list the droppable residual blocks of a model")
+    p.add_argument("--list", action="store_true", help="list the built-in architectures and exit")
+    p.add_argument("--latency", action="store_true", help="also measure each block's latency share")
+    p.add_argument("--json", action="store_true")
+    add_model_args(p), add_candidate_args(p), add_latency_args(p)
+    p.set_defaults(func=run)
+    for action in p._actions:  # --model is not needed with --list
+        if action.dest == "model":
+            action.required = False
+
+
+def run(a) -> None:
+    if a.list:
+        print("\n".join(list_models()))
+        return
+    if not a.model:
+        raise ValueError("--model is required (or --list)")
+    model = model_from_args(a)
+    shape = shape_for(a, model)
+    info = inspect_model(model, shape, csv(a.include), csv(a.exclude), a.feature_layer)
+    total, _ = count_flops(model, torch.zeros(1, *shape))
+    r_b = {}
+    if a.latency:
+        r_b, _, _ = block_latency_reductions(model, shape, [b.name for b in info.blocks], latency_config(a),
+                                             progress_for(a))
+    rows = [{**b.as_dict(), "flops_share": b.flops / total, **({"latency_reduction": r_b[b.name]} if r_b else {})}
+            for b in info.blocks]
+    if a.json:
+        print(json.dumps({"feature_layer": info.feature_layer, "blocks": rows}, indent=2))
+        return
+    print(f"{len(rows)} droppable blocks; feature layer: {info.feature_layer}")
+    print(f"{'block':<16}{'kind':<20}{'params':>12}{'FLOPs share':>13}" + (f"{'latency share':>15}" if r_b else ""))
+    for r in rows:
+        line = f"{r['name']:<16}{r['kind']:<20}{r['params']:>12,}{100 * r['flops_share']:>12.1f}%"
+        print(line + (f"{100 * r['latency_reduction']:>14.1f}%" if r_b else ""))

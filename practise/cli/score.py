@@ -1,0 +1,48 @@
+"""`practise score`: every candidate block's recoverability, latency saving and PRACTISE score."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from ..artifacts import check_writable_file
+from ..device import resolve_device
+from ..io import atomic_write_text
+from ..latency import block_latency_reductions
+from ..pipeline import inspect_model
+from ..scoring import Scorer, score_blocks
+from .arguments import add_candidate_args, add_data_args, add_latency_args, add_model_args, add_scoring_args, csv
+from .common import (check_workdir, latency_config, model_from_args, progress_for, sample_shape, scoring_config,
+                     tiny_set_from_args, transforms_for)
+
+
+def add_parser(sub, common) -> None:
+    p = sub.add_parser("score", parents=[common], help="score every candidate block: recoverability / latency reduction")
+    p.add_argument("--out", help="write the scores as JSON here")
+    p.add_argument("--overwrite", action="store_true")
+    add_model_args(p), add_data_args(p), add_candidate_args(p), add_latency_args(p), add_scoring_args(p)
+    p.set_defaults(func=run)
+
+
+def run(a) -> None:
+    if a.out:
+        check_writable_file(a.out, a.overwrite)
+    check_workdir(a.workdir)
+    model = model_from_args(a)
+    device = resolve_device(a.device)
+    transforms = transforms_for(a, model, a.data)
+    tiny = tiny_set_from_args(a, transforms)
+    shape = sample_shape(transforms)
+    model = model.to(device)
+    info = inspect_model(model, shape, csv(a.include), csv(a.exclude), a.feature_layer)
+    names = [b.name for b in info.blocks]
+    progress = progress_for(a)
+    r_b, _, _ = block_latency_reductions(model, shape, names, latency_config(a), progress)
+    scorer = Scorer(model, tiny, info.trace, info.chain, info.feature_layer, scoring_config(a), device)
+    scores = score_blocks(scorer, names, r_b, Path(a.workdir) / "scores.json" if a.workdir else None, progress)
+    if a.out:
+        rows = [asdict(s) for s in scores]
+        atomic_write_text(a.out, json.dumps({"scores": rows, "tiny_set": tiny.identifiers}, indent=2), overwrite=a.overwrite)
+    print(f"{'rank':<6}{'block':<16}{'recoverability':>16}{'latency red.':>14}{'score':>12}")
+    for i, s in enumerate(scores, 1):
+        print(f"{i:<6}{s.block:<16}{s.recoverability:>16.5f}{100 * s.latency_reduction:>13.1f}%{s.score:>12.4f}")
