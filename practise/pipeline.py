@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import __version__
+from .version import __version__
 from .blocks import Block, count_flops, count_params, find_blocks
 from .compress_report import (Candidate, CompressReport, LatencyInfo, ModelInfo, RecoveryInfo, SelectionInfo,
                               SizeAfter, SizeBefore, TinySetInfo)
