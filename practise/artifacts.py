@@ -6,16 +6,25 @@ atomically (a crash leaves the old file or the new one, never half of one).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import torch.nn as nn
 
+from .data.transforms import TransformConfig, Transforms
 from .model_io import arch_spec, save_compressed
-from .preprocessing import Preprocessing
+from .preprocessing import GIVEN, Preprocessing
+from .compress_report import CompressReport
 from .report import OUTPUT_FILES, write_report_files
 
 MODEL_FILE = "model.safetensors"
+
+
+@dataclasses.dataclass(frozen=True)
+class WrittenOutputs:
+    paths: dict[str, Path]     # file name -> where it was written
+    report: CompressReport     # as written to report.json
 
 
 def nearest_existing(path: Path) -> Path:
@@ -57,19 +66,31 @@ def check_output_folder(out_dir: str | Path, overwrite: bool) -> Path:
     return out_dir
 
 
-def write_compressed_outputs(result, teacher: nn.Module, preprocessing: Preprocessing, out_dir: str | Path,
-                             overwrite: bool = False, spec: dict | None = None) -> dict[str, Path]:
+def write_compressed_outputs(result, teacher: nn.Module, preprocessing: Preprocessing | None = None,
+                             out_dir: str | Path = ".", overwrite: bool = False, spec: dict | None = None
+                             ) -> WrittenOutputs:
     """Write ``result`` (a CompressResult) into ``out_dir``: the model file (with the
     preprocessing it expects, and which of it was defaulted), report.json/.md and blocks.png.
 
-    ``spec`` is how to rebuild the architecture (default: ``arch_spec(teacher)``)."""
+    ``preprocessing`` defaults to the tiny set's transform settings (as the report records
+    them, taken as given); ``spec`` is how to rebuild the architecture (default:
+    ``arch_spec(teacher)``). ``result`` itself is left as it is; the report as written
+    (with the preprocessing) comes back with the paths."""
     out_dir = Path(out_dir)
+    if preprocessing is None:
+        preprocessing = preprocessing_of_report(result.report.preprocessing)
     c = preprocessing.transforms.config
-    result.report.preprocessing = preprocessing.as_dict()
+    report = dataclasses.replace(result.report, preprocessing=preprocessing.as_dict())
     extra = {"image_size": c.image_size, "channels": c.channels, "mean": list(c.mean), "std": list(c.std),
              "measured_latency_reduction": result.selection.measured_reduction}
     if preprocessing.defaulted:
         extra["preprocessing_defaults"] = preprocessing.defaulted
     model_path = save_compressed(out_dir / MODEL_FILE, result.model, result.selection.blocks, result.feature_layer,
                                  spec if spec is not None else arch_spec(teacher), extra, overwrite=overwrite)
-    return {MODEL_FILE: model_path, **write_report_files(result.report, out_dir)}
+    return WrittenOutputs({MODEL_FILE: model_path, **write_report_files(report, out_dir)}, report)
+
+
+def preprocessing_of_report(recorded: dict) -> Preprocessing:
+    config = TransformConfig(image_size=recorded["image_size"], channels=recorded["channels"],
+                             mean=tuple(recorded["mean"]), std=tuple(recorded["std"]))
+    return Preprocessing(Transforms(config), {k: GIVEN for k in ("image_size", "mean", "std")})

@@ -46,5 +46,5 @@ def run(a) -> None:
     tiny = tiny_set_from_args(a, transforms)
     result = compress(model, tiny, sample_shape(transforms), config, eval_source, transforms,
                       workdir=a.workdir or out / "work", progress=progress_for(a))
-    write_compressed_outputs(result, model, preprocessing, out, a.overwrite)
-    print_summary(result.report, out)
+    written = write_compressed_outputs(result, model, preprocessing, out, a.overwrite)
+    print_summary(written.report, out)

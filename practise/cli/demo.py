@@ -50,5 +50,5 @@ def run(a) -> None:
     test = demo_source("test")
     result = compress(teacher, tiny, (1, 28, 28), config, HeadSource(test, a.eval_limit or len(test)), transforms,
                       workdir=out / "work", progress=progress_for(a))
-    write_compressed_outputs(result, teacher, preprocessing, out, a.overwrite)
-    print_summary(result.report, out)
+    written = write_compressed_outputs(result, teacher, preprocessing, out, a.overwrite)
+    print_summary(written.report, out)
