@@ -58,6 +58,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import asdict, dataclass, fields
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -67,7 +68,7 @@ import torch
 from common import ROOT, fmnist_teacher, provenance
 from practise.blocks import count_flops, count_params
 from practise.baselines.channel_pruning import prune_channels, prune_to_latency
-from practise.criteria import RankingInputs, rank_blocks
+from practise.criteria import CRITERIA, RankingInputs, rank_blocks
 from practise.data import ImageFolderSource, build_tiny_set, load_fashion_mnist, open_source
 from practise.data import fashion_mnist_transforms
 from practise.evaluation import iterate_eval_batches
@@ -84,24 +85,151 @@ from practise.synthesis import SynthesisConfig, synthesize
 log = logging.getLogger("comparison")
 SHAPE = (1, 28, 28)
 WORKDIR = ROOT / "benchmarks" / "results" / "comparison"
-BLOCK_METHODS = {"practise": ("practise", "mimic"), "random": ("random", "mimic"), "latency": ("latency", "mimic"),
-                 "cosine": ("cosine", "mimic"), "practise_ce": ("practise", "ce"), "practise_kd": ("practise", "kd")}
-# channel variant -> (pruning scope, round_to). Scope "features" prunes every channel group
-# except the feature map's (mimicking needs its shape); "inner" only block-internal channels.
-CHANNEL_VARIANTS = {"inner": ("inner", None), "features": ("features", None), "features-r8": ("features", 8)}
-# name -> (channel variant, recovery)
-CHANNEL_METHODS = {"channels_mimic": ("features", "mimic"), "channels_ce": ("features", "ce"),
-                   "channels_inner_mimic": ("inner", "mimic"),
-                   "channels_r8_mimic": ("features-r8", "mimic"), "channels_r8_ce": ("features-r8", "ce")}
-# Sources-grid diagnostic: PRACTISE's blocks chosen on the Fashion-MNIST tiny set of the same
-# N and seed, recovered with the source's images; beside PRACTISE on the source (chosen and
-# recovered there) it separates what the source's images do to choosing from recovering.
-DIAGNOSTIC_METHODS = {"practise_indomain": ("practise", "mimic")}
-# at targets after the first (harder ones, where the choice of blocks matters more): the
-# criteria comparison, PRACTISE's CE baseline and channel pruning with mimicking
-SECONDARY_METHODS = ("practise", "random", "latency", "cosine", "practise_ce", "channels_mimic", "channels_r8_mimic")
 IN_DOMAIN = "fashion-mnist"
 OTHER_SOURCES = ("synthesized", "sklearn-digits", "photo-crops", "gaussian-noise")
+SOURCE_LABELS = {IN_DOMAIN: "Fashion-MNIST training images (in-domain)",
+                 "synthesized": "synthesized from the teacher (DeepInversion)",
+                 "sklearn-digits": "scikit-learn handwritten digits", "photo-crops": "scikit-image photo crops",
+                 "gaussian-noise": "Gaussian noise (floor)"}
+
+
+# ---------------------------------------------------------------- what is compared
+@dataclass(frozen=True)
+class ChannelVariant:
+    """How a channel-pruning baseline prunes. Scope "features" prunes every channel group
+    except the feature map's (mimicking needs its shape); "inner" only block-internal channels."""
+
+    name: str
+    scope: str
+    round_to: int | None = None
+
+
+CHANNEL_VARIANTS = {v.name: v for v in (ChannelVariant("inner", "inner"), ChannelVariant("features", "features"),
+                                        ChannelVariant("features-r8", "features", 8))}
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way to make the network faster: blocks chosen by a criterion, or channels
+    pruned, then a recovery method."""
+
+    name: str
+    label: str
+    recovery: str
+    criterion: str | None = None              # blocks chosen by this ranking criterion ...
+    channels: ChannelVariant | None = None    # ... or channels pruned this way
+    secondary: bool = False                   # also run at the targets after the first
+    # sources grid: PRACTISE's blocks chosen on the Fashion-MNIST tiny set of the same N and
+    # seed, recovered with the source's images (separates choosing from recovering)
+    in_domain_selection: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "channels" if self.channels is not None else "blocks"
+
+    @property
+    def short_label(self) -> str:
+        return self.label.split(" (")[0]
+
+
+METHODS = {m.name: m for m in (
+    Method("practise", "PRACTISE (recoverability + mimic)", "mimic", criterion="practise", secondary=True),
+    Method("random", "random blocks + mimic", "mimic", criterion="random", secondary=True),
+    Method("latency", "largest-latency blocks + mimic", "mimic", criterion="latency", secondary=True),
+    Method("cosine", "cosine-similarity blocks + mimic", "mimic", criterion="cosine", secondary=True),
+    Method("practise_ce", "PRACTISE blocks + CE finetuning (BP)", "ce", criterion="practise", secondary=True),
+    Method("practise_kd", "PRACTISE blocks + logit KD", "kd", criterion="practise"),
+    Method("channels_mimic", "L1 channel pruning + mimic", "mimic", channels=CHANNEL_VARIANTS["features"],
+           secondary=True),
+    Method("channels_ce", "L1 channel pruning + CE finetuning", "ce", channels=CHANNEL_VARIANTS["features"]),
+    Method("channels_inner_mimic", "L1 channel pruning, block-internal only + mimic", "mimic",
+           channels=CHANNEL_VARIANTS["inner"]),
+    Method("channels_r8_mimic", "L1 channel pruning, channels rounded to 8 + mimic", "mimic",
+           channels=CHANNEL_VARIANTS["features-r8"], secondary=True),
+    Method("channels_r8_ce", "L1 channel pruning, channels rounded to 8 + CE finetuning", "ce",
+           channels=CHANNEL_VARIANTS["features-r8"]),
+    Method("practise_indomain", "PRACTISE's in-domain blocks (same N, seed), recovered on the source (diagnostic)",
+           "mimic", criterion="practise", in_domain_selection=True),
+)}
+SINGLE = Method("single", "one block dropped alone + mimic", "mimic")  # recoverability vs accuracy study
+CRITERIA_PLANNED = ("latency", "random", "cosine", "practise")  # in the order the plan stage selects
+SOURCE_CRITERIA = ("practise", "cosine")  # the criteria whose choice depends on the tiny set's images
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One recovery run: a method on one tiny set (source, N, seed) at one latency target.
+    ``method`` None is the teacher itself; ``block`` is set for the single-block study."""
+
+    method: Method | None
+    n: int = 0
+    seed: int = 0
+    target: float | None = None
+    source: str = IN_DOMAIN
+    block: str | None = None
+
+    @property
+    def tiny_key(self) -> str:
+        return tiny_key(self.n, self.seed, self.source)
+
+    @property
+    def target_key(self) -> str:
+        return target_key(self.target)
+
+    @property
+    def name(self) -> str:
+        if self.method is None:
+            return "teacher"
+        if self.block is not None:
+            return f"single_{self.block}-{self.tiny_key}"
+        return f"{self.method.name}-{self.tiny_key}-{self.target_key}"
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    cell: Cell
+    spec: dict  # what the run stage needs (stored in plan.json under the cell's name)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The grid and budgets of a comparison (the command line's, recorded in plan.json)."""
+
+    workdir: str = str(WORKDIR)
+    data_root: str | None = None
+    sizes: tuple[int, ...] = (50, 100, 500)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    targets: tuple[float, ...] = (0.22, 0.40)
+    single_size: int = 500
+    latency_batch: int = 64
+    max_channel_ratio: float = 0.97
+    latency_repeats: int = 30
+    table_repeats: int = 100
+    scoring_iterations: int = 300
+    iterations: int = 300
+    single_iterations: int = 100
+    sources: tuple[str, ...] = OTHER_SOURCES
+    source_sizes: tuple[int, ...] = (100, 500)
+    source_methods: tuple[str, ...] = ("practise", "cosine", "practise_indomain")
+    synthesis_steps: int = 500
+    synthesis_batch: int = 100
+    device: str = "cpu"
+    jobs: int = 1
+    only: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Settings":
+        """From parsed flags or plan.json's record (lists become tuples; other keys are ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known})
+
+    def source_tiny_sets(self) -> list[tuple[str, int, int]]:
+        """(source, n, seed) of every tiny set from a source other than Fashion-MNIST's training set."""
+        return [(source, n, seed) for source in self.sources for n in self.source_sizes for seed in self.seeds]
+
+
+def target_key(target: float) -> str:
+    return f"t{round(100 * target)}"
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -162,199 +290,205 @@ def scoring_config(seed: int, iterations: int) -> ScoringConfig:
 
 
 # ---------------------------------------------------------------- plan
-def plan(args) -> None:
-    workdir = Path(args.workdir)
+def plan(settings: Settings) -> None:
+    workdir = Path(settings.workdir)
     path = workdir / "plan.json"
-    data = read_json(path) or {"provenance": provenance(), "settings": vars(args), "selections": {},
+    data = read_json(path) or {"provenance": provenance(), "settings": asdict(settings), "selections": {},
                                "channels": {}, "tiny_sets": {}}
     teacher = fmnist_teacher("resnet56").eval()
     info = inspect_model(teacher, SHAPE)
     names = [b.name for b in info.blocks]
-    config = LatencyConfig(device="cpu", batch_size=args.latency_batch, repeats=args.latency_repeats, warmup=5)
+    config = LatencyConfig(device="cpu", batch_size=settings.latency_batch, repeats=settings.latency_repeats, warmup=5)
     if "latency" not in data:
-        table_config = LatencyConfig(device="cpu", batch_size=args.latency_batch, repeats=args.table_repeats, warmup=5)
-        r_b, stats, settings = block_latency_reductions(teacher, SHAPE, names, table_config)
+        table_config = LatencyConfig(device="cpu", batch_size=settings.latency_batch, repeats=settings.table_repeats,
+                                     warmup=5)
+        r_b, stats, latency_settings = block_latency_reductions(teacher, SHAPE, names, table_config)
         data["latency"] = {"r_b": r_b, "median_ms": {k: v.median_ms for k, v in stats.items()},
-                           "iqr_ms": {k: v.iqr_ms for k, v in stats.items()}, "settings": settings.as_dict()}
+                           "iqr_ms": {k: v.iqr_ms for k, v in stats.items()}, "settings": latency_settings.as_dict()}
         data["blocks"] = {b.name: b.as_dict() for b in info.blocks}
         data["flops_full"] = count_flops(teacher, torch.zeros(1, *SHAPE))[0]
         write_json(path, data)
-    r_b = data["latency"]["r_b"]
-    data["settings"] = vars(args)
-    for i, target in enumerate(args.targets):
-        plan_target(data, path, teacher, names, r_b, target, config, args, info.feature_layer)
-    plan_sources(data, path, teacher, names, r_b, args.targets[0], config, args)
-    data["cells"] = planned_cells(data, names, args)
+    data["settings"] = asdict(settings)
+    planner = Planner(data, path, teacher, names, data["latency"]["r_b"], config, settings, info.feature_layer)
+    for target in settings.targets:
+        planner.plan_target(target)
+    planner.plan_sources(settings.targets[0])
+    data["cells"] = {p.cell.name: p.spec for p in plan_cells(data, names, settings)}
     write_json(path, data)
     log.info("plan: %d cells", len(data["cells"]))
 
 
-def plan_target(data, path, teacher, names, r_b, target, config, args, feature_layer: str) -> None:
-    t = f"t{round(100 * target)}"
-    for variant, (scope, round_to) in CHANNEL_VARIANTS.items():
-        ckey = f"channels-{variant}-{t}"
-        if ckey not in data["channels"]:
-            rounding = {"round_to": round_to} if round_to else {}
-            try:
-                result = prune_to_latency(teacher, SHAPE, target, config, importance="l1", scope=scope,
-                                          max_ratio=args.max_channel_ratio, feature_layer=feature_layer, round_to=round_to)
-            except ValueError as exc:  # unreachable: recorded, and no cells for this variant
-                data["channels"][ckey] = {"unreachable": str(exc), "scope": scope, **rounding}
-            else:
-                data["channels"][ckey] = {"ratio": result.ratio, "measured": result.measured_reduction,
-                                          "flops_reduction": result.flops_reduction, "params": result.params,
-                                          "trials": result.trials, "importance": "l1", "scope": scope, **rounding}
-            write_json(path, data)
-    for n in args.sizes:
-        for seed in args.seeds:
-            key = tiny_key(n, seed)
-            tiny = functools.cache(lambda n=n, seed=seed: tiny_set_for(n, seed, args.data_root))
-            for criterion in ("latency", "random", "cosine", "practise"):
-                skey = selection_key(criterion, n, seed, t)
-                inputs = None if skey in data["selections"] else \
-                    ranking_inputs(criterion, names, r_b, seed, args.workdir, key, teacher, tiny)
-                if inputs is not None:
-                    select_and_record(data, path, skey, criterion, inputs, teacher, r_b, target, config)
-            if key not in data["tiny_sets"]:
-                record_tiny_set(data, path, key, tiny())
+def selection_key(criterion: str, n: int, seed: int, t: str, source: str = IN_DOMAIN) -> str:
+    """Where a criterion's selection is kept: once per target for the largest latency, once
+    per seed for random, per tiny set (and its source) for the others."""
+    if criterion == "latency":
+        return f"latency-{t}"
+    if criterion == "random":
+        return f"random-s{seed}-{t}"
+    return f"{criterion}-{tiny_key(n, seed, source)}-{t}"
+
+
+@dataclass
+class Planner:
+    """The plan stage's measurements: channel-pruning ratios and every criterion's blocks
+    at each measured latency target, each written to plan.json as soon as it is known."""
+
+    data: dict
+    path: Path
+    teacher: torch.nn.Module
+    names: list[str]
+    r_b: dict[str, float]
+    config: LatencyConfig
+    settings: Settings
+    feature_layer: str
+
+    def plan_target(self, target: float) -> None:
+        t = target_key(target)
+        for variant in CHANNEL_VARIANTS.values():
+            ckey = f"channels-{variant.name}-{t}"
+            if ckey not in self.data["channels"]:
+                self.data["channels"][ckey] = self.prune_to(target, variant)
+                write_json(self.path, self.data)
+        for n in self.settings.sizes:
+            for seed in self.settings.seeds:
+                tiny = functools.cache(lambda n=n, seed=seed: tiny_set_for(n, seed, self.settings.data_root))
+                for criterion in CRITERIA_PLANNED:
+                    self.select(selection_key(criterion, n, seed, t), criterion, n, seed, IN_DOMAIN, tiny, target)
+                if tiny_key(n, seed) not in self.data["tiny_sets"]:
+                    self.record_tiny_set(tiny_key(n, seed), tiny())
+
+    def prune_to(self, target: float, variant: ChannelVariant) -> dict:
+        rounding = {"round_to": variant.round_to} if variant.round_to else {}
+        try:
+            result = prune_to_latency(self.teacher, SHAPE, target, self.config, importance="l1", scope=variant.scope,
+                                      max_ratio=self.settings.max_channel_ratio, feature_layer=self.feature_layer,
+                                      round_to=variant.round_to)
+        except ValueError as exc:  # unreachable: recorded, and no cells for this variant
+            return {"unreachable": str(exc), "scope": variant.scope, **rounding}
+        return {"ratio": result.ratio, "measured": result.measured_reduction, "flops_reduction": result.flops_reduction,
+                "params": result.params, "trials": result.trials, "importance": "l1", "scope": variant.scope,
+                **rounding}
+
+    def plan_sources(self, target: float) -> None:
+        """Record the other sources' tiny sets, and the selections that depend on their images:
+        PRACTISE's (from their scores) and the cosine criterion's (on their images)."""
+        t = target_key(target)
+        for source, n, seed in self.settings.source_tiny_sets():
+            key = tiny_key(n, seed, source)
+            if source == "synthesized" and not synthesized_dir(self.settings.workdir, seed).is_dir():
+                continue  # run the synth stage, then plan again
+            tiny = functools.cache(lambda n=n, seed=seed, source=source:
+                                   tiny_set_for(n, seed, self.settings.data_root, source, self.settings.workdir))
+            if key not in self.data["tiny_sets"]:
+                self.record_tiny_set(key, tiny())
+            for criterion in [c for c in SOURCE_CRITERIA if c in self.settings.source_methods]:
+                self.select(selection_key(criterion, n, seed, t, source), criterion, n, seed, source, tiny, target)
+
+    def select(self, skey: str, criterion: str, n: int, seed: int, source: str, tiny, target: float) -> None:
+        """Blocks in ``criterion``'s order until the measured reduction reaches ``target``
+        (kept under ``skey``); nothing while PRACTISE's scores for the tiny set are unfinished."""
+        if skey in self.data["selections"]:
+            return
+        inputs = ranking_inputs(criterion, self.names, self.r_b, seed, self.settings.workdir,
+                                tiny_key(n, seed, source), self.teacher, tiny)
+        if inputs is None:
+            return  # run the score stage, then plan again
+        order = rank_blocks(criterion, inputs)
+        selection = select_in_order(self.teacher, SHAPE, order, self.r_b, target, self.config)
+        self.data["selections"][skey] = {"criterion": criterion, "order": order, "blocks": selection.blocks,
+                                         "predicted": selection.predicted_reduction,
+                                         "measured": selection.measured_reduction, "trials": selection.trials}
+        write_json(self.path, self.data)
+
+    def record_tiny_set(self, key: str, tiny) -> None:
+        labels = None if tiny.labels is None else [tiny.labels.count(c) for c in range(10)]
+        self.data["tiny_sets"][key] = {"size": len(tiny), "digest": identifiers_digest(tiny), "labels_per_class": labels}
+        write_json(self.path, self.data)
 
 
 def ranking_inputs(criterion, names, r_b, seed, workdir, key, teacher, tiny) -> RankingInputs | None:
     """What ``criterion`` ranks blocks from; None while PRACTISE's scores are not finished.
-    ``tiny`` returns the tiny set (loaded only for the cosine criterion)."""
+    ``tiny`` returns the tiny set (loaded only for a criterion that needs the images)."""
     inputs = RankingInputs(names, r_b, seed=seed)
-    if criterion == "practise":
+    if CRITERIA.get(criterion).needs_scores:
         scores = load_scores(Path(workdir), key, names)
         if scores is None:
-            return None  # run the score stage, then plan again
+            return None
         inputs.scores = {b: practise_score(scores[b], r_b[b]) for b in names}
-    elif criterion == "cosine":
+    if CRITERIA.get(criterion).needs_images:
         inputs.model, inputs.images = teacher, tiny().eval_tensor()
     return inputs
 
 
-def select_and_record(data, path, skey, criterion, inputs, teacher, r_b, target, config) -> None:
-    order = rank_blocks(criterion, inputs)
-    selection = select_in_order(teacher, SHAPE, order, r_b, target, config)
-    data["selections"][skey] = {"criterion": criterion, "order": order, "blocks": selection.blocks,
-                                "predicted": selection.predicted_reduction,
-                                "measured": selection.measured_reduction, "trials": selection.trials}
-    write_json(path, data)
-
-
-def record_tiny_set(data, path, key: str, tiny) -> None:
-    labels = None if tiny.labels is None else [tiny.labels.count(c) for c in range(10)]
-    data["tiny_sets"][key] = {"size": len(tiny), "digest": identifiers_digest(tiny), "labels_per_class": labels}
-    write_json(path, data)
-
-
-def source_tiny_sets(args):
-    """(source, n, seed) of every tiny set from a source other than Fashion-MNIST's training set."""
-    return [(source, n, seed) for source in args.sources for n in args.source_sizes for seed in args.seeds]
-
-
-def plan_sources(data, path, teacher, names, r_b, target, config, args) -> None:
-    """Record the other sources' tiny sets, and the selections that depend on their images:
-    PRACTISE's (from their scores) and the cosine criterion's (on their images)."""
-    t = f"t{round(100 * target)}"
-    for source, n, seed in source_tiny_sets(args):
-        key = tiny_key(n, seed, source)
-        if source == "synthesized" and not synthesized_dir(args.workdir, seed).is_dir():
-            continue  # run the synth stage, then plan again
-        tiny = functools.cache(lambda n=n, seed=seed, source=source:
-                               tiny_set_for(n, seed, args.data_root, source, args.workdir))
-        if key not in data["tiny_sets"]:
-            record_tiny_set(data, path, key, tiny())
-        for criterion in [c for c in ("practise", "cosine") if c in args.source_methods]:
-            skey = f"{criterion}-{key}-{t}"
-            inputs = None if skey in data["selections"] else \
-                ranking_inputs(criterion, names, r_b, seed, args.workdir, key, teacher, tiny)
-            if inputs is None:
-                continue
-            select_and_record(data, path, skey, criterion, inputs, teacher, r_b, target, config)
-
-
-def selection_key(criterion: str, n: int, seed: int, t: str) -> str:
-    if criterion == "latency":
-        return f"latency-{t}"              # the same for every tiny set
-    if criterion == "random":
-        return f"random-s{seed}-{t}"        # depends on the seed only
-    return f"{criterion}-{tiny_key(n, seed)}-{t}"
-
-
-def planned_cells(data, names, args) -> dict:
-    cells = {}
-    for i, target in enumerate(args.targets):
-        t = f"t{round(100 * target)}"
-        for n in args.sizes:
-            for seed in args.seeds:
-                key = tiny_key(n, seed)
-                for method, (criterion, recovery) in BLOCK_METHODS.items():
-                    if i > 0 and method not in SECONDARY_METHODS:
+# ---------------------------------------------------------------- cells
+def plan_cells(data: dict, names: list[str], settings: Settings) -> list[PlannedCell]:
+    """Every recovery cell the plan's selections and channel ratios allow, in run order:
+    the in-domain grid (every method at the first target, the secondary ones after it),
+    the other sources' grid, the single-block study, the teacher."""
+    cells = []
+    for i, target in enumerate(settings.targets):
+        for n in settings.sizes:
+            for seed in settings.seeds:
+                for method in METHODS.values():
+                    if method.in_domain_selection or (i > 0 and not method.secondary):
                         continue
-                    skey = selection_key(criterion, n, seed, t)
-                    if skey in data["selections"]:
-                        cells[f"{method}-{key}-{t}"] = {"kind": "blocks", "blocks": data["selections"][skey]["blocks"],
-                                                        "selection": skey, "recovery": recovery, "n": n, "seed": seed}
-                for method in CHANNEL_METHODS:
-                    spec = channel_cell(data, method, t)
-                    if spec is not None and (i == 0 or method in SECONDARY_METHODS):
-                        cells[f"{method}-{key}-{t}"] = {**spec, "n": n, "seed": seed}
-    cells.update(source_cells(data, args))
-    n, seed = args.single_size, args.seeds[0]
+                    cell = Cell(method, n, seed, target)
+                    spec = cell_spec(data, cell, selection_key(method.criterion, n, seed, cell.target_key)
+                                     if method.criterion else None)
+                    if spec is not None:
+                        cells.append(PlannedCell(cell, {**spec, "n": n, "seed": seed}))
+    cells += source_cells(data, settings)
+    n, seed = settings.single_size, settings.seeds[0]
     for block in names:
-        cells[f"single_{block}-{tiny_key(n, seed)}"] = {"kind": "blocks", "blocks": [block], "recovery": "mimic",
-                                                       "n": n, "seed": seed, "iterations": args.single_iterations}
-    cells["teacher"] = {"kind": "teacher"}
+        cells.append(PlannedCell(Cell(SINGLE, n, seed, block=block),
+                                 {"kind": "blocks", "blocks": [block], "recovery": SINGLE.recovery, "n": n,
+                                  "seed": seed, "iterations": settings.single_iterations}))
+    cells.append(PlannedCell(Cell(None), {"kind": "teacher"}))
     return cells
 
 
-def channel_cell(data, method: str, t: str) -> dict | None:
-    """The recovery cell of a channel-pruning method at target ``t`` (None if unreachable or unplanned)."""
-    variant, recovery = CHANNEL_METHODS[method]
-    ckey = f"channels-{variant}-{t}"
+def cell_spec(data: dict, cell: Cell, skey: str | None) -> dict | None:
+    """What the run stage needs for ``cell`` (without n / seed / source), or None when its
+    selection is not planned yet or its channel ratio is unreachable."""
+    method = cell.method
+    if method.kind == "blocks":
+        if skey not in data["selections"]:
+            return None
+        return {"kind": "blocks", "blocks": data["selections"][skey]["blocks"], "selection": skey,
+                "recovery": method.recovery}
+    ckey = f"channels-{method.channels.name}-{cell.target_key}"
     planned = data["channels"].get(ckey, {})
     if "ratio" not in planned:
         return None
-    scope, round_to = CHANNEL_VARIANTS[variant]
-    return {"kind": "channels", "channels": ckey, "scope": scope, "ratio": planned["ratio"], "recovery": recovery,
-            **({"round_to": round_to} if round_to else {})}
+    return {"kind": "channels", "channels": ckey, "scope": method.channels.scope, "ratio": planned["ratio"],
+            "recovery": method.recovery, **({"round_to": method.channels.round_to} if method.channels.round_to else {})}
 
 
-def source_cells(data, args) -> dict:
+def source_cells(data: dict, settings: Settings) -> list[PlannedCell]:
     """--source-methods on every other source's tiny sets, at the first target.
 
     PRACTISE selects on the source's own scores and the cosine criterion on its images;
     random and largest-latency blocks do not depend on the images, so they are the
     Fashion-MNIST plan's; channel pruning (weight magnitudes) likewise.
     """
-    t = f"t{round(100 * args.targets[0])}"
-    cells = {}
-    for source, n, seed in source_tiny_sets(args):
+    target = settings.targets[0]
+    cells = []
+    for source, n, seed in settings.source_tiny_sets():
         key = tiny_key(n, seed, source)
         if key not in data["tiny_sets"]:
             continue
-        base = {"n": n, "seed": seed, "source": source}
-        for method in args.source_methods:
-            if method in DIAGNOSTIC_METHODS:
-                criterion, recovery = DIAGNOSTIC_METHODS[method]
-                skey = selection_key(criterion, n, seed, t)
-                if skey in data["selections"]:
-                    cells[f"{method}-{key}-{t}"] = {"kind": "blocks", "blocks": data["selections"][skey]["blocks"],
-                                                    "selection": skey, "recovery": recovery, **base}
-                continue
-            if method in CHANNEL_METHODS:
-                spec = channel_cell(data, method, t)
-                if spec is not None:
-                    cells[f"{method}-{key}-{t}"] = {**spec, **base}
-                continue
-            criterion, recovery = BLOCK_METHODS[method]
-            if recovery == "ce" and data["tiny_sets"][key]["labels_per_class"] is None:
+        for name in settings.source_methods:
+            method = METHODS[name]
+            if method.recovery == "ce" and method.kind == "blocks" and data["tiny_sets"][key]["labels_per_class"] is None:
                 continue  # cross-entropy needs labels; these images have none
-            skey = f"{criterion}-{key}-{t}" if criterion in ("practise", "cosine") else selection_key(criterion, n, seed, t)
-            if skey in data["selections"]:
-                cells[f"{method}-{key}-{t}"] = {"kind": "blocks", "blocks": data["selections"][skey]["blocks"],
-                                                "selection": skey, "recovery": recovery, **base}
+            cell = Cell(method, n, seed, target, source)
+            skey = None
+            if method.criterion:
+                chosen_on = IN_DOMAIN if method.in_domain_selection else source
+                skey = selection_key(method.criterion, n, seed, cell.target_key, chosen_on)
+            spec = cell_spec(data, cell, skey)
+            if spec is not None:
+                cells.append(PlannedCell(cell, {**spec, "n": n, "seed": seed, "source": source}))
     return cells
 
 
@@ -378,14 +512,14 @@ def _init_worker(threads: int) -> None:
 
 
 # ---------------------------------------------------------------- synth
-def synth(args) -> None:
+def synth(settings: Settings) -> None:
     """DeepInversion images from the teacher, max(--source-sizes) per seed (smaller tiny
     sets are drawn from them with the paper's rule); a summary JSON marks a finished seed."""
-    if "synthesized" not in args.sources:
+    if "synthesized" not in settings.sources:
         return
-    tasks = [(args.workdir, seed, max(args.source_sizes), args.synthesis_steps, args.synthesis_batch, args.device)
-             for seed in args.seeds if not (synthesized_dir(args.workdir, seed).parent / f"s{seed}.json").is_file()]
-    run_parallel(synth_one, tasks, args.jobs)
+    tasks = [(settings.workdir, seed, max(settings.source_sizes), settings.synthesis_steps, settings.synthesis_batch, settings.device)
+             for seed in settings.seeds if not (synthesized_dir(settings.workdir, seed).parent / f"s{seed}.json").is_file()]
+    run_parallel(synth_one, tasks, settings.jobs)
 
 
 def synth_one(workdir: str, seed: int, count: int, steps: int, batch: int, device: str) -> None:
@@ -408,18 +542,18 @@ def synth_one(workdir: str, seed: int, count: int, steps: int, batch: int, devic
 
 
 # ---------------------------------------------------------------- score
-def score(args) -> None:
-    workdir = Path(args.workdir)
+def score(settings: Settings) -> None:
+    workdir = Path(settings.workdir)
     data = read_json(workdir / "plan.json")
     if data is None:
         raise SystemExit("run the plan stage first (it measures the latency table)")
-    wanted = [(IN_DOMAIN, n, seed) for n in args.sizes for seed in args.seeds] + source_tiny_sets(args)
-    tasks = [(str(workdir), n, seed, source, args.scoring_iterations, args.device, args.data_root,
+    wanted = [(IN_DOMAIN, n, seed) for n in settings.sizes for seed in settings.seeds] + settings.source_tiny_sets()
+    tasks = [(str(workdir), n, seed, source, settings.scoring_iterations, settings.device, settings.data_root,
               data["latency"]["r_b"], data["tiny_sets"][tiny_key(n, seed, source)]["digest"])
              for source, n, seed in wanted
              if tiny_key(n, seed, source) in data["tiny_sets"]  # planned (synthesized: after synth)
              and load_scores(workdir, tiny_key(n, seed, source), list(data["latency"]["r_b"])) is None]
-    run_parallel(score_one, tasks, args.jobs)
+    run_parallel(score_one, tasks, settings.jobs)
 
 
 def score_one(workdir: str, n: int, seed: int, source: str, iterations: int, device: str, data_root, r_b: dict,
@@ -435,29 +569,30 @@ def score_one(workdir: str, n: int, seed: int, source: str, iterations: int, dev
 
 
 # ---------------------------------------------------------------- run
-def run(args) -> None:
-    workdir = Path(args.workdir)
+def run(settings: Settings) -> None:
+    workdir = Path(settings.workdir)
     data = read_json(workdir / "plan.json")
     if data is None:
         raise SystemExit("run the plan stage first")
     wanted = [c for c in data["cells"] if not (workdir / "cells" / f"{c}.json").is_file()]
-    if args.only:
-        wanted = [c for c in wanted if any(c.startswith(p) for p in args.only)]
+    if settings.only:
+        wanted = [c for c in wanted if any(c.startswith(p) for p in settings.only)]
     log.info("%d cells to run", len(wanted))
-    tasks = [(str(workdir), c, data["cells"][c], args.iterations, args.device, args.data_root,
+    tasks = [(str(workdir), c, data["cells"][c], settings.iterations, settings.device, settings.data_root,
               data["tiny_sets"].get(cell_tiny_key(data["cells"][c]), {}).get("digest")) for c in wanted]
-    run_parallel(run_cell, tasks, args.jobs)
+    run_parallel(run_cell, tasks, settings.jobs)
 
 
 def cell_tiny_key(spec: dict) -> str:
     return tiny_key(spec.get("n", 0), spec.get("seed", 0), spec.get("source", IN_DOMAIN))
 
 
-def build_student(teacher, spec: dict):
+def build_student(teacher, spec: dict, feature_layer: str):
+    """The cell's pruned network; channel pruning keeps ``feature_layer``'s channels (mimicking needs them)."""
     if spec["kind"] == "blocks":
         return drop_blocks(teacher, spec["blocks"])
     return prune_channels(teacher, torch.zeros(1, *SHAPE, device=next(teacher.parameters()).device),
-                          spec["ratio"], importance="l1", scope=spec["scope"], feature_layer="layer3",
+                          spec["ratio"], importance="l1", scope=spec["scope"], feature_layer=feature_layer,
                           round_to=spec.get("round_to"))
 
 
@@ -490,8 +625,8 @@ def run_cell(workdir: str, cell: str, spec: dict, iterations: int, device: str, 
         tiny = tiny_set_for(spec["n"], spec["seed"], data_root, spec.get("source", IN_DOMAIN), workdir)
         if identifiers_digest(tiny) != digest:
             raise RuntimeError(f"{cell}: tiny set differs from the planned one")
-        model = build_student(teacher, spec)
         feature_layer = inspect_model(teacher, SHAPE).feature_layer
+        model = build_student(teacher, spec, feature_layer)
         config = RecoveryConfig(method=spec["recovery"], iterations=spec.get("iterations", iterations), seed=spec["seed"])
         losses = recover_(model, teacher, tiny, feature_layer, config, device)
         example = torch.zeros(1, *SHAPE, device=device)
@@ -516,7 +651,7 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 500])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--targets", type=float, nargs="+", default=[0.22, 0.40],
-                   help="measured latency reductions; after the first, only SECONDARY_METHODS run")
+                   help="measured latency reductions; after the first, only the secondary methods run")
     p.add_argument("--single-size", type=int, default=500, help="tiny-set size of the single-block study")
     p.add_argument("--latency-batch", type=int, default=64)
     p.add_argument("--max-channel-ratio", type=float, default=0.97, help="upper end of the channel-ratio search")
@@ -532,7 +667,7 @@ def main() -> None:
                    help="tiny-set sources besides Fashion-MNIST's training set (none: only the in-domain comparison)")
     p.add_argument("--source-sizes", type=int, nargs="+", default=[100, 500], help="tiny-set sizes of --sources")
     p.add_argument("--source-methods", nargs="+", default=["practise", "cosine", "practise_indomain"],
-                   choices=[*BLOCK_METHODS, *CHANNEL_METHODS, *DIAGNOSTIC_METHODS],
+                   choices=list(METHODS),
                    help="methods run on --sources' tiny sets: PRACTISE and the strongest baseline of the "
                         "in-domain comparison at the first target (cosine: highest mean top-1 over N=50/100/500 "
                         "and 3 seeds among the issue's baselines at 22%%), and practise_indomain: PRACTISE's "
@@ -544,16 +679,17 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--only", nargs="*", help="run only cells whose name starts with one of these")
     args = p.parse_args()
+    settings = Settings.from_dict(vars(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.stage != "report":  # every invocation's command, commit and machine, for the results' provenance
-        log_path = Path(args.workdir) / "invocations.json"
+        log_path = Path(settings.workdir) / "invocations.json"
         write_json(log_path, (read_json(log_path) or []) + [{"stage": args.stage, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                                            **provenance()}])
     if args.stage == "report":
         from comparison_report import report
-        report(Path(args.workdir))
+        report(Path(settings.workdir))
     else:
-        {"synth": synth, "plan": plan, "score": score, "run": run}[args.stage](args)
+        {"synth": synth, "plan": plan, "score": score, "run": run}[args.stage](settings)
 
 
 if __name__ == "__main__":

@@ -12,44 +12,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from comparison import (IN_DOMAIN, METHODS, SOURCE_LABELS, PlannedCell, Settings, load_scores,  # noqa: E402
+                        plan_cells, selection_key, target_key, tiny_key, tiny_set_for)
 from practise.data import FASHION_MNIST_CLASSES  # noqa: E402
 from practise.io import atomic_write, atomic_write_text  # noqa: E402
 
-METHOD_ORDER = ["practise", "random", "latency", "cosine", "practise_ce", "practise_kd", "channels_mimic", "channels_ce",
-                "channels_inner_mimic", "channels_r8_mimic", "channels_r8_ce", "practise_indomain"]
-METHOD_LABELS = {
-    "practise": "PRACTISE (recoverability + mimic)",
-    "random": "random blocks + mimic",
-    "latency": "largest-latency blocks + mimic",
-    "cosine": "cosine-similarity blocks + mimic",
-    "practise_ce": "PRACTISE blocks + CE finetuning (BP)",
-    "practise_kd": "PRACTISE blocks + logit KD",
-    "channels_mimic": "L1 channel pruning + mimic",
-    "channels_ce": "L1 channel pruning + CE finetuning",
-    "channels_inner_mimic": "L1 channel pruning, block-internal only + mimic",
-    "channels_r8_mimic": "L1 channel pruning, channels rounded to 8 + mimic",
-    "channels_r8_ce": "L1 channel pruning, channels rounded to 8 + CE finetuning",
-    "practise_indomain": "PRACTISE's in-domain blocks (same N, seed), recovered on the source (diagnostic)",
-}
+METHOD_ORDER = list(METHODS)  # table rows and plot lines in this order
 
 
-IN_DOMAIN = "fashion-mnist"
-SOURCE_LABELS = {IN_DOMAIN: "Fashion-MNIST training images (in-domain)",
-                 "synthesized": "synthesized from the teacher (DeepInversion)",
-                 "sklearn-digits": "scikit-learn handwritten digits", "photo-crops": "scikit-image photo crops",
-                 "gaussian-noise": "Gaussian noise (floor)"}
-
-
-def parse_cell(name: str) -> tuple[str, str, int, int, str] | None:
-    """'practise_ce-N50-s2021-t22' -> ('practise_ce', 'fashion-mnist', 50, 2021, 't22');
-    'random-photo-crops-N100-s1-t22' -> ('random', 'photo-crops', 100, 1, 't22')."""
-    head, _, target = name.rpartition("-")
-    head, _, seed = head.rpartition("-")
-    head, _, size = head.rpartition("-")
-    method, _, source = head.partition("-")  # method names have no dash, source names may
-    if not (target.startswith("t") and seed.startswith("s") and size.startswith("N")):
-        return None
-    return method, source or IN_DOMAIN, int(size[1:]), int(seed[1:]), target
+def planned(plan: dict) -> list[PlannedCell]:
+    """The plan's cells as objects (method, source, N, seed, target), from its own settings."""
+    return plan_cells(plan, list(plan["latency"]["r_b"]), Settings.from_dict(plan["settings"]))
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -73,13 +46,13 @@ def latency_of(plan: dict, spec: dict) -> float:
 def collect(plan: dict, cells: dict) -> dict:
     """(target, method, N) -> rows of per-seed results; other sources under (target, method, N, source)."""
     table = defaultdict(list)
-    for name, result in cells.items():
-        parsed = parse_cell(name)
-        if parsed is None:
+    for planned_cell in planned(plan):
+        cell, result = planned_cell.cell, cells.get(planned_cell.cell.name)
+        if result is None or cell.method is None or cell.block is not None:
             continue
-        method, source, n, seed, target = parsed
-        table[(target, method, n) if source == IN_DOMAIN else (target, method, n, source)].append({
-            "seed": seed, "top1": result["top1"], "blocks": result["spec"].get("blocks"),
+        key = (cell.target_key, cell.method.name, cell.n)
+        table[key if cell.source == IN_DOMAIN else (*key, cell.source)].append({
+            "seed": cell.seed, "top1": result["top1"], "blocks": result["spec"].get("blocks"),
             "agreement": result["agreement"],
             "latency_reduction": latency_of(plan, result["spec"]),
             "flops_reduction": 1 - result["flops"] / plan["flops_full"], "iterations": result["iterations"],
@@ -114,7 +87,7 @@ def main_table(plan: dict, table: dict, teacher_top1: float | None) -> tuple[lis
                     cells.append("")
                 lat += [r["latency_reduction"] for r in rows[n]]
                 flops += [r["flops_reduction"] for r in rows[n]]
-            lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(cells) +
+            lines.append(f"| {METHODS[method].label} | " + " | ".join(cells) +
                          f" | {span(lat)} | {100 * statistics.fmean(flops):.1f}% |")
         lines.append("")
     if teacher_top1 is not None:
@@ -132,7 +105,7 @@ def plot_accuracy(table: dict, teacher_top1: float | None, out: Path) -> None:
                 continue
             stats = [mean_std([100 * r["top1"] for r in table[(target, method, n)]]) for n in sizes]
             ax.errorbar(sizes, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3,
-                        label=METHOD_LABELS.get(method, method), linewidth=2.5 if method == "practise" else 1.2)
+                        label=METHODS[method].label, linewidth=2.5 if method == "practise" else 1.2)
         if teacher_top1 is not None:
             ax.axhline(100 * teacher_top1, color="grey", linestyle="--", label="teacher")
         all_sizes = sorted({k[2] for k in table if k[0] == target})
@@ -178,9 +151,9 @@ def sources_table(plan: dict, table: dict, workdir: Path) -> tuple[list[str], di
              "teacher, %]. PRACTISE selects blocks from each source's own recoverability scores (the cosine "
              "criterion from its images); the other baselines' choices do not depend on the images (the same as in "
              "the in-domain table).", "",
-             "| source | " + " | ".join(f"{METHOD_LABELS[m].split(' (')[0]}, N={n}" for m in methods for n in sizes) +
-             " | " + " | ".join(f"measured latency reduction, {METHOD_LABELS[m].split(' (')[0]}" for m in methods) +
-             "".join(f" | PRACTISE - {METHOD_LABELS[m].split(' (')[0]}, N={n}: mean, wins/pairs" for m in methods[1:] for n in sizes) +
+             "| source | " + " | ".join(f"{METHODS[m].short_label}, N={n}" for m in methods for n in sizes) +
+             " | " + " | ".join(f"measured latency reduction, {METHODS[m].short_label}" for m in methods) +
+             "".join(f" | PRACTISE - {METHODS[m].short_label}, N={n}: mean, wins/pairs" for m in methods[1:] for n in sizes) +
              " |", "|---|" + "---|" * (len(methods) * (len(sizes) + 1) + (len(methods) - 1) * len(sizes))]
     summary = {}
     for source in sources:
@@ -215,24 +188,24 @@ def sources_table(plan: dict, table: dict, workdir: Path) -> tuple[list[str], di
 def source_ranking_transfer(plan: dict, workdir: Path) -> tuple[list[str], dict]:
     """How far each source's recoverability ranking and PRACTISE selection agree with the
     in-domain ones for the same N and seed: does scoring on other images pick the same blocks?"""
-    from comparison import load_scores, tiny_key  # the stage's own reader of scores/<tiny set>.json
-
     names = list(plan["latency"]["r_b"])
+    settings = Settings.from_dict(plan["settings"])
+    t = target_key(settings.targets[0])
 
     def recoverability(key: str) -> list[float] | None:
         scores = load_scores(workdir, key, names)
         return None if scores is None else [scores[b] for b in names]
 
+    # PRACTISE's selection on each other source's tiny set, in the order the plan made them
+    tiny_sets = {selection_key("practise", n, seed, t, source): (source, n, seed)
+                 for source, n, seed in settings.source_tiny_sets()}
     rows = defaultdict(list)
     for key, selection in plan["selections"].items():
-        if selection.get("criterion") != "practise":
+        if key not in tiny_sets:
             continue
-        parsed = parse_cell(key)
-        if parsed is None or parsed[1] == IN_DOMAIN:
-            continue
-        _, source, n, seed, target = parsed
+        source, n, seed = tiny_sets[key]
         own, reference = recoverability(tiny_key(n, seed, source)), recoverability(tiny_key(n, seed))
-        in_domain = plan["selections"].get(f"practise-N{n}-s{seed}-{target}")
+        in_domain = plan["selections"].get(selection_key("practise", n, seed, t))
         if own is None or reference is None or in_domain is None:
             continue
         chosen, wanted = set(selection["blocks"]), set(in_domain["blocks"])
@@ -277,9 +250,8 @@ def synthesized_grid(workdir: Path, seed: int = 0, per_class: int = 10) -> None:
 
 def source_samples(plan: dict, workdir: Path, seed: int = 0, count: int = 12) -> None:
     """The first images of each source's smallest tiny set of ``seed``, one row per source."""
-    from comparison import tiny_key, tiny_set_for
-
-    n = min(v["size"] for k, v in plan["tiny_sets"].items() if not k.startswith("N"))
+    settings = Settings.from_dict(plan["settings"])
+    n = min(n for source, n, s in settings.source_tiny_sets() if tiny_key(n, s, source) in plan["tiny_sets"])
     sources = [s for s in SOURCE_LABELS if tiny_key(n, seed, s) in plan["tiny_sets"]]
     fig, axes = plt.subplots(len(sources), count, figsize=(count * 0.8, len(sources) * 0.9), squeeze=False)
     for row, source in zip(axes, sources):
@@ -300,11 +272,11 @@ def _save(fig, path: Path) -> None:
 
 
 def single_block_table(plan: dict, cells: dict, workdir: Path) -> tuple[list[str], dict]:
-    rows = [(name.split("_", 1)[1].rsplit("-", 2)[0], name.rsplit("-", 2)[1:], result)
-            for name, result in cells.items() if name.startswith("single_")]
+    rows = [(p.cell.block, p.cell.tiny_key, cells[p.cell.name]) for p in planned(plan)
+            if p.cell.block is not None and p.cell.name in cells]
     if not rows:
         return [], {}
-    key = "-".join(rows[0][1])
+    key = rows[0][1]
     scores = json.loads((workdir / "scores" / f"{key}.json").read_text())["blocks"] \
         if (workdir / "scores" / f"{key}.json").is_file() else {}
     rows = [r for r in rows if r[0] in scores]
