@@ -35,6 +35,7 @@ def weights(tmp_path):
     return tmp_path / "teacher.pth"
 
 
+@pytest.mark.slow
 def test_compress_end_to_end_on_an_image_folder(tmp_path, image_folder, weights, capsys):
     out = tmp_path / "out"
     code = main(["-q", "compress", "--model", "resnet20", "--weights", str(weights), "--data", str(image_folder),
@@ -158,6 +159,7 @@ def test_shipped_teachers_carry_their_preprocessing_so_data_free_needs_no_flags(
     assert transforms_for(flags, teacher, None).config.mean == (0.5,)
 
 
+@pytest.mark.slow
 def test_data_free_compress_synthesizes_then_compresses(tmp_path, weights):
     out = tmp_path / "df"
     code = main(["compress", "--model", "resnet20", "--weights", str(weights), "--data-free", "12", "--synth-steps",

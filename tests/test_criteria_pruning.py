@@ -133,6 +133,7 @@ def test_features_scope_prunes_streams_but_keeps_the_feature_map():
         prune_channels(teacher, x[:1], 0.5, scope="features")
 
 
+@pytest.mark.slow
 def test_prune_to_latency_reports_measured_reduction(monkeypatch):
     import practise.baselines.channel_pruning as cp
 

@@ -1,6 +1,8 @@
 """The embedded demo: shipped teacher and data, whole pipeline, offline."""
 import json
 
+import pytest
+
 import torch
 
 from practise.cli import main
@@ -23,6 +25,7 @@ def test_shipped_teacher_is_accurate_on_shipped_test_images():
     assert result["t"]["top1"] > 0.85
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "-q", "--out", str(out), "--num-images", "16", "--target-latency", "5%",

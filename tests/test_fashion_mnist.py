@@ -22,6 +22,7 @@ def test_fashion_mnist_test_split():
     assert sorted(set(TEST.labels)) == list(range(10))
 
 
+@pytest.mark.slow
 @needs_data
 def test_compress_on_a_folder_of_fashion_mnist_pngs(tmp_path):
     folder = tmp_path / "pngs"

@@ -79,6 +79,7 @@ def _png_folder(root, n=6, size=20):
     return root
 
 
+@pytest.mark.slow
 def test_unreadable_and_bomb_evaluation_images_are_skipped_and_reported(tmp_path, monkeypatch, capsys):
     from practise.data import ImageFolderSource
 
