@@ -47,6 +47,9 @@ class Candidate:
     score: float | None
     scoring_protocol: str | None
     scoring_seconds: float | None
+    latency_interval: list[float] | None = None   # 95% interval of latency_reduction (paired repeats)
+    latency_group: str | None = None              # first block of its structurally identical group
+    latency_tie: int | None = None                # equal numbers: not ordered by the measurement
 
 
 @dataclass
@@ -58,6 +61,7 @@ class SelectionInfo:
     predicted_reduction: float
     measured_reduction: float | None
     trials: list[dict] = field(default_factory=list)
+    measured_interval: list[float] | None = None  # 95%, from paired repeats
 
 
 @dataclass
@@ -116,9 +120,10 @@ class CompressReport:
     def to_dict(self) -> dict:
         out = asdict(self)
         for path in self._missing:  # optional fields a report read from an older version lacked
-            holder = out if len(path) == 1 else out[path[0]]
-            if holder.get(path[-1]) is None:
-                holder.pop(path[-1], None)
+            holders = [out] if len(path) == 1 else out[path[0]] if path[0] == "candidates" else [out[path[0]]]
+            for holder in holders:
+                if holder.get(path[-1]) is None:
+                    holder.pop(path[-1], None)
         return out
 
     # (key,) or (key, subkey) of optional fields absent from the dict this report was read
@@ -135,6 +140,8 @@ class CompressReport:
             values[key] = _build(kind, data[key])
             missing |= {(key, f.name) for f in fields(kind) if f.name not in data[key]}
         values["candidates"] = [_build(Candidate, c) for c in data["candidates"]]
+        missing |= {("candidates", f.name) for f in fields(Candidate)
+                    if any(f.name not in c for c in data["candidates"])}
         report = cls(**values)
         report._missing = frozenset(missing)
         return report

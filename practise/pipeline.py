@@ -157,7 +157,8 @@ def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...
              "feature chain found" if info.chain else "no feature chain (full passes while scoring)")
     timings = {}
     t = time.perf_counter()
-    r_b, block_stats, latency_settings = block_latency_reductions(teacher, sample_shape, names, config.latency, progress)
+    r_b, block_latency, latency_settings = block_latency_reductions(teacher, sample_shape, names, config.latency,
+                                                                    progress)
     timings["block_latency_s"] = time.perf_counter() - t
     t = time.perf_counter()
     scores = []
@@ -189,7 +190,7 @@ def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...
         timings["evaluation_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - began
     report = build_report(teacher, student, sample_shape, info, order, r_b, scores, selection, config, tiny_set,
-                          losses, evaluation, block_stats, latency_settings, timings)
+                          losses, evaluation, block_latency, latency_settings, timings)
     report.evaluation_error = evaluation_error
     return CompressResult(student, info.blocks, scores, selection, info.feature_layer, report)
 
@@ -214,7 +215,7 @@ def select(teacher: nn.Module, sample_shape: tuple[int, ...], order: list[str], 
 
 def build_report(teacher, student, sample_shape, info: Inspection, order: list[str], r_b: dict[str, float],
                  scores: list[BlockScore], selection: Selection, config: CompressConfig, tiny_set: TinySet, losses,
-                 evaluation, block_stats, latency_settings, timings) -> CompressReport:
+                 evaluation, block_latency, latency_settings, timings) -> CompressReport:
     example = torch.zeros(1, *sample_shape, device=next(teacher.parameters()).device)
     flops_before = info.flops
     flops_after, _ = count_flops(student, example)
@@ -223,14 +224,15 @@ def build_report(teacher, student, sample_shape, info: Inspection, order: list[s
     blocks = {b.name: b for b in info.blocks}
     candidates = []
     for rank, name in enumerate(order, 1):
-        block, s = blocks[name], by_name.get(name)
+        block, s, lat = blocks[name], by_name.get(name), block_latency[name]
         candidates.append(Candidate(
             **block.as_dict(), rank=rank, chosen=name in chosen,
             flops_reduction=block.flops / flops_before if flops_before else 0.0,
-            latency_ms_without=block_stats[name].median_ms, latency_reduction=r_b[name],
+            latency_ms_without=lat.ms_without, latency_reduction=r_b[name],
             recoverability=s.recoverability if s else None, mse_before=s.mse_before if s else None,
             score=s.score if s else None, scoring_protocol=s.protocol if s else None,
-            scoring_seconds=s.seconds if s else None))
+            scoring_seconds=s.seconds if s else None, latency_interval=[lat.low, lat.high],
+            latency_group=lat.group, latency_tie=lat.tie))
     tc = tiny_set.transforms.config
     return CompressReport(
         practise_version=__version__, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -242,7 +244,8 @@ def build_report(teacher, student, sample_shape, info: Inspection, order: list[s
         candidates=candidates,
         selection=SelectionInfo("count" if config.num_blocks is not None else "latency target", config.target_latency,
                                 config.num_blocks, selection.blocks, selection.predicted_reduction,
-                                selection.measured_reduction, selection.trials),
+                                selection.measured_reduction, selection.trials,
+                                list(selection.measured_interval) if selection.measured_interval else None),
         latency=LatencyInfo(latency_settings.as_dict(), asdict(selection.full_latency),
                             asdict(selection.pruned_latency), selection.latency_settings.as_dict(),
                             selection.timing_warning),

@@ -52,7 +52,8 @@ def to_markdown(report: CompressReport) -> str:
     target = f"target {_pct(sel.target)}" if sel.target is not None else f"{sel.num_blocks} blocks"
     criterion = report.config.get("criterion", "practise")
     lines += ["", f"Selection ({sel.mode}, {target}{'' if criterion == 'practise' else f', criterion {criterion}'}): "
-              f"predicted reduction {_pct(sel.predicted_reduction)}, measured {_pct(sel.measured_reduction)}.", "",
+              f"predicted reduction {_pct(sel.predicted_reduction)}, measured {_pct(sel.measured_reduction)}"
+              f"{_interval(sel.measured_interval, '95% interval ')}.", "",
               f"Latency measured on {settings['device']} ({settings['device_name']}), {settings['threads']} threads, "
               f"input {settings['input_shape']}, {settings['dtype']}, {settings['warmup']} warm-up + "
               f"{settings['repeats']} interleaved repeats, torch {settings['torch_version']}"
@@ -61,10 +62,12 @@ def to_markdown(report: CompressReport) -> str:
               "## Candidate blocks (best score first)", "",
               "Score = recoverability / latency reduction (lower is better): recoverability is the feature MSE left "
               "after training identity-initialised adaptors around the dropped block.", "",
+              *_latency_note(report),
               "| rank | block | chosen | latency reduction | FLOPs reduction | params | recoverability | score |",
               "|---|---|---|---|---|---|---|---|"]
     for c in report.candidates:
-        lines.append(f"| {c.rank} | `{c.name}` | {'yes' if c.chosen else ''} | {_pct(c.latency_reduction)} | "
+        lines.append(f"| {c.rank} | `{c.name}` | {'yes' if c.chosen else ''} | {_pct(c.latency_reduction)}"
+                     f"{_interval(c.latency_interval)}{_tie(c, report)} | "
                      f"{_pct(c.flops_reduction)} | {c.params:,} | {_num(c.recoverability)} | {_num(c.score)} |")
     rec = report.recovery
     loss = "no training" if rec.loss_first is None else f"loss {rec.loss_first:.4g} -> {rec.loss_last:.4g}"
@@ -73,10 +76,30 @@ def to_markdown(report: CompressReport) -> str:
     return "\n".join(lines + preprocessing_lines(report) + skipped_lines(report))
 
 
+def _interval(interval: list[float] | None, prefix: str = "") -> str:
+    return "" if not interval else f" ({prefix}{100 * interval[0]:.1f}-{100 * interval[1]:.1f}%)"
+
+
+def _tie(candidate, report: CompressReport) -> str:
+    """A tie mark when the candidate shares its latency estimate with another group."""
+    if candidate.latency_tie is None:
+        return ""
+    groups = {c.latency_group for c in report.candidates if c.latency_tie == candidate.latency_tie}
+    return f" tie {candidate.latency_tie}" if len(groups) > 1 else ""
+
+
 def _backend(settings: dict) -> str:
     """The latency backend, named when it is not the default eager PyTorch."""
     backend = settings.get("backend", "eager")
     return "" if backend == "eager" else f", backend {backend}"
+
+
+def _latency_note(report: CompressReport) -> list[str]:
+    if not any(c.latency_interval for c in report.candidates):
+        return []
+    return ["Latency reduction per block: paired repeats against the full model, structurally identical blocks timed "
+            "together and sharing one estimate; in brackets the 95% interval; blocks marked with the same tie "
+            "number cannot be ordered by the measurement (their intervals overlap).", ""]
 
 
 def preprocessing_lines(report: CompressReport) -> list[str]:

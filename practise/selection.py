@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
-from .latency import FULL, LatencyConfig, LatencySettings, LatencyStats, measure_variants, noise_warning, reduction
+from .latency import LatencyConfig, LatencySettings, LatencyStats, interval_warning, measure_saving, noise_warning
+from .latency.savings import Saving
 from .progress import Progress, silent
 from .scoring import BlockScore
 
@@ -26,10 +27,18 @@ class Selection:
     pruned_latency: LatencyStats | None = None
     latency_settings: LatencySettings | None = None
     trials: list[dict] = field(default_factory=list)  # every set measured on the way
+    saving: Saving | None = None  # the paired measurement behind measured_reduction, with its interval
+
+    @property
+    def measured_interval(self) -> tuple[float, float] | None:
+        return (self.saving.low, self.saving.high) if self.saving is not None else None
 
     @property
     def timing_warning(self) -> str | None:
-        """Set when the final measurement is too noisy to trust (see latency.noise_warning)."""
+        """Set when the final measurement is too noisy to trust (latency.interval_warning for
+        paired measurements, latency.noise_warning otherwise)."""
+        if self.saving is not None:
+            return interval_warning(self.saving)
         if self.full_latency is None or self.pruned_latency is None:
             return None
         return noise_warning(self.full_latency, self.pruned_latency)
@@ -57,12 +66,13 @@ def select_by_count(scores: list[BlockScore], count: int) -> Selection:
 
 def measure_selection(model: nn.Module, sample_shape: tuple[int, ...], selection: Selection,
                       config: LatencyConfig, progress: Progress = silent) -> Selection:
-    stats, settings = measure_variants(model, sample_shape, {FULL: [], "pruned": selection.blocks}, config, progress)
-    selection.full_latency, selection.pruned_latency = stats[FULL], stats["pruned"]
-    selection.measured_reduction = reduction(stats[FULL], stats["pruned"])
+    """Measure ``selection``'s pruned network against the full one (paired repeats) into it."""
+    saving, settings = measure_saving(model, sample_shape, selection.blocks, config, progress)
+    selection.full_latency, selection.pruned_latency = saving.full, saving.pruned
+    selection.measured_reduction, selection.saving = saving.reduction, saving
     selection.latency_settings = settings
     selection.trials.append({"blocks": list(selection.blocks), "predicted": selection.predicted_reduction,
-                             "measured": selection.measured_reduction})
+                             "measured": selection.measured_reduction, "interval": [saving.low, saving.high]})
     return selection
 
 

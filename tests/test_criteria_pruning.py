@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from helpers import WEIRD_BLOCKS, tiny_images, tiny_resnet, weird_model
+from helpers import WEIRD_BLOCKS, modelled_saving, tiny_images, tiny_resnet, weird_model
 from practise.blocks import count_flops, count_params
 from practise.criteria import CRITERIA, RankingInputs, cosine_dissimilarity, rank_blocks
 from practise.latency import LatencyConfig, LatencyStats, measure_models
@@ -54,11 +54,7 @@ COST_MS = {"a": 1.0, "b": 1.0, "c": 4.0, "d": 4.0}  # latency = 1 ms + the block
 def modelled_latency(monkeypatch):
     import practise.selection as selection
 
-    def fake(model, shape, variants, config, progress=None):
-        return {name: LatencyStats.from_samples([(1 + sum(c for b, c in COST_MS.items() if b not in drop)) / 1000])
-                for name, drop in variants.items()}, None
-
-    monkeypatch.setattr(selection, "measure_variants", fake)
+    monkeypatch.setattr(selection, "measure_saving", modelled_saving(COST_MS))
 
 
 def test_select_in_order_follows_the_order(modelled_latency):

@@ -2,6 +2,8 @@ import pytest
 import torch
 import torch.nn as nn
 
+from helpers import modelled_saving
+
 from practise.device import resolve_device
 from practise.latency import FULL, LatencyConfig, LatencyStats, block_latency_reductions, measure_variants, noise_warning
 from practise.scoring import BlockScore
@@ -89,12 +91,7 @@ def modelled_latency(monkeypatch):
     """Deterministic latency for selection logic: measurements follow COST_MS exactly."""
     import practise.selection as selection
 
-    def fake(model, shape, variants, config, progress=None):
-        stats = {name: LatencyStats.from_samples([(1.0 + sum(c for b, c in COST_MS.items() if b not in drop)) / 1000])
-                 for name, drop in variants.items()}
-        return stats, None
-
-    monkeypatch.setattr(selection, "measure_variants", fake)
+    monkeypatch.setattr(selection, "measure_saving", modelled_saving(COST_MS))
 
 
 def test_select_by_target_measures_and_stops_when_reached(modelled_latency):

@@ -147,7 +147,16 @@ def add_latency_args(p) -> None:
     d = LatencyConfig()
     g = p.add_argument_group("latency measurement")
     g.add_argument("--batch-size", type=POSITIVE, help="batch for timing (default 64 on GPU, 8 on CPU)")
-    g.add_argument("--repeats", type=POSITIVE, default=d.repeats, help=f"timed passes per variant (default {d.repeats})")
+    g.add_argument("--repeats", type=POSITIVE, default=d.repeats,
+                   help=f"timed passes per variant; the minimum for block savings and selections (default {d.repeats})")
+    g.add_argument("--max-repeats", type=POSITIVE,
+                   help="block savings and selections add repeats until their 95%% interval is within "
+                        "--latency-resolution, up to this many (default 10 x --repeats)")
+    g.add_argument("--latency-resolution", type=number(0.0, strict=True), default=d.resolution,
+                   help=f"interval half-width aimed at, a fraction of the full model's latency per block "
+                        f"(default {d.resolution}, i.e. {100 * d.resolution:g} points)")
+    g.add_argument("--no-latency-groups", action="store_true",
+                   help="time every block on its own instead of timing structurally identical blocks together")
     g.add_argument("--warmup", type=NON_NEGATIVE, default=d.warmup, help=f"untimed passes per variant (default {d.warmup})")
     g.add_argument("--threads", type=POSITIVE, help="CPU threads for timing (default: torch's)")
     g.add_argument("--dtype", default=d.dtype, choices=list(DTYPES), help="float32, float16 or bfloat16")

@@ -35,17 +35,32 @@ def run(a) -> None:
     shape = shape_for(a, model)
     info = inspect_model(model, shape, csv(a.include), csv(a.exclude), a.feature_layer)
     total, _ = count_flops(model, torch.zeros(1, *shape))
-    r_b = {}
+    r_b, details = {}, {}
     if a.latency:
-        r_b, _, _ = block_latency_reductions(model, shape, [b.name for b in info.blocks], latency_config(a),
-                                             progress_for(a))
-    rows = [{**b.as_dict(), "flops_share": b.flops / total, **({"latency_reduction": r_b[b.name]} if r_b else {})}
+        r_b, details, settings = block_latency_reductions(model, shape, [b.name for b in info.blocks],
+                                                          latency_config(a), progress_for(a))
+    rows = [{**b.as_dict(), "flops_share": b.flops / total, **(latency_row(details[b.name]) if details else {})}
             for b in info.blocks]
     if a.json:
-        print(json.dumps({"feature_layer": info.feature_layer, "blocks": rows}, indent=2))
+        extra = {"latency_settings": settings.as_dict()} if details else {}
+        print(json.dumps({"feature_layer": info.feature_layer, "blocks": rows, **extra}, indent=2))
         return
     print(f"{len(rows)} droppable blocks; feature layer: {info.feature_layer}")
-    print(f"{'block':<16}{'kind':<20}{'params':>12}{'FLOPs share':>13}" + (f"{'latency share':>15}" if r_b else ""))
+    print(f"{'block':<16}{'kind':<20}{'params':>12}{'FLOPs share':>13}"
+          + (f"{'latency share':>15}{'95% interval':>16}  group (tie)" if details else ""))
     for r in rows:
         line = f"{r['name']:<16}{r['kind']:<20}{r['params']:>12,}{100 * r['flops_share']:>12.1f}%"
-        print(line + (f"{100 * r['latency_reduction']:>14.1f}%" if r_b else ""))
+        if details:
+            low, high = r["latency_interval"]
+            line += (f"{100 * r['latency_reduction']:>14.2f}%{100 * low:>8.2f}-{100 * high:.2f}%"
+                     f"  {r['latency_group']} ({r['latency_tie']})")
+        print(line)
+    if details:
+        print(f"latency: {settings.repeats} paired repeats at batch {settings.batch_size} on {settings.device} "
+              f"({settings.device_name}), {settings.threads} threads, backend {settings.backend}; blocks of one "
+              f"group are structurally identical and share one estimate, equal tie numbers cannot be ordered")
+
+
+def latency_row(latency) -> dict:
+    return {"latency_reduction": latency.reduction, "latency_interval": [latency.low, latency.high],
+            "latency_group": latency.group, "latency_group_size": latency.group_size, "latency_tie": latency.tie}

@@ -56,7 +56,9 @@ def progress_for(a) -> TqdmProgress:
 
 def latency_config(a) -> LatencyConfig:
     return LatencyConfig(device=a.device, batch_size=a.batch_size, warmup=a.warmup, repeats=a.repeats,
-                         threads=a.threads, dtype=a.dtype, channels_last=a.channels_last, backend=a.latency_backend)
+                         max_repeats=a.max_repeats, resolution=a.latency_resolution,
+                         group_identical=not a.no_latency_groups, threads=a.threads, dtype=a.dtype,
+                         channels_last=a.channels_last, backend=a.latency_backend)
 
 
 def scoring_config(a) -> ScoringConfig:

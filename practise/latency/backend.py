@@ -9,6 +9,7 @@ subclass plus one ``register_backend`` line.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, ContextManager
 
 import torch
@@ -16,7 +17,8 @@ import torch.nn as nn
 
 from ..registry import Registry
 
-# entered outside the timed region; yields the function that is timed on the input
+# entered (outside the timed region) for every pass, so it must be reusable, not a one-shot
+# generator context manager; yields the function that is timed on the input
 Runnable = ContextManager[Callable[[torch.Tensor], Any]]
 
 
@@ -33,6 +35,10 @@ class LatencyBackend:
                        device: torch.device) -> dict[str, Runnable]:
         """One runnable per distinct model (e.g. a teacher and a channel-pruned copy)."""
         return {name: self.prepare(m, {name: []}, dtype, memory_format, device)[name] for name, m in models.items()}
+
+    def clock(self) -> float:
+        """Seconds on a monotonic clock (a test's simulated backend keeps its own time)."""
+        return time.perf_counter()
 
     def synchronize(self, device: torch.device) -> None:
         """Wait until work queued on ``device`` has finished (the timer reads the clock after it)."""

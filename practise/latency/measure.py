@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import platform
 import statistics
-import time
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -35,7 +34,13 @@ class LatencyConfig:
     # of a 224 px network takes seconds per pass on a few cores).
     batch_size: int | None = None
     warmup: int = 5              # untimed passes per variant before timing
-    repeats: int = 20            # timed passes per variant (interleaved)
+    repeats: int = 20            # timed passes per variant (interleaved); the minimum when paired
+    # Paired estimates (block savings, selections) add repeats in rounds until every
+    # saving's 95% interval is at most +-resolution (a fraction of the full model's
+    # latency, per block), or max_repeats is reached; the interval is reported either way.
+    max_repeats: int | None = None   # None: 10 x repeats
+    resolution: float = 0.0025
+    group_identical: bool = True  # blocks of the same class, parameter shapes and input shape share one estimate
     threads: int | None = None   # torch CPU threads; None leaves torch's default
     dtype: str = "float32"
     channels_last: bool = False
@@ -51,6 +56,14 @@ class LatencyConfig:
             raise ValueError(f"latency batch size must be at least 1, got {self.batch_size}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
+        if self.max_repeats is not None and self.max_repeats < self.repeats:
+            raise ValueError(f"max_repeats ({self.max_repeats}) must be at least repeats ({self.repeats})")
+        if not 0 < self.resolution < 1:
+            raise ValueError(f"latency resolution must be a fraction between 0 and 1, got {self.resolution}")
+
+    @property
+    def resolved_max_repeats(self) -> int:
+        return self.max_repeats if self.max_repeats is not None else 10 * self.repeats
 
     def resolved_batch(self, device: torch.device) -> int:
         if self.batch_size is not None:
@@ -91,6 +104,8 @@ class LatencySettings:
     repeats: int
     torch_version: str = field(default_factory=lambda: torch.__version__)
     backend: str = "eager"
+    paired: bool = False             # savings from per-repeat differences against the full model
+    resolution: float | None = None  # the interval half-width aimed at (paired only)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -102,47 +117,71 @@ def _device_name(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} ({platform.system()})"
 
 
-def _time_once(runnable: Runnable, x: torch.Tensor, backend: LatencyBackend, device: torch.device) -> float:
+def time_once(runnable: Runnable, x: torch.Tensor, backend: LatencyBackend, device: torch.device) -> float:
+    """One timed pass: entering the runnable (block swaps, bindings) stays outside the clock."""
     with runnable as run:
         backend.synchronize(device)
-        began = time.perf_counter()
+        began = backend.clock()
         run(x)
         backend.synchronize(device)
-        return time.perf_counter() - began
+        return backend.clock() - began
+
+
+class TimingSession:
+    """Threads set, the input made and the backend chosen for one measurement; restores
+    torch's thread count when it ends."""
+
+    def __init__(self, sample_shape: tuple[int, ...], config: LatencyConfig, device: torch.device):
+        self.config, self.device, self.sample_shape = config, device, sample_shape
+        self.backend = BACKENDS.get(config.backend)
+        self.batch = config.resolved_batch(device)
+
+    def __enter__(self) -> "TimingSession":
+        self.previous_threads = torch.get_num_threads()
+        if self.config.threads is not None:
+            torch.set_num_threads(self.config.threads)
+        self.x = torch.randn((self.batch, *self.sample_shape), generator=torch.Generator().manual_seed(0)).to(
+            device=self.device, dtype=DTYPES[self.config.dtype],
+            memory_format=_memory_format(self.config, self.sample_shape))
+        self._inference = torch.inference_mode()
+        self._inference.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._inference.__exit__(*exc)
+        self.threads = self.config.threads or torch.get_num_threads()
+        torch.set_num_threads(self.previous_threads)
+
+    def timed(self, runnable: Runnable) -> float:
+        return time_once(runnable, self.x, self.backend, self.device)
+
+    def settings(self, repeats: int, paired: bool = False) -> LatencySettings:
+        c = self.config
+        return LatencySettings(str(self.device), _device_name(self.device), self.threads, self.batch,
+                               [self.batch, *self.sample_shape], c.dtype, c.channels_last, c.warmup, repeats,
+                               backend=c.backend, paired=paired, resolution=c.resolution if paired else None)
 
 
 def _timed_interleaved(runners: dict[str, Runnable], sample_shape: tuple[int, ...], config: LatencyConfig,
                        device: torch.device, progress: Progress) -> tuple[dict[str, LatencyStats], LatencySettings]:
     """Every repeat runs each variant once, in a rotated order; medians per variant."""
-    backend = BACKENDS.get(config.backend)
-    batch = config.resolved_batch(device)
-    previous_threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    x = torch.randn((batch, *sample_shape), generator=torch.Generator().manual_seed(0)).to(
-        device=device, dtype=DTYPES[config.dtype], memory_format=_memory_format(config, sample_shape))
     names = list(runners)
     samples: dict[str, list[float]] = {n: [] for n in names}
     progress.start("latency", (config.warmup + config.repeats) * len(names))
     try:
-        with torch.inference_mode():
+        with TimingSession(sample_shape, config, device) as session:
             for _ in range(config.warmup):
                 for name in names:
-                    _time_once(runners[name], x, backend, device)
+                    session.timed(runners[name])
                     progress.advance(1)
             for rep in range(config.repeats):
                 shift = rep % len(names)  # rotate the order so no variant always runs first
                 for name in names[shift:] + names[:shift]:
-                    samples[name].append(_time_once(runners[name], x, backend, device))
+                    samples[name].append(session.timed(runners[name]))
                     progress.advance(1)
     finally:
         progress.end()
-        threads = config.threads or torch.get_num_threads()
-        torch.set_num_threads(previous_threads)
-    settings = LatencySettings(str(device), _device_name(device), threads, batch, [batch, *sample_shape],
-                               config.dtype, config.channels_last, config.warmup, config.repeats,
-                               backend=config.backend)
-    return {n: LatencyStats.from_samples(s) for n, s in samples.items()}, settings
+    return {n: LatencyStats.from_samples(s) for n, s in samples.items()}, session.settings(config.repeats)
 
 
 def _memory_format(config: LatencyConfig, sample_shape: tuple[int, ...]) -> torch.memory_format:
@@ -199,12 +238,3 @@ def noise_warning(full: LatencyStats, pruned: LatencyStats) -> str | None:
 
 
 FULL = "<full model>"  # variant name; angle brackets cannot clash with a module path
-
-
-def block_latency_reductions(model: nn.Module, sample_shape: tuple[int, ...], blocks: list[str],
-                             config: LatencyConfig, progress: Progress = silent
-                             ) -> tuple[dict[str, float], dict[str, LatencyStats], LatencySettings]:
-    """r_b for every block: full network against the network without that one block."""
-    variants = {FULL: [], **{b: [b] for b in blocks}}
-    stats, settings = measure_variants(model, sample_shape, variants, config, progress)
-    return {b: reduction(stats[FULL], stats[b]) for b in blocks}, stats, settings
