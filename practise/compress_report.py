@@ -112,6 +112,7 @@ class CompressReport:
     preprocessing: dict | None = None  # Preprocessing.as_dict(), or the transform settings
     timings: dict = field(default_factory=dict)
     evaluation_error: str | None = None
+    machine: dict | None = None        # machine.machine_info(): CPU model and measured throughput
 
     @property
     def has_accuracy(self) -> bool:

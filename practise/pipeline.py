@@ -30,6 +30,7 @@ from .modes import eval_mode
 from .model_output import logits
 from .device import resolve_device
 from .latency import LatencyConfig, block_latency_reductions
+from .machine import machine_info
 from .progress import Progress, silent
 from .recovery import RECOVERY_METHODS, RecoveryConfig, recover_
 from .scoring import BlockScore, Scorer, ScoringConfig, score_blocks
@@ -255,4 +256,4 @@ def build_report(teacher, student, sample_shape, info: Inspection, order: list[s
                               losses[0] if losses else None, losses[-1] if losses else None),
         evaluation=evaluation,
         preprocessing={"image_size": tc.image_size, "channels": tc.channels, "mean": list(tc.mean), "std": list(tc.std)},
-        timings=timings)
+        timings=timings, machine=machine_info())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .compress_report import CompressReport
 from .io import atomic_write, atomic_write_text
+from .machine import describe
 
 
 def _pct(value: float | None) -> str:
@@ -72,7 +73,8 @@ def to_markdown(report: CompressReport) -> str:
     rec = report.recovery
     loss = "no training" if rec.loss_first is None else f"loss {rec.loss_first:.4g} -> {rec.loss_last:.4g}"
     lines += ["", f"Recovery: `{rec.method}`, {rec.iterations} iterations, lr {rec.lr}; {loss}.",
-              "", "Timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.timings.items()), ""]
+              "", "Timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.timings.items())
+              + (f", on {describe(report.machine)}" if report.machine else ""), ""]
     return "\n".join(lines + preprocessing_lines(report) + skipped_lines(report))
 
 
