@@ -302,9 +302,9 @@ def plan(settings: Settings) -> None:
     if "latency" not in data:
         table_config = LatencyConfig(device="cpu", batch_size=settings.latency_batch, repeats=settings.table_repeats,
                                      warmup=5)
-        r_b, stats, latency_settings = block_latency_reductions(teacher, SHAPE, names, table_config)
-        data["latency"] = {"r_b": r_b, "median_ms": {k: v.median_ms for k, v in stats.items()},
-                           "iqr_ms": {k: v.iqr_ms for k, v in stats.items()}, "settings": latency_settings.as_dict()}
+        r_b, details, latency_settings = block_latency_reductions(teacher, SHAPE, names, table_config)
+        data["latency"] = {"r_b": r_b, "interval": {k: [v.low, v.high] for k, v in details.items()},
+                           "group": {k: v.group for k, v in details.items()}, "settings": latency_settings.as_dict()}
         data["blocks"] = {b.name: b.as_dict() for b in info.blocks}
         data["flops_full"] = count_flops(teacher, torch.zeros(1, *SHAPE))[0]
         write_json(path, data)

@@ -42,9 +42,8 @@ def latency_table(teacher, names, workdir: Path, config: LatencyConfig) -> dict:
     path = workdir / "latency.json"
     if path.is_file():
         return json.loads(path.read_text())
-    r_b, stats, settings = block_latency_reductions(teacher, SHAPE, names, config)
-    data = {"r_b": r_b, "settings": settings.as_dict(),
-            "median_ms": {k: v.median_ms for k, v in stats.items()}}
+    r_b, details, settings = block_latency_reductions(teacher, SHAPE, names, config)
+    data = {"r_b": r_b, "settings": settings.as_dict(), "interval": {k: [v.low, v.high] for k, v in details.items()}}
     atomic_write_text(path, json.dumps(data, indent=1))
     return data
 

@@ -56,7 +56,7 @@ def test_registry_refuses_duplicates_and_lists_the_valid_names():
 def test_configs_name_the_valid_criteria_and_backends():
     with pytest.raises(ValueError, match="valid choices: practise, random, latency, cosine"):
         CompressConfig(num_blocks=1, criterion="greedy")
-    with pytest.raises(ValueError, match="unknown latency backend 'tensorrt'; valid choices: eager"):
+    with pytest.raises(ValueError, match="unknown latency backend 'tensorrt'; valid choices: eager, onnxruntime"):
         LatencyConfig(backend="tensorrt")
 
 
@@ -101,9 +101,9 @@ class CountingBackend(EagerBackend):
     def __init__(self):
         self.prepared, self.synced = [], 0
 
-    def prepare(self, model, variants, dtype, memory_format, device):
+    def prepare(self, model, variants, sample_shape, config, device):
         self.prepared.append(sorted(variants))
-        return super().prepare(model, variants, dtype, memory_format, device)
+        return super().prepare(model, variants, sample_shape, config, device)
 
     def synchronize(self, device):
         self.synced += 1

@@ -39,7 +39,7 @@ class NoisyClockBackend(LatencyBackend):
     def cost_ms(self, dropped: set[str]) -> float:
         return BASE_MS + sum(STAGE_COST_MS[b.split(".")[0]] for b in RECOVERABILITY if b not in dropped)
 
-    def prepare(self, model, variants, dtype, memory_format, device):
+    def prepare(self, model, variants, sample_shape, config, device):
         return {name: SimulatedVariant(self, set(blocks)) for name, blocks in variants.items()}
 
     def run(self, dropped: set[str]) -> None:

@@ -12,10 +12,10 @@ import sys
 from ..device import resolve_device
 from ..io import one_line
 from ..selection import UnreachableTarget
-from . import blocks, compress, demo, evaluate, latency, score, synthesize, train
+from . import blocks, compress, demo, evaluate, export, latency, score, synthesize, train
 from .arguments import OneLineParser
 
-SUBCOMMANDS = (blocks, latency, score, compress, synthesize, demo, train, evaluate)  # in --help order
+SUBCOMMANDS = (blocks, latency, score, compress, synthesize, demo, train, evaluate, export)  # in --help order
 # Mistakes in what the user gave: one line on stderr, exit code 2.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
                PermissionError, UnreachableTarget, FloatingPointError)

@@ -3,14 +3,16 @@ backend: eager PyTorch built in; a new runtime is one file plus one ``register_b
 line below."""
 from .backend import BACKENDS, LatencyBackend, Runnable, register_backend
 from .eager import EagerBackend
+from .onnxruntime_backend import OnnxRuntimeBackend
 from .measure import (DTYPES, FULL, LatencyConfig, LatencySettings, LatencyStats, measure_models, measure_variants,
                       noise_warning, reduction)
 from .savings import (BlockLatency, Saving, block_latency_reductions, interval_warning, measure_saving, paired_savings,
                       structural_groups)
 
 register_backend(EagerBackend())
+register_backend(OnnxRuntimeBackend())  # needs onnxruntime installed when used
 
-__all__ = ["BACKENDS", "LatencyBackend", "Runnable", "register_backend", "EagerBackend", "DTYPES", "FULL",
+__all__ = ["BACKENDS", "LatencyBackend", "Runnable", "register_backend", "EagerBackend", "OnnxRuntimeBackend", "DTYPES", "FULL",
            "LatencyConfig", "LatencySettings", "LatencyStats", "block_latency_reductions", "measure_models",
            "measure_variants", "noise_warning", "reduction", "BlockLatency", "Saving", "interval_warning",
            "measure_saving", "paired_savings", "structural_groups"]

@@ -10,12 +10,15 @@ subclass plus one ``register_backend`` line.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, ContextManager
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 import torch
 import torch.nn as nn
 
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from .measure import LatencyConfig
 
 # entered (outside the timed region) for every pass, so it must be reusable, not a one-shot
 # generator context manager; yields the function that is timed on the input
@@ -25,16 +28,17 @@ Runnable = ContextManager[Callable[[torch.Tensor], Any]]
 class LatencyBackend:
     name = ""
 
-    def prepare(self, model: nn.Module, variants: dict[str, list[str]], dtype: torch.dtype,
-                memory_format: torch.memory_format, device: torch.device) -> dict[str, Runnable]:
-        """One runnable per variant (variant name -> blocks of ``model`` to drop). The
-        caller's ``model`` must stay untouched."""
+    def prepare(self, model: nn.Module, variants: dict[str, list[str]], sample_shape: tuple[int, ...],
+                config: "LatencyConfig", device: torch.device) -> dict[str, Runnable]:
+        """One runnable per variant (variant name -> blocks of ``model`` to drop), for inputs
+        of ``sample_shape`` (without the batch) in ``config``'s dtype, memory format and
+        threads. The caller's ``model`` must stay untouched."""
         raise NotImplementedError
 
-    def prepare_models(self, models: dict[str, nn.Module], dtype: torch.dtype, memory_format: torch.memory_format,
+    def prepare_models(self, models: dict[str, nn.Module], sample_shape: tuple[int, ...], config: "LatencyConfig",
                        device: torch.device) -> dict[str, Runnable]:
         """One runnable per distinct model (e.g. a teacher and a channel-pruned copy)."""
-        return {name: self.prepare(m, {name: []}, dtype, memory_format, device)[name] for name, m in models.items()}
+        return {name: self.prepare(m, {name: []}, sample_shape, config, device)[name] for name, m in models.items()}
 
     def clock(self) -> float:
         """Seconds on a monotonic clock (a test's simulated backend keeps its own time)."""

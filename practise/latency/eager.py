@@ -34,6 +34,9 @@ class SwappedVariant:
 class EagerBackend(LatencyBackend):
     name = "eager"
 
-    def prepare(self, model, variants, dtype, memory_format, device):
-        private = copy.deepcopy(model).to(device=device, dtype=dtype, memory_format=memory_format).eval()
+    def prepare(self, model, variants, sample_shape, config, device):
+        from .measure import DTYPES, weights_format
+
+        private = copy.deepcopy(model).to(device=device, dtype=DTYPES[config.dtype],
+                                          memory_format=weights_format(config)).eval()
         return {name: SwappedVariant(private, blocks) for name, blocks in variants.items()}

@@ -39,7 +39,7 @@ class LatencyConfig:
     # saving's 95% interval is at most +-resolution (a fraction of the full model's
     # latency, per block), or max_repeats is reached; the interval is reported either way.
     max_repeats: int | None = None   # None: 10 x repeats
-    resolution: float = 0.0025
+    resolution: float = 0.001
     group_identical: bool = True  # blocks of the same class, parameter shapes and input shape share one estimate
     threads: int | None = None   # torch CPU threads; None leaves torch's default
     dtype: str = "float32"
@@ -189,7 +189,7 @@ def _memory_format(config: LatencyConfig, sample_shape: tuple[int, ...]) -> torc
     return torch.channels_last if config.channels_last and len(sample_shape) == 3 else torch.contiguous_format
 
 
-def _weights_format(config: LatencyConfig) -> torch.memory_format:
+def weights_format(config: LatencyConfig) -> torch.memory_format:
     return torch.channels_last if config.channels_last else torch.contiguous_format
 
 
@@ -203,7 +203,7 @@ def measure_variants(model: nn.Module, sample_shape: tuple[int, ...], variants: 
         for name in blocks:
             check_module_name(model, name, "block")
     device = resolve_device(config.device)
-    runners = BACKENDS.get(config.backend).prepare(model, variants, DTYPES[config.dtype], _weights_format(config), device)
+    runners = BACKENDS.get(config.backend).prepare(model, variants, sample_shape, config, device)
     return _timed_interleaved(runners, sample_shape, config, device, progress)
 
 
@@ -211,7 +211,7 @@ def measure_models(models: dict[str, nn.Module], sample_shape: tuple[int, ...], 
                    progress: Progress = silent) -> tuple[dict[str, LatencyStats], LatencySettings]:
     """Time distinct models (e.g. a teacher and a channel-pruned copy) interleaved, on private copies."""
     device = resolve_device(config.device)
-    runners = BACKENDS.get(config.backend).prepare_models(models, DTYPES[config.dtype], _weights_format(config), device)
+    runners = BACKENDS.get(config.backend).prepare_models(models, sample_shape, config, device)
     return _timed_interleaved(runners, sample_shape, config, device, progress)
 
 

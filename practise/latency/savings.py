@@ -33,7 +33,7 @@ from ..modes import eval_mode, hooks_removed
 from ..progress import Progress, silent
 from ..tracing import check_module_name
 from .backend import BACKENDS
-from .measure import DTYPES, FULL, LatencyConfig, LatencySettings, LatencyStats, TimingSession, _weights_format
+from .measure import FULL, LatencyConfig, LatencySettings, LatencyStats, TimingSession
 
 ROUND = 10  # repeats added per round once the minimum is done
 
@@ -124,7 +124,7 @@ def paired_savings(model: nn.Module, sample_shape: tuple[int, ...], variants: di
             check_module_name(model, name, "block")
     device = resolve_device(config.device)
     backend = BACKENDS.get(config.backend)
-    runners = backend.prepare(model, {FULL: [], **variants}, DTYPES[config.dtype], _weights_format(config), device)
+    runners = backend.prepare(model, {FULL: [], **variants}, sample_shape, config, device)
     names = list(variants)
     full: dict[str, list[float]] = {n: [] for n in names}
     pruned: dict[str, list[float]] = {n: [] for n in names}
