@@ -29,6 +29,7 @@ from common import ROOT, fmnist_teacher, provenance
 from practise.data import build_tiny_set, load_fashion_mnist
 from practise.data import fashion_mnist_transforms
 from practise.io import atomic_write_text
+from practise.machine import describe, machine_info
 from practise.latency import LatencyConfig, block_latency_reductions
 from practise.pipeline import inspect_model
 from practise.scoring import Scorer, ScoringConfig, load_score_cache, score_blocks, scoring_fingerprint
@@ -77,6 +78,8 @@ def main() -> None:
     p.add_argument("--num-images", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fast-iterations", default="1000")
+    p.add_argument("--autocast", nargs="+", default=[None], type=lambda t: None if t == "none" else t,
+                   help="fast-run autocast settings to measure: none, bfloat16 (several: each)")
     p.add_argument("--slow-iterations", type=int, default=1000)
     p.add_argument("--slow-budget-min", type=float, default=None, help="stop the slow run after this long")
     p.add_argument("--skip-slow", action="store_true")
@@ -95,13 +98,24 @@ def main() -> None:
     r_b = lat["r_b"]
     results = {"provenance": provenance(), "num_images": len(tiny), "seed": args.seed, "blocks": names,
                "latency": lat, "fast": {}, "slow": None}
+    earlier = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+    for entry in earlier.get("fast", {}).values():  # earlier variants stay listed, with the machine they ran on
+        entry.setdefault("measured_on", earlier["provenance"]["machine"])
+    results["fast"] = dict(earlier.get("fast", {}))
+    results["slow_measured_on"] = earlier.get("slow_measured_on") or (earlier.get("provenance") or {}).get("machine")
     for iters in [int(i) for i in args.fast_iterations.split(",")]:
-        config = ScoringConfig(iterations=iters, protocol="cached", seed=args.seed)
-        done, setup_s = run_scoring(teacher, tiny, info, config, r_b, workdir / f"fast-{iters}.json", None, names)
-        results["fast"][str(iters)] = {"recoverability": {b: done[b]["recoverability"] for b in names},
-                                       "protocol": sorted({done[b]["protocol"] for b in names}),
-                                       "setup_s": setup_s,
-                                       "scoring_s": setup_s + sum(done[b]["seconds"] for b in names)}
+        for autocast in args.autocast:
+            config = ScoringConfig(iterations=iters, protocol="cached", seed=args.seed, autocast=autocast)
+            label = f"{iters}" + (f"-{autocast}" if autocast else "")
+            cache = workdir / f"fast-{label}.json"
+            fresh = not cache.is_file()
+            done, setup_s = run_scoring(teacher, tiny, info, config, r_b, cache, None, names)
+            entry = {"recoverability": {b: done[b]["recoverability"] for b in names},
+                     "protocol": sorted({done[b]["protocol"] for b in names}), "setup_s": setup_s,
+                     "scoring_s": setup_s + sum(done[b]["seconds"] for b in names), "autocast": autocast}
+            if fresh:
+                entry |= {"machine_info": machine_info(), "measured_on": provenance()["machine"]}
+            results["fast"][label] = {**results["fast"].get(label, {}), **entry}
     if not args.skip_slow:
         config = ScoringConfig(iterations=args.slow_iterations, protocol="paper", seed=args.seed)
         budget = args.slow_budget_min * 60 if args.slow_budget_min is not None else None
@@ -131,16 +145,20 @@ def write_results(results: dict, out: Path) -> None:
              f"{' (with uncommitted changes)' if prov['uncommitted_changes'] else ''}; machine: "
              f"{prov['machine']['cpu']}, {prov['machine']['cores']} cores, torch {prov['machine']['torch']} "
              f"({prov['machine']['torch_threads']} threads).", "",
-             "| fast iterations | scoring time (all blocks) | Spearman vs slow (recoverability) | Spearman vs slow (score) | blocks compared |",
-             "|---|---|---|---|---|"]
+             "| fast iterations | scoring time (all blocks) | machine of that time | Spearman vs slow (recoverability) | Spearman vs slow (score) | blocks compared |",
+             "|---|---|---|---|---|---|"]
     for iters, fast in results["fast"].items():
-        lines.append(f"| {iters} | {fast['scoring_s'] / 60:.1f} min | {fast.get('spearman_recoverability', float('nan')):.3f} | "
+        on = fast.get("measured_on") or prov["machine"]
+        where = describe(fast["machine_info"]) if fast.get("machine_info") else \
+            f"{on['cpu']}, {on['cores']} cores (throughput not recorded)"
+        lines.append(f"| {iters} | {fast['scoring_s'] / 60:.1f} min | {where} | {fast.get('spearman_recoverability', float('nan')):.3f} | "
                      f"{fast.get('spearman_score', float('nan')):.3f} | {fast.get('compared_blocks', 0)} |")
     if slow:
         state = "complete" if len(slow["finished_blocks"]) == len(results["blocks"]) else \
             f"PARTIAL: {len(slow['finished_blocks'])} of {len(results['blocks'])} blocks so far"
+        on = results.get("slow_measured_on") or prov["machine"]
         lines += ["", f"Slow reference (authors' protocol, {slow['iterations']} iterations per block): {state}, "
-                  f"{slow['scoring_s'] / 60:.1f} min."]
+                  f"{slow['scoring_s'] / 60:.1f} min on {on['cpu']}, {on['cores']} cores."]
     lines += ["", "| block | r_b | " + " | ".join(f"R fast-{i}" for i in results["fast"]) + " | R slow |",
               "|---|---|" + "---|" * (len(results["fast"]) + 1)]
     for b in results["blocks"]:

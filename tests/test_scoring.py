@@ -89,3 +89,18 @@ def test_in_place_first_layer_does_not_corrupt_cached_inputs():
     tiny = scorer.tiny_set
     expected = torch.stack([tiny.transforms.evaluate(im) for im in tiny.images])
     assert (expected < 0).any() and torch.equal(scorer.eval_images, expected)
+
+
+def test_bf16_autocast_scores_close_to_float32_and_is_part_of_the_cache_key():
+    from practise.scoring import scoring_fingerprint
+
+    teacher = tiny_resnet()
+    fp32 = make_scorer(teacher, iterations=10).recoverability("layer2.1")
+    bf16 = make_scorer(teacher, iterations=10, autocast="bfloat16").recoverability("layer2.1")
+    assert bf16[1] == fp32[1]  # the MSE before training is measured in float32 either way
+    assert bf16[0] == pytest.approx(fp32[0], rel=0.05) and bf16[0] < bf16[1]
+    tiny = tiny_set(48)
+    plain = scoring_fingerprint(teacher, tiny, ScoringConfig(), "layer3")
+    assert scoring_fingerprint(teacher, tiny, ScoringConfig(autocast="bfloat16"), "layer3") != plain
+    with pytest.raises(ValueError, match="unknown autocast 'int8'; valid choices: None, bfloat16"):
+        ScoringConfig(autocast="int8")

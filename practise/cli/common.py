@@ -62,7 +62,9 @@ def latency_config(a) -> LatencyConfig:
 
 
 def scoring_config(a) -> ScoringConfig:
-    return ScoringConfig(iterations=a.score_iterations, protocol=a.score_protocol, lr=a.score_lr, seed=a.seed)
+    autocast = getattr(a, "score_autocast", "none")
+    return ScoringConfig(iterations=a.score_iterations, protocol=a.score_protocol, lr=a.score_lr, seed=a.seed,
+                         autocast=None if autocast == "none" else autocast)
 
 
 def recovery_config(a) -> RecoveryConfig:

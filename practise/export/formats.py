@@ -83,6 +83,9 @@ def onnx_session(program: bytes, threads: int | None = None):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
+    # no spin-waiting after a run: several sessions take turns on the same cores while
+    # variants are timed, and one session's spinning threads would slow the next one down
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return ort.InferenceSession(program, options, providers=["CPUExecutionProvider"])
 
