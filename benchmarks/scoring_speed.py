@@ -83,6 +83,7 @@ def main() -> None:
     p.add_argument("--slow-iterations", type=int, default=1000)
     p.add_argument("--slow-budget-min", type=float, default=None, help="stop the slow run after this long")
     p.add_argument("--skip-slow", action="store_true")
+    p.add_argument("--tag", help="appended to the fast runs' labels (and cache files): a machine, a variant")
     p.add_argument("--workdir", default=str(ROOT / "benchmarks" / "results" / "scoring_speed" / "cache"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scoring_speed"))
     args = p.parse_args()
@@ -106,7 +107,7 @@ def main() -> None:
     for iters in [int(i) for i in args.fast_iterations.split(",")]:
         for autocast in args.autocast:
             config = ScoringConfig(iterations=iters, protocol="cached", seed=args.seed, autocast=autocast)
-            label = f"{iters}" + (f"-{autocast}" if autocast else "")
+            label = f"{iters}" + (f"-{autocast}" if autocast else "") + (f"@{args.tag}" if args.tag else "")
             cache = workdir / f"fast-{label}.json"
             fresh = not cache.is_file()
             done, setup_s = run_scoring(teacher, tiny, info, config, r_b, cache, None, names)
