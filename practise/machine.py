@@ -48,14 +48,18 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: in
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
+def has_fast_bf16() -> bool:
+    """The CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
 @lru_cache(maxsize=1)
 def machine_info() -> dict:
     """CPU model, cores, torch threads, and measured fp32 (and bf16, where the CPU has
     AVX512-BF16 or AMX) matrix throughput; measured once per process (about a second)."""
-    flags = cpu_flags()
     info = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "fp32_gflops": round(matmul_gflops(torch.float32), 1)}
-    if {"avx512_bf16", "amx_bf16"} & flags:
+    if has_fast_bf16():
         info["bf16_gflops"] = round(matmul_gflops(torch.bfloat16), 1)
     return info
 

@@ -57,7 +57,7 @@ def to_markdown(report: CompressReport) -> str:
               f"{_interval(sel.measured_interval, '95% interval ')}.", "",
               f"Latency measured on {settings['device']} ({settings['device_name']}), {settings['threads']} threads, "
               f"input {settings['input_shape']}, {settings['dtype']}, {settings['warmup']} warm-up + "
-              f"{settings['repeats']} interleaved repeats, torch {settings['torch_version']}"
+              f"{settings['repeats']} {'paired' if settings.get('paired') else 'interleaved'} repeats, torch {settings['torch_version']}"
               f"{_backend(settings)}.", "",
               *([f"**Warning:** {report.latency.warning}.", ""] if report.latency.warning else []),
               "## Candidate blocks (best score first)", "",

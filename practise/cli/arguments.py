@@ -173,10 +173,18 @@ def add_scoring_args(p) -> None:
                    help="cached: fixed eval-transformed batches, teacher and frozen prefix computed once (fast); "
                         "paper: augmented batches and full passes every step")
     g.add_argument("--score-lr", type=number(0.0), default=d.lr, help=f"adaptor SGD lr (default {d.lr}, paper)")
-    g.add_argument("--score-autocast", choices=["none", "bfloat16"], default="none",
-                   help="adaptor training under bfloat16 autocast (float32 weights and R_b): several times faster "
-                        "on CPUs with AVX512-BF16 or AMX; see benchmarks/results/scoring_speed (default none)")
+    add_score_autocast_arg(g, "none")
     g.add_argument("--workdir", help="folder keeping per-block scores so an interrupted run resumes")
+
+
+AUTOCAST_CHOICES = ("none", "bfloat16", "auto")
+
+
+def add_score_autocast_arg(g, default: str) -> None:
+    g.add_argument("--score-autocast", choices=AUTOCAST_CHOICES, default=default,
+                   help="adaptor training under bfloat16 autocast (float32 weights and R_b; the ranking holds: "
+                        "benchmarks/results/scoring_speed); auto: bfloat16 where the CPU has AVX512-BF16 or AMX "
+                        f"(default {default})")
 
 
 def add_criterion_arg(p) -> None:

@@ -11,7 +11,9 @@ import torch
 from ..artifacts import check_writable_folder
 from ..compress_report import CompressReport
 from ..data import Transforms, build_tiny_set, open_source
+from ..device import resolve_device
 from ..latency import LatencyConfig
+from ..machine import has_fast_bf16
 from ..model_io import input_channels, load_model
 from ..pipeline import CompressConfig
 from ..preprocessing import Preprocessing, resolve_preprocessing
@@ -62,9 +64,16 @@ def latency_config(a) -> LatencyConfig:
 
 
 def scoring_config(a) -> ScoringConfig:
-    autocast = getattr(a, "score_autocast", "none")
     return ScoringConfig(iterations=a.score_iterations, protocol=a.score_protocol, lr=a.score_lr, seed=a.seed,
-                         autocast=None if autocast == "none" else autocast)
+                         autocast=score_autocast(getattr(a, "score_autocast", "none"), a.device))
+
+
+def score_autocast(choice: str, device: str) -> str | None:
+    """--score-autocast as a ScoringConfig value; "auto" decided here (the config, and so the
+    score cache, records what was used)."""
+    if choice == "auto":
+        return "bfloat16" if resolve_device(device).type == "cpu" and has_fast_bf16() else None
+    return None if choice == "none" else choice
 
 
 def recovery_config(a) -> RecoveryConfig:
