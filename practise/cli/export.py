@@ -2,6 +2,8 @@
 torch.export or TorchScript program."""
 from __future__ import annotations
 
+import argparse
+
 from ..artifacts import check_writable_folder
 from ..export import EXPORTERS, export_model
 from .arguments import POSITIVE, add_model_args, add_output_args, csv, number
@@ -11,8 +13,6 @@ DEFAULT_FORMATS = "onnx,torch-export"
 
 
 def formats(text: str) -> list[str]:
-    import argparse
-
     chosen = csv(text) or []
     unknown = [f for f in chosen if f not in EXPORTERS]
     if unknown or not chosen:

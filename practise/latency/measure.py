@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from ..device import resolve_device
+from ..machine import cpu_model
 from ..progress import Progress, silent
 from ..tracing import check_module_name
 from .backend import BACKENDS, LatencyBackend, Runnable
@@ -114,7 +115,7 @@ class LatencySettings:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} ({platform.system()})"
+    return f"{cpu_model()} ({platform.system()})"
 
 
 def time_once(runnable: Runnable, x: torch.Tensor, backend: LatencyBackend, device: torch.device) -> float:
