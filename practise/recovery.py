@@ -18,6 +18,7 @@ from .features import as_format, forward_features
 from .modes import eval_mode, flush_denormals, on_device
 from .model_output import logits
 from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
+from .precision import autocast, check_autocast, full_precision
 from .progress import Progress, silent
 from .registry import Registry
 
@@ -36,11 +37,13 @@ class RecoveryConfig:
     kd_temperature: float = 4.0
     seed: int = 0
     channels_last: bool = True     # memory layout only: faster convolutions, same maths
+    autocast: str | None = None    # "bfloat16": the student's passes in bf16 autocast (teacher targets float32)
 
     def __post_init__(self) -> None:
         RECOVERY_METHODS.get(self.method)  # an unknown name lists the valid ones
         check_sgd_settings("recovery", self.iterations, 0, self.batch_size, self.lr, self.momentum,
                            self.weight_decay, self.lr_drop_at)
+        check_autocast(self.autocast, "recovery")
         if self.kd_temperature <= 0:
             raise ValueError(f"recovery: kd_temperature must be positive, got {self.kd_temperature}")
 
@@ -76,9 +79,9 @@ class FeatureMimic(RecoveryMethod):
     name = "mimic"
 
     def losses(self, student, teacher, x, y, feature_layer, config):
-        with torch.no_grad():
+        with torch.no_grad(), full_precision(x.device):
             target = forward_features(teacher, x, feature_layer)
-        return {"loss": F.mse_loss(forward_features(student, x, feature_layer), target)}
+        return {"loss": F.mse_loss(forward_features(student, x, feature_layer).float(), target)}
 
 
 @register_recovery
@@ -90,7 +93,7 @@ class CrossEntropy(RecoveryMethod):
     default_lr = 1e-4
 
     def losses(self, student, teacher, x, y, feature_layer, config):
-        return {"loss": F.cross_entropy(logits(student, x), y)}
+        return {"loss": F.cross_entropy(logits(student, x).float(), y)}
 
 
 @register_recovery
@@ -101,9 +104,9 @@ class LogitDistillation(RecoveryMethod):
 
     def losses(self, student, teacher, x, y, feature_layer, config):
         t = config.kd_temperature
-        with torch.no_grad():
+        with torch.no_grad(), full_precision(x.device):
             teacher_logits = logits(teacher, x)
-        kl = F.kl_div(F.log_softmax(logits(student, x) / t, 1), F.log_softmax(teacher_logits / t, 1),
+        kl = F.kl_div(F.log_softmax(logits(student, x).float() / t, 1), F.log_softmax(teacher_logits / t, 1),
                       reduction="batchmean", log_target=True)
         return {"loss": kl * t * t}
 
@@ -144,7 +147,8 @@ def recover_(student: nn.Module, teacher: nn.Module, tiny_set: TinySet, feature_
                 x = as_format(tiny_set.train_batch(idx.tolist(), generator).to(device), memory_format)
                 y = labels[idx].to(device) if labels is not None else None
                 set_lr_(optimizer, step_lr(step, config.resolved_lr, config.lr_drop_at, config.iterations))
-                loss = method.losses(student, teacher, x, y, feature_layer, config)["loss"]
+                with autocast(device, config.autocast):
+                    loss = method.losses(student, teacher, x, y, feature_layer, config)["loss"]
                 if not torch.isfinite(loss):
                     raise FloatingPointError(divergence_message("recovery", step, float(loss), config.resolved_lr,
                                                                 "--recovery-lr"))

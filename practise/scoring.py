@@ -19,7 +19,6 @@ without recomputing finished blocks.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
@@ -39,6 +38,7 @@ from .data.tinyset import TinySet
 from .features import as_format, forward_features, run_chain
 from .io import atomic_write_text
 from .modes import eval_mode, flush_denormals, on_device
+from .precision import autocast, check_autocast
 from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .progress import Progress, silent
 from .surgery import replace_module_
@@ -46,7 +46,6 @@ from .tracing import ModelTrace
 
 log = logging.getLogger(__name__)
 PROTOCOLS = ("cached", "paper")
-AUTOCAST = {None: None, "bfloat16": torch.bfloat16}
 # settings added after score caches were first written: left out of the fingerprint while
 # they are off, so caches written before them stay valid
 LATER_SETTINGS = {"autocast": None}
@@ -77,9 +76,7 @@ class ScoringConfig:
                            self.weight_decay, self.lr_drop_at)
         if self.eval_batch_size < 1:
             raise ValueError(f"scoring: eval_batch_size must be at least 1, got {self.eval_batch_size}")
-        if self.autocast not in AUTOCAST:
-            raise ValueError(f"scoring: unknown autocast {self.autocast!r}; valid choices: "
-                             f"{', '.join(str(k) for k in AUTOCAST)}")
+        check_autocast(self.autocast, "scoring")
 
 
 @dataclass
@@ -204,19 +201,13 @@ class Scorer:
                 x = as_format(self.tiny_set.train_batch(idx.tolist(), generator).to(self.device), self.memory_format)
                 with torch.no_grad():
                     target = forward_features(self.teacher, x, self.feature_layer)
-            with self._autocast():
+            with autocast(self.device, self.config.autocast):
                 out = run(x)
             loss = F.mse_loss(out.float(), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             progress.advance(1)
-
-    def _autocast(self):
-        dtype = AUTOCAST[self.config.autocast]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def _final_mse(self, run, inputs: torch.Tensor) -> float:
         """Mean squared error over the whole tiny set (evaluation transform)."""

@@ -63,3 +63,24 @@ def test_cross_entropy_without_labels_is_a_clear_error():
     with pytest.raises(ValueError, match="no labels"):
         recover_(drop_blocks(teacher, ["layer3.1"]), teacher, tiny_set(16, labelled=False), "layer3",
                 RecoveryConfig(method="ce", iterations=2))
+
+
+@pytest.mark.parametrize("method", ["mimic", "kd", "ce"])
+def test_bf16_autocast_recovery_trains_float32_weights_like_float32(method):
+    teacher = tiny_resnet()
+    data = tiny_set(48)
+    x = data.eval_tensor()
+    results = {}
+    for autocast in (None, "bfloat16"):
+        student = drop_blocks(teacher, ["layer1.1", "layer2.1"])
+        losses = recover_(student, teacher, data, "layer3",
+                          RecoveryConfig(method=method, iterations=20, batch_size=16, autocast=autocast))
+        assert all(p.dtype == torch.float32 for p in student.parameters())
+        results[autocast] = (losses, feature_mse(student, teacher, x))
+    (fp32_losses, fp32_mse), (bf16_losses, bf16_mse) = results[None], results["bfloat16"]
+    assert bf16_losses[0] == pytest.approx(fp32_losses[0], rel=0.05)  # the same objective, in bf16 passes
+    assert bf16_mse == pytest.approx(fp32_mse, rel=0.1)  # and ends where float32 training ends
+    if method == "mimic":
+        assert bf16_mse < feature_mse(drop_blocks(teacher, ["layer1.1", "layer2.1"]), teacher, x)
+    with pytest.raises(ValueError, match="recovery: unknown autocast 'fp8'"):
+        RecoveryConfig(autocast="fp8")

@@ -187,6 +187,12 @@ def add_score_autocast_arg(g, default: str) -> None:
                         f"(default {default})")
 
 
+def add_recovery_autocast_arg(g, default: str) -> None:
+    g.add_argument("--recovery-autocast", choices=AUTOCAST_CHOICES, default=default,
+                   help="the student's passes in recovery under bfloat16 autocast (float32 weights, optimizer and "
+                        f"teacher targets); auto: where the CPU has AVX512-BF16 or AMX (default {default})")
+
+
 def add_criterion_arg(p) -> None:
     p.add_argument("--criterion", default="practise", choices=CRITERIA.names(),
                    help="block ranking: " + "; ".join(f"{n}: {c.description}" for n, c in CRITERIA.items())
@@ -200,6 +206,7 @@ def add_recovery_args(p) -> None:
                    help="mimic: feature mimicking (PRACTISE); ce: cross-entropy with labels; kd: logit distillation")
     g.add_argument("--recovery-iterations", type=NON_NEGATIVE, default=d.iterations, help=f"default {d.iterations} (paper)")
     g.add_argument("--recovery-lr", type=number(0.0), help="default: 0.02 for mimic/kd, 1e-4 for ce (the authors')")
+    add_recovery_autocast_arg(g, "none")
 
 
 def add_synthesis_args(p) -> None:

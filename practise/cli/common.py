@@ -69,15 +69,16 @@ def scoring_config(a) -> ScoringConfig:
 
 
 def score_autocast(choice: str, device: str) -> str | None:
-    """--score-autocast as a ScoringConfig value; "auto" decided here (the config, and so the
-    score cache, records what was used)."""
+    """--score-autocast / --recovery-autocast as a config value; "auto" decided here (the
+    config, and so the score cache and the report, record what was used)."""
     if choice == "auto":
         return "bfloat16" if resolve_device(device).type == "cpu" and has_fast_bf16() else None
     return None if choice == "none" else choice
 
 
 def recovery_config(a) -> RecoveryConfig:
-    return RecoveryConfig(method=a.recovery, iterations=a.recovery_iterations, lr=a.recovery_lr, seed=a.seed)
+    return RecoveryConfig(method=a.recovery, iterations=a.recovery_iterations, lr=a.recovery_lr, seed=a.seed,
+                          autocast=score_autocast(getattr(a, "recovery_autocast", "none"), a.device))
 
 
 def synthesis_config(a) -> SynthesisConfig:

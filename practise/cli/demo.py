@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..artifacts import check_output_folder, write_compressed_outputs
 from ..data import HeadSource, build_tiny_set
 from ..data.fashion_mnist import demo_source, fashion_mnist_transforms
-from ..demo import DEMO_RECOVERY_ITERATIONS, DEMO_SCORE_AUTOCAST, DEMO_SCORE_ITERATIONS, DEMO_TEACHER
+from ..demo import DEMO_RECOVERY_ITERATIONS, DEMO_AUTOCAST, DEMO_SCORE_ITERATIONS, DEMO_TEACHER
 from ..device import resolve_device
 from ..model_io import load_model
 from ..pipeline import compress
@@ -12,7 +12,7 @@ from ..preprocessing import RECORDED, Preprocessing
 from ..scoring import ScoringConfig
 from ..seeding import seed_everything
 from .arguments import (POSITIVE, add_device_arg, add_eval_limit_arg, add_latency_args, add_output_args,
-                        add_score_autocast_arg, add_seed_arg, int_at_least, latency_target)
+                        add_recovery_autocast_arg, add_score_autocast_arg, add_seed_arg, int_at_least, latency_target)
 from .common import compress_config, print_summary, progress_for
 
 
@@ -29,7 +29,8 @@ def add_parser(sub, common) -> None:
     for flag, default in (("--score-iterations", DEMO_SCORE_ITERATIONS), ("--recovery-iterations", DEMO_RECOVERY_ITERATIONS)):
         p.add_argument(flag, type=POSITIVE, default=default,
                        help=f"default {default}: fewer than the paper's (1000 / 2000) so the demo ends in minutes on a CPU")
-    add_score_autocast_arg(p, DEMO_SCORE_AUTOCAST)
+    add_score_autocast_arg(p, DEMO_AUTOCAST)
+    add_recovery_autocast_arg(p, DEMO_AUTOCAST)
     add_latency_args(p)
     p.set_defaults(func=run, num_blocks=None, include=None, exclude=None, feature_layer=None, criterion="practise",
                    score_protocol="cached", score_lr=ScoringConfig().lr, recovery="mimic", recovery_lr=None,
@@ -45,10 +46,11 @@ def run(a) -> None:
     transforms = preprocessing.transforms
     tiny = build_tiny_set(demo_source("train"), a.num_images, seed_everything(a.seed), transforms)
     config = compress_config(a)
-    autocast = config.scoring.autocast or "float32"
+    precision = {k: c.autocast or "float32" for k, c in (("scoring", config.scoring), ("recovery", config.recovery))}
     print(f"PRACTISE demo: resnet56 teacher (Fashion-MNIST), tiny set of {len(tiny)} images, target "
           f"{100 * config.target_latency:.0f}% lower latency on {resolve_device(a.device)}; "
-          f"scoring {a.score_iterations} ({autocast}) and recovery {a.recovery_iterations} iterations per block/model.")
+          f"scoring {a.score_iterations} ({precision['scoring']}) and recovery {a.recovery_iterations} "
+          f"({precision['recovery']}) iterations per block/model.")
     test = demo_source("test")
     result = compress(teacher, tiny, (1, 28, 28), config, HeadSource(test, a.eval_limit or len(test)), transforms,
                       workdir=out / "work", progress=progress_for(a))
