@@ -69,7 +69,7 @@ def find_blocks(model: nn.Module, example_input: torch.Tensor, include: list[str
     """
     trace = trace or trace_model(model, example_input)
     for name, reason in trace.undecided.items():
-        if name in trace.adds_own_input:
+        if name in trace.saw_own_input_add:  # it looked like a block: say why it is not one
             log.warning("not a candidate: %s (%s)", name, reason)
     names = [n for n in trace.call_order if trace.is_residual_block(n)]
     names = select_by_patterns(names, include, exclude)

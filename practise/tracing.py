@@ -33,6 +33,9 @@ class ModelTrace:
     output_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     call_counts: dict[str, int] = field(default_factory=dict)
     adds_own_input: set[str] = field(default_factory=set)
+    # modules whose forward added their own input object, whether or not that made them a
+    # candidate (an input changed in place first): every such module not chosen is logged
+    saw_own_input_add: set[str] = field(default_factory=set)
     undecided: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)  # kept only when asked
 
@@ -53,6 +56,7 @@ class _AddWatcher(TorchFunctionMode):
         if self.stack and getattr(func, "__name__", "") in ADD_NAMES:
             name, x, version = self.stack[-1]
             if x is not None and any(a is x for a in args):
+                self.trace.saw_own_input_add.add(name)
                 if x._version != version:
                     self.trace.undecided[name] = "its input was modified in place before the residual addition"
                 else:

@@ -77,12 +77,16 @@ class Shared(nn.Module):
         return self.unit(self.unit(x))
 
 
-def test_undecidable_modules_are_not_candidates():
+def test_undecidable_modules_are_not_candidates_and_each_is_logged(caplog):
     model = nn.Sequential(nn.Conv2d(1, 4, 1), InPlaceSkip(), Shared())
     trace = trace_model(model, torch.randn(1, 1, 8, 8))
     assert "in place" in trace.undecided["1"]
     assert "called 2 times" in trace.undecided["2.unit"]
-    assert [b.name for b in find_blocks(model, torch.randn(1, 1, 8, 8))] == []
+    with caplog.at_level("WARNING", logger="practise.blocks"):
+        assert [b.name for b in find_blocks(model, torch.randn(1, 1, 8, 8))] == []
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "not a candidate: 1 (its input was modified in place" in logged  # was silent before
+    assert "not a candidate: 2.unit (called 2 times" in logged
 
 
 def test_tracing_leaves_model_as_found():
