@@ -22,6 +22,7 @@ import json
 import logging
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -57,7 +58,7 @@ def selections(names: list[str], seed: int, per_size: int) -> list[list[str]]:
 
 def run_case(name: str, config: LatencyConfig, per_size: int) -> dict:
     arch, shape, batch = CASES[name]
-    config = LatencyConfig(**{**vars(config), "batch_size": batch})
+    config = replace(config, batch_size=batch)
     model = model_for(arch)
     names = [b.name for b in inspect_model(model, shape).blocks]
     tables = []
@@ -109,7 +110,7 @@ def repeated_selection(runs: int, config: LatencyConfig) -> dict:
     recoverability = {c["name"]: c["recoverability"] for c in report["candidates"]}
     model, shape = model_for("resnet56"), (1, 28, 28)
     names = [b.name for b in inspect_model(model, shape).blocks]
-    config = LatencyConfig(**{**vars(config), "batch_size": 8})
+    config = replace(config, batch_size=8)
     chosen = []
     for run in range(runs):
         r_b, _, _ = block_latency_reductions(model, shape, names, config)

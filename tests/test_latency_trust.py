@@ -10,6 +10,7 @@ import random
 from contextlib import contextmanager
 
 import pytest
+import torch
 from scipy.stats import spearmanr
 
 from helpers import tiny_resnet
@@ -79,7 +80,7 @@ def noisy_clock(seed: int):
 
 
 def candidates(model) -> list[str]:
-    names = [b.name for b in find_blocks(model, __import__("torch").zeros(1, *SHAPE))]
+    names = [b.name for b in find_blocks(model, torch.zeros(1, *SHAPE))]
     assert names == list(RECOVERABILITY)
     return names
 
@@ -146,3 +147,16 @@ def test_the_same_seed_gives_the_same_blocks_in_nine_of_ten_noisy_runs():
     most = max(set(chosen), key=chosen.count)
     assert chosen.count(most) >= 9, chosen
     assert max(errors) < 0.02  # the summed r_b predicts the true reduction within 2 points
+
+
+def test_blocks_with_equal_shapes_but_other_settings_are_not_grouped():
+    class Dilated(torch.nn.Module):
+        def __init__(self, dilation):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(4, 4, 3, padding=dilation, dilation=dilation)
+
+        def forward(self, x):
+            return x + self.conv(x)
+
+    model = torch.nn.Sequential(Dilated(1), Dilated(1), Dilated(2))  # same weight shapes, other dilation
+    assert structural_groups(model, ["0", "1", "2"], (4, 8, 8)) == {"0": ["0", "1"], "2": ["2"]}

@@ -65,10 +65,10 @@ def latency_config(a) -> LatencyConfig:
 
 def scoring_config(a) -> ScoringConfig:
     return ScoringConfig(iterations=a.score_iterations, protocol=a.score_protocol, lr=a.score_lr, seed=a.seed,
-                         autocast=score_autocast(getattr(a, "score_autocast", "none"), a.device))
+                         autocast=autocast_setting(getattr(a, "score_autocast", "none"), a.device))
 
 
-def score_autocast(choice: str, device: str) -> str | None:
+def autocast_setting(choice: str, device: str) -> str | None:
     """--score-autocast / --recovery-autocast as a config value; "auto" decided here (the
     config, and so the score cache and the report, record what was used)."""
     if choice == "auto":
@@ -78,7 +78,7 @@ def score_autocast(choice: str, device: str) -> str | None:
 
 def recovery_config(a) -> RecoveryConfig:
     return RecoveryConfig(method=a.recovery, iterations=a.recovery_iterations, lr=a.recovery_lr, seed=a.seed,
-                          autocast=score_autocast(getattr(a, "recovery_autocast", "none"), a.device))
+                          autocast=autocast_setting(getattr(a, "recovery_autocast", "none"), a.device))
 
 
 def synthesis_config(a) -> SynthesisConfig:

@@ -26,6 +26,7 @@ import torch.nn as nn
 
 from ..io import atomic_write
 from ..model_output import select_logits
+from ..registry import Registry
 
 log = logging.getLogger(__name__)
 ONNX_OPSET = 18
@@ -139,10 +140,16 @@ def _write_torch_export(model, sample_shape, path, tolerance, batch):
     return ExportResult("torch-export", Path(path), diff, batch, "torch.export")
 
 
-# format -> (file suffix, writer)
-EXPORTERS: dict[str, tuple[str, Callable]] = {"onnx": (".onnx", _write_onnx),
-                                              "torchscript": (".torchscript.pt", _write_torchscript),
-                                              "torch-export": (".pt2", _write_torch_export)}
+@dataclass(frozen=True)
+class Exporter:
+    suffix: str
+    write: Callable  # (model, sample_shape, path, tolerance, check_batch) -> ExportResult
+
+
+EXPORTERS: Registry[Exporter] = Registry("export format")
+EXPORTERS.register("onnx", Exporter(".onnx", _write_onnx))
+EXPORTERS.register("torchscript", Exporter(".torchscript.pt", _write_torchscript))
+EXPORTERS.register("torch-export", Exporter(".pt2", _write_torch_export))
 
 
 def export_model(model: nn.Module, sample_shape: tuple[int, ...], out_dir: str | Path, formats: list[str],
@@ -150,17 +157,15 @@ def export_model(model: nn.Module, sample_shape: tuple[int, ...], out_dir: str |
                  overwrite: bool = False) -> list[ExportResult]:
     """Write ``model`` in each of ``formats`` into ``out_dir`` (``<stem><suffix>``), each
     checked against PyTorch on a seeded batch of ``check_batch`` inputs."""
-    unknown = [f for f in formats if f not in EXPORTERS]
-    if unknown:
-        raise ValueError(f"unknown export format {unknown[0]!r}; valid choices: {', '.join(EXPORTERS)}")
+    exporters = {f: EXPORTERS.get(f) for f in formats}  # an unknown name lists the valid ones
     out_dir = Path(out_dir)
-    paths = {f: out_dir / f"{stem}{EXPORTERS[f][0]}" for f in formats}
+    paths = {f: out_dir / f"{stem}{e.suffix}" for f, e in exporters.items()}
     taken = [str(p) for p in paths.values() if p.exists()]
     if taken and not overwrite:
         raise FileExistsError(f"output files exist: {', '.join(taken)}; pass --overwrite or choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for f in formats:
-        results.append(EXPORTERS[f][1](model, sample_shape, paths[f], tolerance, check_batch))
+        results.append(exporters[f].write(model, sample_shape, paths[f], tolerance, check_batch))
         log.info("wrote %s (max abs difference %.3g against PyTorch)", paths[f], results[-1].max_abs_diff)
     return results

@@ -89,8 +89,9 @@ def trimmed_mean_interval(values: list[float], trim: float = TRIM, z: float = 1.
 
 
 def structural_groups(model: nn.Module, blocks: list[str], sample_shape: tuple[int, ...]) -> dict[str, list[str]]:
-    """Blocks with the same class, parameter and buffer shapes and input shape, in block order
-    (first member -> members). They do the same arithmetic on the same sizes."""
+    """Blocks with the same class, configuration (their repr: child layers with strides,
+    dilations, groups), parameter and buffer shapes and input shape, in block order (first
+    member -> members). They do the same arithmetic on the same sizes."""
     shapes: dict[str, tuple] = {}
     modules = {b: check_module_name(model, b, "block") for b in blocks}
 
@@ -106,7 +107,8 @@ def structural_groups(model: nn.Module, blocks: list[str], sample_shape: tuple[i
     groups: dict[tuple, list[str]] = {}
     for name in blocks:
         m = modules[name]
-        key = (type(m).__qualname__, tuple((k, tuple(v.shape)) for k, v in m.state_dict().items()),
+        # repr carries what the shapes do not (strides, dilation, groups, activation choices)
+        key = (type(m).__qualname__, repr(m), tuple((k, tuple(v.shape)) for k, v in m.state_dict().items()),
                shapes.get(name, ("not called",)))
         groups.setdefault(key, []).append(name)
     return {members[0]: members for members in groups.values()}
