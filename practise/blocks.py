@@ -10,24 +10,25 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .modes import eval_mode
-from .tracing import ModelTrace, trace_model
+from .tracing import LAYER, ModelTrace, check_granularity, trace_model
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Block:
-    """A residual block that can be replaced by identity."""
+    """A residual unit that can be dropped: replaced by identity, or (a branch) by zeros."""
 
     name: str                     # dotted module path, e.g. "layer3.2"
     kind: str                     # class name of the module
     params: int
     flops: int                    # FLOPs of the block for the example input
     shape: tuple[int, ...]        # input (= output) shape for the example input
+    removal: str = "identity"     # "identity" (a unit) or "zero" (a branch of a sub-layer)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "kind": self.kind, "params": self.params, "flops": self.flops,
-                "shape": list(self.shape)}
+                "shape": list(self.shape), "removal": self.removal}
 
 
 def count_params(module: nn.Module) -> int:
@@ -59,21 +60,33 @@ def select_by_patterns(names: list[str], include: list[str] | None, exclude: lis
     return [n for n in kept if not (exclude and matches(n, exclude))]
 
 
+def log_undecided(trace: ModelTrace) -> None:
+    """Say why each module that joined a branch into its skip path is not a candidate."""
+    for name, reason in trace.undecided.items():
+        if name in trace.looked_residual:  # it looked like a block and might be one
+            log.warning("not a candidate: %s (%s)", name, reason)
+    for name, reason in trace.rejected.items():
+        if name not in trace.undecided:
+            log.info("not a candidate: %s (%s)", name, reason)
+
+
 def find_blocks(model: nn.Module, example_input: torch.Tensor, include: list[str] | None = None,
                 exclude: list[str] | None = None, trace: ModelTrace | None = None,
-                module_flops: dict[str, int] | None = None) -> list[Block]:
-    """Residual blocks whose output has their input's shape, in forward order.
+                module_flops: dict[str, int] | None = None, granularity: str = LAYER) -> list[Block]:
+    """Residual units whose output has their input's shape, in forward order.
 
     ``include`` / ``exclude`` take exact names or glob patterns (``layer3.*``).
     ``trace`` and ``module_flops`` (count_flops' second value) skip recomputing them.
+    ``granularity``: "layer" (whole units) or "sublayer" (attention / MLP parts where a
+    layer has them; see tracing.py).
     """
+    check_granularity(granularity)
     trace = trace or trace_model(model, example_input)
-    for name, reason in trace.undecided.items():
-        if name in trace.saw_own_input_add:  # it looked like a block: say why it is not one
-            log.warning("not a candidate: %s (%s)", name, reason)
-    names = [n for n in trace.call_order if trace.is_residual_block(n)]
+    names = trace.candidates(granularity)
+    log_undecided(trace)
     names = select_by_patterns(names, include, exclude)
     flops = module_flops if module_flops is not None else count_flops(model, example_input)[1]
     modules = dict(model.named_modules())
     return [Block(n, type(modules[n]).__name__, count_params(modules[n]), flops.get(n, 0),
-                  trace.input_shapes[n]) for n in names]
+                  trace.input_shapes[n], "zero" if n in trace.branches and n not in trace.units else "identity")
+            for n in names]

@@ -50,6 +50,7 @@ class Candidate:
     latency_interval: list[float] | None = None   # 95% interval of latency_reduction (paired repeats)
     latency_group: str | None = None              # first block of its structurally identical group
     latency_tie: int | None = None                # equal numbers: not ordered by the measurement
+    removal: str | None = None                    # "identity" (a unit) or "zero" (a sub-layer branch)
 
 
 @dataclass

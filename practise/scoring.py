@@ -41,7 +41,7 @@ from .modes import eval_mode, flush_denormals, on_device
 from .precision import autocast, check_autocast
 from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .progress import Progress, silent
-from .surgery import replace_module_
+from .surgery import drop_module_, replace_module_
 from .tracing import ModelTrace
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class _Student:
         self.model = copy.deepcopy(teacher)
         units = chain if chain is not None and block in chain else trace.call_order
         sites = adaptor_sites(teacher, block, trace, units)
-        replace_module_(self.model, block, nn.Identity())
+        drop_module_(self.model, block)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.adaptors = insert_adaptors_(self.model, sites)

@@ -1,11 +1,49 @@
-"""Model surgery: dropping blocks. Functions return a new model; the input is untouched."""
+"""Model surgery: dropping blocks. Functions return a new model; the input is untouched.
+
+A dropped unit becomes a :class:`PassThrough`: it accepts whatever its caller passes
+(an attention mask, a cache, position embeddings) and returns its input in the structure
+the unit returned (a tensor, or a tuple/ModelOutput starting with the hidden state). A
+dropped *branch* (a pre-norm layer's attention or MLP) becomes a :class:`ZeroBranch`,
+so the layer's ``x + branch(...)`` is ``x``. Which one a name needs was recorded when
+the model was traced (``call_structure.REMOVALS``).
+"""
 from __future__ import annotations
 
 import copy
 
+import torch
 import torch.nn as nn
 
+from .call_structure import IDENTITY, OutputStructure, primary_input, removal_for
 from .tracing import check_module_name
+
+
+class PassThrough(nn.Module):
+    """A dropped unit: its primary input, returned in the recorded output structure."""
+
+    def __init__(self, structure: OutputStructure = OutputStructure()):
+        super().__init__()
+        self.structure = structure
+
+    def forward(self, *args, **kwargs):
+        hidden = primary_input(args, kwargs)
+        if hidden is None:
+            raise TypeError("a dropped block was called without a tensor input")
+        return self.structure.rebuild(hidden)
+
+
+class ZeroBranch(nn.Module):
+    """A dropped branch: zeros shaped like its input (so the residual add leaves the stream as it was)."""
+
+    def __init__(self, structure: OutputStructure = OutputStructure()):
+        super().__init__()
+        self.structure = structure
+
+    def forward(self, *args, **kwargs):
+        hidden = primary_input(args, kwargs)
+        if hidden is None:
+            raise TypeError("a dropped branch was called without a tensor input")
+        return self.structure.rebuild(torch.zeros_like(hidden))
 
 
 def replace_module_(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
@@ -17,15 +55,26 @@ def replace_module_(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
     return old
 
 
+def stand_in(model: nn.Module, name: str) -> nn.Module:
+    """The module that takes the place of ``name`` when it is dropped."""
+    removal = removal_for(model, name)
+    return (PassThrough if removal.how == IDENTITY else ZeroBranch)(removal.structure)
+
+
+def drop_module_(model: nn.Module, name: str) -> nn.Module:
+    """Drop one block in place; returns the module that was there (to put it back)."""
+    return replace_module_(model, name, stand_in(model, name))
+
+
 def drop_blocks_(model: nn.Module, names: list[str]) -> nn.Module:
-    """Replace each named block by nn.Identity, in place."""
+    """Replace each named block by its stand-in, in place."""
     for name in names:
         check_module_name(model, name, "block")
     for name in names:
-        replace_module_(model, name, nn.Identity())
+        drop_module_(model, name)
     return model
 
 
 def drop_blocks(model: nn.Module, names: list[str]) -> nn.Module:
-    """A copy of ``model`` with the named blocks replaced by identity (skipped in the forward pass)."""
+    """A copy of ``model`` with the named blocks dropped (skipped in the forward pass)."""
     return drop_blocks_(copy.deepcopy(model), list(names))

@@ -1,16 +1,32 @@
-"""One instrumented forward pass that tells which modules are residual blocks.
+"""One instrumented forward pass that tells which modules are residual units.
 
-A module is a residual block when, inside its own forward (not a child's), an addition
-takes the module's *own input tensor object* as an operand: ``out += identity`` with
-``identity = x``, or ``x + self.conv(x)``. We observe this at run time with a
-TorchFunctionMode rather than by symbolic tracing, so arbitrary Python control flow in
-the user's model is fine. Identity-like layers on the skip (nn.Identity, eval-mode
-Dropout/DropPath) return the same object and are seen through.
+A module M is a *residual unit* when its output lies on M's **skip path**: starting from
+M's input, the tensors reachable only through additions, normalisations, elementwise
+activations, dropout and reshapes. ``relu(x + f(x))``, ``LN(x + attn(x))`` (a post-LN
+BERT layer, whose adds happen in child modules) and ``x + mlp(norm(x + attn(norm(x))))``
+(a pre-norm transformer layer) all qualify. Besides, M must have a real branch: at least
+one addition joins the skip path with a tensor from off it, and M runs a linear map
+(linear layer, convolution, matmul, attention) inside. So an activation that computes
+``x + 0.044715 * x**3`` or a normalisation that adds its input back is not a unit.
+
+We observe this at run time with a TorchFunctionMode rather than by symbolic tracing, so
+arbitrary Python control flow is fine, and modules may take extra positional or keyword
+arguments and return tuples or ModelOutputs (``call_structure.py`` says which item is the
+hidden state). Identity-like layers on the skip (nn.Identity, eval-mode Dropout/DropPath)
+return the same object and are seen through.
+
+After the pass (:meth:`ModelTrace.candidates`): a unit containing two or more disjoint
+units is a *stack* (a ResNet stage, a transformer encoder), not a unit; a unit whose only
+parameters are those of its one inner unit is a container of it (the inner one is kept).
+At ``"layer"`` granularity the outermost units are candidates. At ``"sublayer"``, a layer
+is replaced by its parts where it has them: inner residual units (a post-LN attention
+block) and *branches*, the children whose output the layer adds to its skip path (a
+pre-norm layer's attention and MLP), which are dropped by returning zeros.
 
 When the rule cannot decide, the module is *not* a candidate and the reason is kept
 in ``ModelTrace.undecided``: a module called more than once per forward (shared
 weights), one whose input was changed in place before the addition (the skip no
-longer carries the input), or one whose input or output is not a single tensor.
+longer carries the input), or one whose input or output holds no tensor.
 """
 from __future__ import annotations
 
@@ -20,112 +36,315 @@ import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
+from .call_structure import IDENTITY, ZERO, OutputStructure, primary_input, primary_output, record_removal
 from .modes import eval_mode, hooks_removed
 
 ADD_NAMES = {"add", "add_", "__add__", "__iadd__", "__radd__"}
+# ops whose result carries the same stream as their input: normalisations, elementwise
+# activations (post-activation ResNets), dropout, casts and reshapes
+SKIP_PRESERVING = {"layer_norm", "group_norm", "rms_norm", "batch_norm", "instance_norm", "relu", "relu_", "gelu",
+                   "silu", "silu_", "hardswish", "hardswish_", "leaky_relu", "leaky_relu_", "elu", "elu_", "relu6",
+                   "hardtanh", "hardtanh_", "mish", "dropout", "dropout_", "view", "reshape", "contiguous", "clone",
+                   "to", "float", "type_as", "permute", "transpose", "flatten", "unflatten", "squeeze", "unsqueeze"}
+# a module that runs one of these has a real (parameterised) branch
+LINEAR_MAPS = {"linear", "bilinear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+               "conv_transpose3d", "matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "addmm", "baddbmm", "mv",
+               "einsum", "scaled_dot_product_attention", "multi_head_attention_forward",
+               "_native_multi_head_attention"}
+# ops through which a branch's output reaches the addition (layer scale, dropout, casts)
+PASS_ON = {"mul", "__mul__", "__rmul__", "mul_", "div", "__truediv__", "dropout", "to", "contiguous", "view",
+           "reshape", "type_as", "float"}
+LAYER, SUBLAYER = "layer", "sublayer"
+GRANULARITIES = (LAYER, SUBLAYER)
+
+
+def check_granularity(granularity: str) -> str:
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"unknown granularity {granularity!r}; valid choices: {', '.join(GRANULARITIES)}")
+    return granularity
+
+
+def _nested(inner: str, outer: str) -> bool:
+    return inner.startswith(outer + ".")
+
+
+def _outermost(names: list[str]) -> list[str]:
+    return [n for n in names if not any(_nested(n, m) for m in names)]
 
 
 @dataclass
 class ModelTrace:
     call_order: list[str] = field(default_factory=list)    # by first call (pre-hook), root excluded
     finish_order: list[str] = field(default_factory=list)  # by return (post-hook)
-    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    output_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)   # primary input
+    output_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # primary output
+    structures: dict[str, OutputStructure] = field(default_factory=dict)
     call_counts: dict[str, int] = field(default_factory=dict)
-    adds_own_input: set[str] = field(default_factory=set)
-    # modules whose forward added their own input object, whether or not that made them a
-    # candidate (an input changed in place first): every such module not chosen is logged
-    saw_own_input_add: set[str] = field(default_factory=set)
-    undecided: dict[str, str] = field(default_factory=dict)
+    params: dict[str, int] = field(default_factory=dict)
+    linear_maps: dict[str, int] = field(default_factory=dict)
+    units: set[str] = field(default_factory=set)             # passed the residual-unit test
+    branches: dict[str, str] = field(default_factory=dict)   # branch child -> the module adding it
+    # modules that joined a branch into their skip path, whether or not they became units:
+    # every such module not chosen is logged with its reason
+    looked_residual: set[str] = field(default_factory=set)
+    undecided: dict[str, str] = field(default_factory=dict)  # might be a unit, cannot tell (warned)
+    rejected: dict[str, str] = field(default_factory=dict)   # looked residual, is not one (info)
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)  # kept only when asked
+    _candidates: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
-    def is_residual_block(self, name: str) -> bool:
-        return (name in self.adds_own_input and name not in self.undecided
-                and self.input_shapes.get(name) == self.output_shapes.get(name))
+    def is_residual_block(self, name: str, granularity: str = LAYER) -> bool:
+        return name in self.candidates(granularity)
+
+    def candidates(self, granularity: str = LAYER) -> list[str]:
+        """Droppable units in call order (see the module docstring for the rule)."""
+        check_granularity(granularity)
+        if granularity not in self._candidates:
+            self._candidates[granularity] = self._choose(granularity)
+        return self._candidates[granularity]
+
+    def _choose(self, granularity: str) -> list[str]:
+        seen = [n for n in self.call_order if n in self.units]  # a shared unit counts once per call
+        stacks: set[str] = set()
+        for u in sorted(seen, key=lambda n: -n.count(".")):  # inner stacks are known before outer ones
+            inner = _outermost([v for v in seen if _nested(v, u) and v not in stacks])
+            if sum(self.call_counts[v] for v in inner) >= 2:
+                stacks.add(u)
+                self.rejected[u] = f"a stack of residual units ({', '.join(inner[:3])}{', ...' if len(inner) > 3 else ''})"
+        units = [n for n in seen if n not in self.undecided]
+        kept = []
+        for u in units:
+            inner = _outermost([v for v in units if _nested(v, u) and v not in stacks])
+            if u in stacks:
+                continue
+            if len(inner) == 1 and self.params.get(u) == self.params.get(inner[0]):
+                self.rejected[u] = f"only a container of the unit {inner[0]}"
+                continue
+            kept.append(u)
+        layers = _outermost(kept)
+        if granularity == LAYER:
+            return layers
+        chosen = []
+        for layer in layers:
+            parts = _outermost([u for u in kept if _nested(u, layer)])
+            parts += [b for b, parent in self.branches.items() if parent == layer]
+            chosen += [n for n in self.call_order if n in parts] if parts else [layer]
+        return chosen
 
 
-class _AddWatcher(TorchFunctionMode):
-    """Sees every torch call; attributes additions to the innermost running module."""
+@dataclass
+class _Frame:
+    """One running module: its input and the tensors on its skip path so far."""
 
-    def __init__(self, stack: list, trace: ModelTrace):
-        super().__init__()
-        self.stack, self.trace = stack, trace
+    name: str
+    x: torch.Tensor | None
+    version: int
+    skip: dict[int, torch.Tensor] = field(default_factory=dict)  # id -> tensor (held, so ids stay unique)
+    joins: int = 0        # additions of an off-path tensor to the skip path
+    linear_maps: int = 0
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if self.stack and getattr(func, "__name__", "") in ADD_NAMES:
-            name, x, version = self.stack[-1]
-            if x is not None and any(a is x for a in args):
-                self.trace.saw_own_input_add.add(name)
-                if x._version != version:
-                    self.trace.undecided[name] = "its input was modified in place before the residual addition"
-                else:
-                    self.trace.adds_own_input.add(name)
-        return func(*args, **kwargs)
+    def on_skip(self, t) -> bool:
+        return isinstance(t, torch.Tensor) and self.skip.get(id(t)) is t
 
-
-def _single_tensor(args) -> torch.Tensor | None:
-    return args[0] if len(args) == 1 and isinstance(args[0], torch.Tensor) else None
+    def add_to_skip(self, t) -> None:
+        if isinstance(t, torch.Tensor):
+            self.skip[id(t)] = t
 
 
-@torch.no_grad()
-def trace_model(model: nn.Module, example_input: torch.Tensor, keep_outputs: bool = False) -> ModelTrace:
-    """Run ``model`` once in eval mode and record shapes, call order and residual additions."""
-    trace = ModelTrace()
-    stack: list[tuple[str, torch.Tensor | None, int]] = []
-    names = {module: name for name, module in model.named_modules()}
+def _tensors(args, kwargs) -> list[torch.Tensor]:
+    found = [a for a in args if isinstance(a, torch.Tensor)]
+    found += [t for a in args if isinstance(a, (list, tuple)) for t in a if isinstance(t, torch.Tensor)]
+    return found + [v for v in kwargs.values() if isinstance(v, torch.Tensor)]
 
-    def pre_hook(module, args):
-        name = names[module]
-        x = _single_tensor(args)
+
+class _Recorder:
+    """Hooks and a TorchFunctionMode sharing one stack of running modules."""
+
+    def __init__(self, model: nn.Module, trace: ModelTrace, keep_outputs: bool):
+        self.trace, self.keep_outputs = trace, keep_outputs
+        self.names = {module: name for name, module in model.named_modules()}
+        self.stack: list[_Frame] = []
+        self.producers: dict[int, tuple[torch.Tensor, list[str]]] = {}  # output tensor -> modules returning it
+        self.inputs: dict[str, torch.Tensor] = {}
+        self.derived: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # result -> (result, source) of PASS_ON ops
+
+    def pre_hook(self, module, args, kwargs):
+        trace, name = self.trace, self.names[module]
+        x = primary_input(args, kwargs)
         trace.call_counts[name] = trace.call_counts.get(name, 0) + 1
         if trace.call_counts[name] == 1 and name:
             trace.call_order.append(name)
+            trace.params[name] = sum(p.numel() for p in module.parameters())
         elif name:
             trace.undecided[name] = f"called {trace.call_counts[name]} times in one forward pass (shared module)"
         if x is not None:
             trace.input_shapes.setdefault(name, tuple(x.shape))
+            self.inputs.setdefault(name, x)
         elif name:
-            trace.undecided.setdefault(name, "its input is not a single tensor")
-        stack.append((name, x, x._version if x is not None else 0))
+            trace.undecided.setdefault(name, "its input is not a tensor (first positional argument or hidden_states)")
+        frame = _Frame(name, x, x._version if x is not None else 0)
+        frame.add_to_skip(x)
+        self.stack.append(frame)
 
-    def post_hook(module, args, output):
-        name, _, _ = stack.pop()
+    def post_hook(self, module, args, kwargs, output):
+        frame = self.stack.pop()
+        name, trace = frame.name, self.trace
+        for outer in self.stack:  # the caller sees the child's work
+            outer.linear_maps += frame.linear_maps
         if not name:
             return
+        trace.linear_maps[name] = trace.linear_maps.get(name, 0) + frame.linear_maps
         if name not in trace.finish_order:
             trace.finish_order.append(name)
-        if isinstance(output, torch.Tensor):
-            trace.output_shapes.setdefault(name, tuple(output.shape))
-            if keep_outputs:
-                trace.outputs.setdefault(name, output.detach().clone())
+        hidden, structure = primary_output(output)
+        if hidden is None:
+            if frame.joins:
+                trace.undecided.setdefault(name, "its output is not a tensor, nor a tuple/ModelOutput starting with one")
+            return
+        trace.output_shapes.setdefault(name, tuple(hidden.shape))
+        trace.structures.setdefault(name, structure)
+        entry = self.producers.setdefault(id(hidden), (hidden, []))
+        if entry[0] is hidden:
+            entry[1].append(name)
         else:
-            trace.undecided.setdefault(name, "its output is not a single tensor")
+            self.producers[id(hidden)] = (hidden, [name])
+        if self.keep_outputs:
+            trace.outputs.setdefault(name, hidden.detach().clone())
+        if _is_normalisation(module):  # hand-written norms (RMSNorm) keep the stream on the skip path
+            for outer in self.stack:
+                if frame.x is not None and outer.on_skip(frame.x):
+                    outer.add_to_skip(hidden)
+        self._judge(frame, hidden)
 
+    def _judge(self, frame: _Frame, hidden: torch.Tensor) -> None:
+        trace, name = self.trace, frame.name
+        if frame.joins:
+            trace.looked_residual.add(name)
+        if not frame.joins or name in trace.undecided or frame.x is None:
+            return
+        if not frame.on_skip(hidden):
+            trace.rejected[name] = "its output is not on its input's skip path (the sum is transformed further)"
+        elif tuple(hidden.shape) != tuple(frame.x.shape):
+            return  # a downsampling unit: not droppable, not surprising
+        elif frame.linear_maps == 0:
+            trace.rejected[name] = ("no linear map (linear layer, convolution, attention) on its branch: "
+                                    "an activation or normalisation, not a block")
+        else:
+            trace.units.add(name)
+
+    def on_function(self, func, args, kwargs, result) -> None:
+        fname = getattr(func, "__name__", "")
+        if fname in LINEAR_MAPS and self.stack:
+            self.stack[-1].linear_maps += 1
+        if fname in PASS_ON and isinstance(result, torch.Tensor):
+            source = next((t for t in _tensors(args, kwargs) if not isinstance(t, nn.Parameter)), None)
+            if source is not None:
+                self.derived[id(result)] = (result, source)
+        if fname in ADD_NAMES:
+            self._on_add(args, kwargs, result)
+        elif fname in SKIP_PRESERVING:
+            first = args[0] if args else None
+            for frame in self.stack:
+                if frame.on_skip(first):
+                    frame.add_to_skip(result)
+
+    def _on_add(self, args, kwargs, result) -> None:
+        operands = [a for a in list(args[:2]) + [kwargs.get("other")] if isinstance(a, torch.Tensor)]
+        for depth, frame in enumerate(self.stack):
+            on = [a for a in operands if frame.on_skip(a)]
+            if not on:
+                continue
+            if any(a is frame.x for a in on) and frame.x._version != frame.version:
+                self.trace.undecided[frame.name] = "its input was modified in place before the residual addition"
+            off = [a for a in operands if not frame.on_skip(a)]  # before an in-place result joins the path
+            frame.add_to_skip(result)
+            if off:
+                frame.joins += 1
+                if depth == len(self.stack) - 1:  # the running module adds a child's output: a branch?
+                    branch = self._branch_of(frame, off[0])
+                    if branch is not None:
+                        self.trace.branches.setdefault(branch, frame.name)
+
+    def _branch_of(self, frame: _Frame, t: torch.Tensor) -> str | None:
+        """The direct child of ``frame`` with a linear map whose output reaches ``t``."""
+        for _ in range(32):
+            entry = self.producers.get(id(t))
+            children = [n for n in entry[1] if n.rpartition(".")[0] == frame.name] if entry and entry[0] is t else []
+            if children:
+                child = children[-1]
+                if self.trace.linear_maps.get(child, 0) > 0:
+                    same_shape = self.trace.input_shapes.get(child) == self.trace.output_shapes.get(child)
+                    return child if same_shape and self.trace.call_counts.get(child) == 1 else None
+                t = self.inputs.get(child)  # layer scale, drop path: look through to what it was given
+            else:
+                source = self.derived.get(id(t))
+                t = source[1] if source and source[0] is t else None
+            if t is None:
+                return None
+        return None
+
+
+def _is_normalisation(module: nn.Module) -> bool:
+    return "norm" in type(module).__name__.lower() and not list(module.children())
+
+
+class _FunctionWatcher(TorchFunctionMode):
+    def __init__(self, recorder: _Recorder):
+        super().__init__()
+        self.recorder = recorder
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        self.recorder.on_function(func, args, kwargs, result)
+        return result
+
+
+@torch.no_grad()
+def trace_model(model: nn.Module, example_input: torch.Tensor, keep_outputs: bool = False) -> ModelTrace:
+    """Run ``model`` once in eval mode and record shapes, call order and residual units."""
+    trace = ModelTrace()
+    recorder = _Recorder(model, trace, keep_outputs)
     with eval_mode(model), hooks_removed([]) as handles:
         for module in model.modules():
-            handles.append(module.register_forward_pre_hook(pre_hook))
-            handles.append(module.register_forward_hook(post_hook))
-        with _AddWatcher(stack, trace):
+            handles.append(module.register_forward_pre_hook(recorder.pre_hook, with_kwargs=True))
+            handles.append(module.register_forward_hook(recorder.post_hook, with_kwargs=True))
+        with _FunctionWatcher(recorder):
             model(example_input)
+    for name in trace.units:
+        record_removal(model, name, IDENTITY, trace.structures[name])
+    for name in trace.branches:
+        record_removal(model, name, ZERO, trace.structures[name])
     return trace
 
 
 def find_feature_layer(model: nn.Module, trace: ModelTrace) -> str:
-    """The module whose output is the feature map before global pooling.
+    """The module whose output is the feature map (or final hidden state) before pooling.
 
-    Built-in architectures declare it (``practise_feature_layer``). Otherwise: the last
-    module to finish whose output is a 4-D map with more than one spatial position;
-    the pooling that follows turns it into 1x1 or a vector.
+    Built-in architectures declare it (``practise_feature_layer``). Otherwise, for a
+    model whose units carry token sequences (batch, tokens, width): the last module to
+    finish whose output has that stream's shape (a final norm, or the encoder returning
+    it), so a head that maps to classes or a vocabulary is never chosen. For image
+    models: the last module to finish whose output is a 4-D map with more than one
+    spatial position; the pooling that follows turns it into 1x1 or a vector.
     """
     declared = getattr(model, "practise_feature_layer", None)
     if declared:
         return declared
+    units = trace.candidates()
+    stream = trace.output_shapes[units[-1]] if units else None
+    if stream is not None and len(stream) == 3:
+        chosen = units[-1]
+        for name in trace.finish_order[trace.finish_order.index(chosen) + 1:]:
+            if trace.output_shapes.get(name) != stream:
+                break  # pooling or a head: the hidden state ends here
+            chosen = name
+        return chosen
     for name in reversed(trace.finish_order):
         shape = trace.output_shapes.get(name)
         if shape is not None and len(shape) == 4 and shape[2] * shape[3] > 1:
             return name
-    raise ValueError("could not find a 4-D feature map before global pooling; pass feature_layer explicitly")
+    raise ValueError("could not find a 4-D feature map before global pooling, nor a final hidden state after the "
+                     "last residual unit; pass feature_layer explicitly")
 
 
 def check_module_name(model: nn.Module, name: str, what: str = "module") -> nn.Module:

@@ -1,6 +1,6 @@
 """The eager PyTorch backend: the model itself, run by PyTorch as the user runs it.
 
-Variants are made by swapping blocks for nn.Identity on *one* private copy of the model
+Variants are made by swapping blocks for their stand-ins (surgery.py) on *one* private copy of the model
 while a variant is entered, so no extra copies of the weights are held; the swap stays
 outside the timed region.
 """
@@ -10,19 +10,19 @@ import copy
 
 import torch.nn as nn
 
-from ..surgery import replace_module_
+from ..surgery import drop_module_, replace_module_
 from .backend import LatencyBackend
 
 
 class SwappedVariant:
-    """``model`` with ``blocks`` replaced by nn.Identity while inside ``with``."""
+    """``model`` with ``blocks`` dropped while inside ``with``."""
 
     def __init__(self, model: nn.Module, blocks: list[str] | tuple[str, ...] = ()):
         self.model, self.blocks = model, list(blocks)
         self._originals: list[tuple[str, nn.Module]] = []
 
     def __enter__(self) -> nn.Module:
-        self._originals = [(name, replace_module_(self.model, name, nn.Identity())) for name in self.blocks]
+        self._originals = [(name, drop_module_(self.model, name)) for name in self.blocks]
         return self.model
 
     def __exit__(self, *exc) -> None:

@@ -4,7 +4,7 @@ Variants of one model (the full network, and the network with some blocks droppe
 are timed *interleaved*: every repeat runs each variant once, in a rotated order, so
 drifts in machine load hit all variants alike. How a variant is made runnable is the
 backend's business (``LatencyConfig.backend``; eager PyTorch swaps blocks for
-nn.Identity on one private copy); ``measure_models`` times distinct models, e.g.
+their stand-ins on one private copy); ``measure_models`` times distinct models, e.g.
 channel-pruned ones, the same way. Medians and the interquartile range are reported
 with every setting that affects the numbers.
 """
