@@ -125,8 +125,10 @@ class ModelTrace:
             return layers
         chosen = []
         for layer in layers:
-            parts = _outermost([u for u in kept if _nested(u, layer)])
-            parts += [b for b, parent in self.branches.items() if parent == layer]
+            inner = _outermost([u for u in kept if _nested(u, layer)])
+            branches = [b for b, parent in self.branches.items() if parent == layer]
+            # one branch alone is the layer itself (a CNN block's conv stack): keep the layer
+            parts = inner + branches if inner or len(branches) >= 2 else []
             chosen += [n for n in self.call_order if n in parts] if parts else [layer]
         return chosen
 
@@ -165,7 +167,7 @@ class _Recorder:
         self.stack: list[_Frame] = []
         self.producers: dict[int, tuple[torch.Tensor, list[str]]] = {}  # output tensor -> modules returning it
         self.inputs: dict[str, torch.Tensor] = {}
-        self.derived: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # result -> (result, source) of PASS_ON ops
+        self.derived: dict[int, tuple] = {}  # result -> (result, *sources) of PASS_ON ops and sums
 
     def pre_hook(self, module, args, kwargs):
         trace, name = self.trace, self.names[module]
@@ -240,6 +242,8 @@ class _Recorder:
             if source is not None:
                 self.derived[id(result)] = (result, source)
         if fname in ADD_NAMES:
+            if isinstance(result, torch.Tensor) and len(_tensors(args, kwargs)) >= 2:
+                self.derived[id(result)] = (result, *_tensors(args, kwargs)[:2])
             self._on_add(args, kwargs, result)
         elif fname in SKIP_PRESERVING:
             first = args[0] if args else None
@@ -260,27 +264,27 @@ class _Recorder:
             if off:
                 frame.joins += 1
                 if depth == len(self.stack) - 1:  # the running module adds a child's output: a branch?
-                    branch = self._branch_of(frame, off[0])
-                    if branch is not None:
+                    for branch in self._branches_of(frame, off[0]):
                         self.trace.branches.setdefault(branch, frame.name)
 
-    def _branch_of(self, frame: _Frame, t: torch.Tensor) -> str | None:
-        """The direct child of ``frame`` with a linear map whose output reaches ``t``."""
-        for _ in range(32):
-            entry = self.producers.get(id(t))
-            children = [n for n in entry[1] if n.rpartition(".")[0] == frame.name] if entry and entry[0] is t else []
-            if children:
-                child = children[-1]
-                if self.trace.linear_maps.get(child, 0) > 0:
-                    same_shape = self.trace.input_shapes.get(child) == self.trace.output_shapes.get(child)
-                    return child if same_shape and self.trace.call_counts.get(child) == 1 else None
-                t = self.inputs.get(child)  # layer scale, drop path: look through to what it was given
-            else:
-                source = self.derived.get(id(t))
-                t = source[1] if source and source[0] is t else None
-            if t is None:
-                return None
-        return None
+    def _branches_of(self, frame: _Frame, t: torch.Tensor, depth: int = 0) -> list[str]:
+        """The direct children of ``frame`` with a linear map whose outputs reach ``t``: through
+        layer scales, dropout and casts, and both sides of a sum (parallel attention + MLP)."""
+        if depth > 32:
+            return []
+        entry = self.producers.get(id(t))
+        children = [n for n in entry[1] if n.rpartition(".")[0] == frame.name] if entry and entry[0] is t else []
+        computing = [c for c in children if self.trace.linear_maps.get(c, 0) > 0]
+        if computing:
+            child = computing[0]
+            same_shape = self.trace.input_shapes.get(child) == self.trace.output_shapes.get(child)
+            return [child] if same_shape and self.trace.call_counts.get(child) == 1 else []
+        sources = [self.inputs.get(c) for c in children]  # layer scale, drop path: what it was given
+        sources = [x for x in sources if x is not None and x is not t]
+        derived = self.derived.get(id(t))
+        if not sources and derived and derived[0] is t:
+            sources = [x for x in derived[1:] if x is not t]
+        return [b for x in sources for b in self._branches_of(frame, x, depth + 1)]
 
 
 def _is_normalisation(module: nn.Module) -> bool:
