@@ -29,6 +29,7 @@ from .model_io import check_finite
 from .modes import eval_mode
 from .model_output import logits
 from .device import resolve_device
+from .inputs import example_input
 from .latency import LatencyConfig, block_latency_reductions
 from .machine import machine_info
 from .progress import Progress, silent
@@ -89,7 +90,7 @@ class Inspection:
 
 def inspect_model(model: nn.Module, sample_shape: tuple[int, ...], include: list[str] | None = None,
                   exclude: list[str] | None = None, feature_layer: str | None = None) -> Inspection:
-    example = torch.zeros(1, *sample_shape, device=next(model.parameters()).device)
+    example = example_input(model, sample_shape)
     try:
         trace = trace_model(model, example)
     except RuntimeError as exc:  # shape errors inside the forward: the input does not fit the model
@@ -217,7 +218,7 @@ def select(teacher: nn.Module, sample_shape: tuple[int, ...], order: list[str], 
 def build_report(teacher, student, sample_shape, info: Inspection, order: list[str], r_b: dict[str, float],
                  scores: list[BlockScore], selection: Selection, config: CompressConfig, tiny_set: TinySet, losses,
                  evaluation, block_latency, latency_settings, timings) -> CompressReport:
-    example = torch.zeros(1, *sample_shape, device=next(teacher.parameters()).device)
+    example = example_input(teacher, sample_shape)
     flops_before = info.flops
     flops_after, _ = count_flops(student, example)
     chosen = set(selection.blocks)

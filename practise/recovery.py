@@ -14,7 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data.tinyset import TinySet
-from .features import as_format, forward_features
+from .features import as_format, feature_mse, forward_features
+from .inputs import token_mask
 from .modes import eval_mode, flush_denormals, on_device
 from .model_output import logits
 from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
@@ -81,7 +82,8 @@ class FeatureMimic(RecoveryMethod):
     def losses(self, student, teacher, x, y, feature_layer, config):
         with torch.no_grad(), full_precision(x.device):
             target = forward_features(teacher, x, feature_layer)
-        return {"loss": F.mse_loss(forward_features(student, x, feature_layer).float(), target)}
+        out = forward_features(student, x, feature_layer)
+        return {"loss": feature_mse(out, target, token_mask(teacher, x))}
 
 
 @register_recovery

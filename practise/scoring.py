@@ -31,17 +31,17 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .adaptors import adaptor_sites, insert_adaptors_
 from .data.tinyset import TinySet
-from .features import as_format, forward_features, run_chain
+from .features import as_format, feature_error, feature_mse, forward_features, run_chain
+from .inputs import token_mask
 from .io import atomic_write_text
 from .modes import eval_mode, flush_denormals, on_device
 from .precision import autocast, check_autocast
 from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .progress import Progress, silent
-from .surgery import drop_module_, replace_module_
+from .surgery import drop_module_
 from .tracing import ModelTrace
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,8 @@ class Scorer:
         with eval_mode(teacher):
             self.targets = _batched(lambda x: forward_features(teacher, x, feature_layer), self.eval_images,
                                     config.eval_batch_size)
+        # real-token weights of each tiny-set example (None for images): padding is not mimicked
+        self.masks = token_mask(teacher, self.eval_images)
         self._prefix_cache: tuple[int, torch.Tensor] | None = None
 
     def _cached_inputs(self, start: int) -> torch.Tensor:
@@ -195,6 +197,7 @@ class Scorer:
         for step in range(config.iterations):
             set_lr_(optimizer, step_lr(step, config.lr, config.lr_drop_at, config.iterations))
             idx = next(batches)
+            mask = self.masks[idx] if self.masks is not None else None
             if fixed_batches:
                 x, target = inputs[idx], self.targets[idx]
             else:  # the authors' loop: augmented batch, teacher run every step
@@ -203,7 +206,7 @@ class Scorer:
                     target = forward_features(self.teacher, x, self.feature_layer)
             with autocast(self.device, self.config.autocast):
                 out = run(x)
-            loss = F.mse_loss(out.float(), target)
+            loss = feature_mse(out, target, mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -216,8 +219,10 @@ class Scorer:
             for i in range(0, inputs.shape[0], self.config.eval_batch_size):
                 out = run(inputs[i:i + self.config.eval_batch_size].clone())  # copy: see _batched
                 target = self.targets[i:i + self.config.eval_batch_size]
-                total += float(F.mse_loss(out, target, reduction="sum"))
-                count += target.numel()
+                mask = self.masks[i:i + self.config.eval_batch_size] if self.masks is not None else None
+                error, values = feature_error(out, target, mask)
+                total += float(error)
+                count += values
         return total / count
 
 

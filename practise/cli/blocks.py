@@ -6,6 +6,7 @@ import json
 import torch
 
 from ..blocks import count_flops
+from ..inputs import example_input
 from ..latency import block_latency_reductions
 from ..models import list_models
 from ..pipeline import inspect_model
@@ -34,7 +35,7 @@ def run(a) -> None:
     model = model_from_args(a)
     shape = shape_for(a, model)
     info = inspect_model(model, shape, csv(a.include), csv(a.exclude), a.feature_layer)
-    total, _ = count_flops(model, torch.zeros(1, *shape))
+    total, _ = count_flops(model, example_input(model, shape))
     r_b, details = {}, {}
     if a.latency:
         r_b, details, settings = block_latency_reductions(model, shape, [b.name for b in info.blocks],

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from ..device import resolve_device
+from ..inputs import example_input
 from ..machine import cpu_model
 from ..progress import Progress, silent
 from ..tracing import check_module_name
@@ -132,8 +133,10 @@ class TimingSession:
     """Threads set, the input made and the backend chosen for one measurement; restores
     torch's thread count when it ends."""
 
-    def __init__(self, sample_shape: tuple[int, ...], config: LatencyConfig, device: torch.device):
+    def __init__(self, sample_shape: tuple[int, ...], config: LatencyConfig, device: torch.device,
+                 model: nn.Module | None = None):
         self.config, self.device, self.sample_shape = config, device, sample_shape
+        self.model = model  # says what kind of input it takes (inputs.py); None: an image tensor
         self.backend = BACKENDS.get(config.backend)
         self.batch = config.resolved_batch(device)
 
@@ -141,9 +144,10 @@ class TimingSession:
         self.previous_threads = torch.get_num_threads()
         if self.config.threads is not None:
             torch.set_num_threads(self.config.threads)
-        self.x = torch.randn((self.batch, *self.sample_shape), generator=torch.Generator().manual_seed(0)).to(
-            device=self.device, dtype=DTYPES[self.config.dtype],
-            memory_format=_memory_format(self.config, self.sample_shape))
+        self.x = example_input(self.model or nn.Module(), self.sample_shape, self.batch, self.device, random=True,
+                               dtype=DTYPES[self.config.dtype])
+        if self.x.is_floating_point():
+            self.x = self.x.contiguous(memory_format=_memory_format(self.config, self.sample_shape))
         self._inference = torch.inference_mode()
         self._inference.__enter__()
         return self
@@ -164,13 +168,14 @@ class TimingSession:
 
 
 def _timed_interleaved(runners: dict[str, Runnable], sample_shape: tuple[int, ...], config: LatencyConfig,
-                       device: torch.device, progress: Progress) -> tuple[dict[str, LatencyStats], LatencySettings]:
+                       device: torch.device, progress: Progress, model: nn.Module | None = None
+                       ) -> tuple[dict[str, LatencyStats], LatencySettings]:
     """Every repeat runs each variant once, in a rotated order; medians per variant."""
     names = list(runners)
     samples: dict[str, list[float]] = {n: [] for n in names}
     progress.start("latency", (config.warmup + config.repeats) * len(names))
     try:
-        with TimingSession(sample_shape, config, device) as session:
+        with TimingSession(sample_shape, config, device, model) as session:
             for _ in range(config.warmup):
                 for name in names:
                     session.timed(runners[name])
@@ -205,7 +210,7 @@ def measure_variants(model: nn.Module, sample_shape: tuple[int, ...], variants: 
             check_module_name(model, name, "block")
     device = resolve_device(config.device)
     runners = BACKENDS.get(config.backend).prepare(model, variants, sample_shape, config, device)
-    return _timed_interleaved(runners, sample_shape, config, device, progress)
+    return _timed_interleaved(runners, sample_shape, config, device, progress, model)
 
 
 def measure_models(models: dict[str, nn.Module], sample_shape: tuple[int, ...], config: LatencyConfig,
@@ -213,7 +218,7 @@ def measure_models(models: dict[str, nn.Module], sample_shape: tuple[int, ...], 
     """Time distinct models (e.g. a teacher and a channel-pruned copy) interleaved, on private copies."""
     device = resolve_device(config.device)
     runners = BACKENDS.get(config.backend).prepare_models(models, sample_shape, config, device)
-    return _timed_interleaved(runners, sample_shape, config, device, progress)
+    return _timed_interleaved(runners, sample_shape, config, device, progress, next(iter(models.values()), None))
 
 
 def reduction(full: LatencyStats, pruned: LatencyStats) -> float:

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from ..device import resolve_device
+from ..inputs import example_input
 from ..modes import eval_mode, hooks_removed
 from ..progress import Progress, silent
 from ..tracing import check_module_name
@@ -103,7 +104,7 @@ def structural_groups(model: nn.Module, blocks: list[str], sample_shape: tuple[i
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     with torch.no_grad(), eval_mode(model), hooks_removed([m.register_forward_pre_hook(record(n))
                                                            for n, m in modules.items()]):
-        model(torch.zeros(1, *sample_shape, device=device))
+        model(example_input(model, sample_shape, device=device))
     groups: dict[tuple, list[str]] = {}
     for name in blocks:
         m = modules[name]
@@ -131,7 +132,7 @@ def paired_savings(model: nn.Module, sample_shape: tuple[int, ...], variants: di
     full: dict[str, list[float]] = {n: [] for n in names}
     pruned: dict[str, list[float]] = {n: [] for n in names}
     shares = shares or {}
-    with TimingSession(sample_shape, config, device) as session:
+    with TimingSession(sample_shape, config, device, model) as session:
         _warm_up(session, runners, config.warmup, progress)
         done = 0
         while True:
