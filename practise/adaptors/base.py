@@ -28,11 +28,25 @@ class Adaptor(nn.Conv2d):
             self.weight.copy_(torch.eye(channels).view(channels, channels, 1, 1))
 
 
+class TokenAdaptor(nn.Linear):
+    """Bias-free DxD linear map on each token's features, starting as the identity: the
+    1x1-conv adaptor's analogue on a (batch, tokens, width) residual stream."""
+
+    def __init__(self, width: int):
+        super().__init__(width, width, bias=False)
+        with torch.no_grad():
+            self.weight.copy_(torch.eye(width))
+
+
+ADAPTOR_KINDS = {"conv": Adaptor, "token": TokenAdaptor}
+
+
 @dataclass(frozen=True)
 class AdaptorSite:
     module: str   # dotted path of the conv (or unit) to wrap
     where: str    # "after" (on its output) or "before" (on its input)
     channels: int
+    kind: str = "conv"  # a name in ADAPTOR_KINDS
 
 
 def conv_site(name: str, conv: nn.Conv2d, role: str) -> AdaptorSite:

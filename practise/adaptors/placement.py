@@ -20,7 +20,8 @@ import torch.nn as nn
 
 from ..surgery import replace_module_
 from ..tracing import ModelTrace
-from .base import READER, WRITER, Adaptor, AdaptorSite, ordered_rules
+from ..call_structure import primary_output
+from .base import ADAPTOR_KINDS, READER, WRITER, AdaptorSite, ordered_rules
 
 
 def unit_sites(unit_name: str, unit: nn.Module, role: str, trace: ModelTrace) -> list[AdaptorSite]:
@@ -60,26 +61,65 @@ def block_group(block: str, trace: ModelTrace, units: list[str]) -> tuple[list[s
 
 
 def adaptor_sites(model: nn.Module, block: str, trace: ModelTrace, units: list[str]) -> list[AdaptorSite]:
+    """Writers before ``block`` in its group, readers after it and after the group.
+
+    A dropped branch (a layer's attention or MLP) counts as a part of its layer: the
+    layer's group is used, and the layer's other branches are writers or readers by order."""
     modules = dict(model.named_modules())
-    group, nxt = block_group(block, trace, units)
-    position = group.index(block)
+    layer = trace.branches.get(block) if block not in trace.units else None
+    group, nxt = block_group(layer or block, trace, units)
+    position = group.index(layer or block)
+    writers, readers = group[:position], group[position + 1:] + ([nxt] if nxt else [])
+    if layer is not None:
+        parts = [b for b in trace.call_order if trace.branches.get(b) == layer]
+        i = parts.index(block)
+        writers, readers = writers + parts[:i], parts[i + 1:] + readers
     sites: list[AdaptorSite] = []
-    for unit in group[:position]:
+    for unit in writers:
         sites += unit_sites(unit, modules[unit], WRITER, trace)
-    for unit in group[position + 1:] + ([nxt] if nxt else []):
+    for unit in readers:
         sites += unit_sites(unit, modules[unit], READER, trace)
     return sites
 
 
-def insert_adaptors_(model: nn.Module, sites: list[AdaptorSite]) -> list[Adaptor]:
+class Adapted(nn.Module):
+    """A module with an adaptor on its (primary) input or output; the caller's other
+    arguments (masks, caches) pass through, and its output keeps its structure."""
+
+    def __init__(self, module: nn.Module, adaptor: nn.Module, where: str):
+        super().__init__()
+        self.module, self.adaptor, self.where = module, adaptor, where
+
+    def forward(self, *args, **kwargs):
+        if self.where == "before":
+            if args:
+                args = (self.adaptor(args[0]),) + args[1:]
+            else:
+                key = "hidden_states" if "hidden_states" in kwargs else next(iter(kwargs))
+                kwargs = {**kwargs, key: self.adaptor(kwargs[key])}
+            return self.module(*args, **kwargs)
+        output = self.module(*args, **kwargs)
+        hidden, structure = primary_output(output)
+        if structure is None or structure.kind == "tensor":
+            return self.adaptor(output)
+        rest = list(output.values())[1:] if structure.kind == "mapping" else list(output)[1:]
+        if structure.kind == "mapping":
+            return structure.cls(**dict(zip(output.keys(), [self.adaptor(hidden)] + rest)))
+        return type(output)([self.adaptor(hidden)] + rest)
+
+
+def insert_adaptors_(model: nn.Module, sites: list[AdaptorSite]) -> list[nn.Module]:
     """Wrap each site's module with an adaptor (in place); returns the new adaptors."""
     adaptors = []
     for site in sites:
-        adaptor = Adaptor(site.channels)
+        adaptor = ADAPTOR_KINDS[site.kind](site.channels)
         original = model.get_submodule(site.module)
         device = next((p.device for p in original.parameters()), torch.device("cpu"))
         adaptor.to(device)
-        wrapped = nn.Sequential(original, adaptor) if site.where == "after" else nn.Sequential(adaptor, original)
+        if isinstance(original, nn.Conv2d):  # a plain conv: a Sequential keeps the graph simplest
+            wrapped = nn.Sequential(original, adaptor) if site.where == "after" else nn.Sequential(adaptor, original)
+        else:
+            wrapped = Adapted(original, adaptor, site.where)
         replace_module_(model, site.module, wrapped)
         adaptors.append(adaptor)
     return adaptors
