@@ -25,7 +25,8 @@ class TinySetInfo:
     labelled: bool
     skipped_unreadable: list[str] = field(default_factory=list)
     skipped_non_images: list[str] = field(default_factory=list)
-    images: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)   # identifiers of the examples (file names, file:line)
+    kind: str | None = None                            # "images" or "texts" (None: images, older reports)
 
 
 @dataclass

@@ -235,14 +235,13 @@ def build_report(teacher, student, sample_shape, info: Inspection, order: list[s
             score=s.score if s else None, scoring_protocol=s.protocol if s else None,
             scoring_seconds=s.seconds if s else None, latency_interval=[lat.low, lat.high],
             latency_group=lat.group, latency_tie=lat.tie))
-    tc = tiny_set.transforms.config
     return CompressReport(
         practise_version=__version__, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         model=ModelInfo(getattr(teacher, "practise_arch", None), info.feature_layer, list(sample_shape),
                         info.chain is not None),
         config=asdict(config),
         tiny_set=TinySetInfo(len(tiny_set), tiny_set.labels is not None, tiny_set.skipped, tiny_set.non_images,
-                             tiny_set.identifiers),
+                             tiny_set.identifiers, tiny_set.kind),
         candidates=candidates,
         selection=SelectionInfo("count" if config.num_blocks is not None else "latency target", config.target_latency,
                                 config.num_blocks, selection.blocks, selection.predicted_reduction,
@@ -256,5 +255,5 @@ def build_report(teacher, student, sample_shape, info: Inspection, order: list[s
         recovery=RecoveryInfo(config.recovery.method, config.recovery.iterations, config.recovery.resolved_lr,
                               losses[0] if losses else None, losses[-1] if losses else None),
         evaluation=evaluation,
-        preprocessing={"image_size": tc.image_size, "channels": tc.channels, "mean": list(tc.mean), "std": list(tc.std)},
+        preprocessing=tiny_set.preprocessing_record(),
         timings=timings, machine=machine_info())

@@ -29,7 +29,7 @@ def summary_rows(report: CompressReport) -> list[tuple[str, str, str]]:
     """(quantity, before, after) rows for the before/after table."""
     rows = [("latency (median ms, IQR)", _median_iqr(report.latency.full_ms), _median_iqr(report.latency.compressed_ms)),
             ("latency reduction (measured)", "", _pct(report.selection.measured_reduction)),
-            ("FLOPs (per image)", f"{report.before.flops / 1e6:.1f} M", f"{report.after.flops / 1e6:.1f} M"),
+            (f"FLOPs (per {'sequence' if report.tiny_set.kind == 'texts' else 'image'})", f"{report.before.flops / 1e6:.1f} M", f"{report.after.flops / 1e6:.1f} M"),
             ("parameters", f"{report.before.params:,}", f"{report.after.params:,}")]
     evaluation = report.evaluation
     if evaluation:
@@ -46,7 +46,7 @@ def to_markdown(report: CompressReport) -> str:
     arch = report.model.arch
     lines = ["# PRACTISE compression report", "",
              f"Model: `{arch['name'] if arch and 'name' in arch else arch}`; feature layer `{report.model.feature_layer}`; "
-             f"tiny set of {report.tiny_set.size} images"
+             f"tiny set of {report.tiny_set.size} {report.tiny_set.kind or 'images'}"
              f"{' (labelled)' if report.tiny_set.labelled else ' (unlabelled)'}; seed {report.config['seed']}.", "",
              "| | before | after |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in summary_rows(report)]
@@ -108,6 +108,9 @@ def preprocessing_lines(report: CompressReport) -> list[str]:
     pre = report.preprocessing
     if not pre:
         return []
+    if pre.get("kind") == "text":
+        return ["## Preprocessing", "", f"Tokenizer `{pre['tokenizer']}`, {pre['sequence_length']} tokens per example "
+                f"(padded; at most {pre['max_length']}); padding is left out of the feature loss.", ""]
     lines = ["## Preprocessing", "", f"Input {pre['channels']} x {pre['image_size']} x {pre['image_size']}, "
              f"mean {pre['mean']}, std {pre['std']}."]
     if pre.get("note"):

@@ -22,6 +22,7 @@ class TinySet:
     skipped: list[str] = field(default_factory=list)  # unreadable files, with the reason
     non_images: list[str] = field(default_factory=list)  # files ignored for their suffix
     _eval_cache: torch.Tensor | None = field(default=None, repr=False)
+    kind: str = "images"
 
     def __len__(self) -> int:
         return len(self.images)
@@ -34,6 +35,10 @@ class TinySet:
 
     def train_batch(self, indices: list[int], generator: torch.Generator) -> torch.Tensor:
         return torch.stack([self.transforms.train(self.images[i], generator) for i in indices])
+
+    def preprocessing_record(self) -> dict:
+        c = self.transforms.config
+        return {"image_size": c.image_size, "channels": c.channels, "mean": list(c.mean), "std": list(c.std)}
 
     def label_tensor(self) -> torch.Tensor:
         if self.labels is None:

