@@ -37,7 +37,7 @@ from .recovery import RECOVERY_METHODS, RecoveryConfig, recover_
 from .scoring import BlockScore, Scorer, ScoringConfig, score_blocks
 from .selection import Selection, measure_selection, select_in_order
 from .surgery import drop_blocks
-from .tracing import check_module_name, feature_chain, find_feature_layer, trace_model
+from .tracing import check_granularity, check_module_name, feature_chain, find_feature_layer, trace_model
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class CompressConfig:
     include: list[str] | None = None      # candidate names or glob patterns to consider
     exclude: list[str] | None = None      # ... and to leave alone
     feature_layer: str | None = None      # module whose output is mimicked; None: found automatically
+    granularity: str = "layer"            # "layer", or "sublayer": attention / MLP parts of transformer layers
     criterion: str = "practise"           # block ranking: a name in practise.criteria.CRITERIA
     device: str = "auto"                  # where scoring and recovery run
     seed: int = 0
@@ -62,6 +63,7 @@ class CompressConfig:
         if self.num_blocks is not None and self.num_blocks < 1:
             raise ValueError(f"number of blocks to drop must be at least 1, got {self.num_blocks}")
         CRITERIA.get(self.criterion)  # an unknown name lists the valid ones
+        check_granularity(self.granularity)
         if self.target_latency is not None and not 0 < self.target_latency < 1:
             raise ValueError(f"target latency reduction must be between 0% and 100% (exclusive), "
                              f"got {100 * self.target_latency:g}%")
@@ -89,7 +91,8 @@ class Inspection:
 
 
 def inspect_model(model: nn.Module, sample_shape: tuple[int, ...], include: list[str] | None = None,
-                  exclude: list[str] | None = None, feature_layer: str | None = None) -> Inspection:
+                  exclude: list[str] | None = None, feature_layer: str | None = None,
+                  granularity: str = "layer") -> Inspection:
     example = example_input(model, sample_shape)
     try:
         trace = trace_model(model, example)
@@ -102,20 +105,22 @@ def inspect_model(model: nn.Module, sample_shape: tuple[int, ...], include: list
     with torch.no_grad(), eval_mode(model):  # a forward that returns no logits is refused now, not after scoring
         logits(model, example)
     flops, module_flops = count_flops(model, example)
-    blocks = find_blocks(model, example, include, exclude, trace=trace, module_flops=module_flops)
+    blocks = find_blocks(model, example, include, exclude, trace=trace, module_flops=module_flops,
+                         granularity=granularity)
     if not blocks and (include or exclude):
-        every = [n for n in trace.call_order if trace.is_residual_block(n)]
+        every = trace.candidates(granularity)
         raise ValueError(f"--include/--exclude leave no candidate block; the candidates are: "
                          f"{', '.join(every[:30])}{' ...' if len(every) > 30 else ''}")
     if not blocks:
-        raise ValueError("no droppable residual blocks found: none of the model's modules adds its own input "
-                         "to a branch output of the same shape")
+        raise ValueError("no droppable residual blocks found: no module of the model returns its input plus a "
+                         "branch output of the same shape (rerun with -v to see the modules considered)")
     return Inspection(blocks, layer, feature_chain(model, trace, layer, example), trace, flops)
 
 
 def check_against_model(model: nn.Module, sample_shape: tuple[int, ...], config: CompressConfig) -> Inspection:
     """Inspect ``model`` and check what the config asks of it (patterns, feature layer, block count)."""
-    info = inspect_model(model, sample_shape, config.include, config.exclude, config.feature_layer)
+    info = inspect_model(model, sample_shape, config.include, config.exclude, config.feature_layer,
+                         config.granularity)
     names = [b.name for b in info.blocks]
     if config.num_blocks is not None and config.num_blocks > len(names):
         raise ValueError(f"cannot drop {config.num_blocks} blocks: the model has {len(names)} candidates "

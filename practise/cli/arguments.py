@@ -10,6 +10,7 @@ from ..recovery import RECOVERY_METHODS, RecoveryConfig
 from ..scoring import PROTOCOLS, ScoringConfig
 from ..selection import parse_target
 from ..synthesis import SynthesisConfig
+from ..tracing import GRANULARITIES, LAYER
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -113,10 +114,13 @@ def add_architecture_args(g) -> None:
 
 def add_model_args(p) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", required=True, help="architecture name (see `practise blocks --list`) or a compressed model file")
+    g.add_argument("--model", required=True, help="architecture name (see `practise blocks --list`), a compressed "
+                   "model file, or hf:<folder or installed package> for a Hugging Face model (local files only)")
     g.add_argument("--weights", help=".pth/.pt/.safetensors state dict (loaded weights-only)")
     add_architecture_args(g)
     add_image_size_arg(g)
+    g.add_argument("--seq-len", type=int_at_least(2), help="token models: tokens per sequence for tracing and "
+                   "timing (default: the tiny set's longest example, else --max-length)")
     add_device_arg(g)
 
 
@@ -128,8 +132,12 @@ def add_data_args(p, required: bool = True) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", required=required,
                    help="image folder (class subfolders = labelled, flat = unlabelled) or a named data set "
-                        "(fashion-mnist:train, demo:train, sklearn-digits, photo-crops, gaussian-noise)")
-    g.add_argument("--num-images", type=POSITIVE, default=500, help="tiny-set size (default 500, or all if fewer)")
+                        "(fashion-mnist:train, demo:train, sklearn-digits, photo-crops, gaussian-noise); for hf: "
+                        "token models a .txt (one example per line) or .jsonl (\"text\", optional \"label\") file")
+    g.add_argument("--num-images", "--num-examples", dest="num_images", type=POSITIVE, default=500,
+                   help="tiny-set size: images, or text examples (default 500, or all if fewer)")
+    g.add_argument("--max-length", type=int_at_least(2), default=128,
+                   help="token models: truncate text examples to this many tokens (default 128)")
     g.add_argument("--eval-data", help="evaluation images (folder or fashion-mnist:test) for accuracy / agreement")
     add_eval_limit_arg(g)
     add_normalisation_args(g)
@@ -141,6 +149,9 @@ def add_candidate_args(p) -> None:
     g.add_argument("--include", help="only these blocks: names or glob patterns, comma-separated (layer3.*)")
     g.add_argument("--exclude", help="never these blocks: names or glob patterns, comma-separated")
     g.add_argument("--feature-layer", help="module whose output is mimicked (default: found automatically)")
+    g.add_argument("--granularity", choices=GRANULARITIES, default=LAYER,
+                   help="layer: whole residual units (default); sublayer: a transformer layer's attention and MLP "
+                        "as separate candidates where it has them")
 
 
 def add_latency_args(p) -> None:

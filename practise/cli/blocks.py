@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 
-import torch
-
 from ..blocks import count_flops
 from ..inputs import example_input
 from ..latency import block_latency_reductions
@@ -12,7 +10,6 @@ from ..models import list_models
 from ..pipeline import inspect_model
 from .arguments import add_candidate_args, add_latency_args, add_model_args, csv
 from .common import latency_config, model_from_args, progress_for, shape_for
-
 
 def add_parser(sub, common) -> None:
     p = sub.add_parser("blocks", parents=[common], help="list the droppable residual blocks of a model")
@@ -25,7 +22,6 @@ def add_parser(sub, common) -> None:
         if action.dest == "model":
             action.required = False
 
-
 def run(a) -> None:
     if a.list:
         print("\n".join(list_models()))
@@ -34,7 +30,7 @@ def run(a) -> None:
         raise ValueError("--model is required (or --list)")
     model = model_from_args(a)
     shape = shape_for(a, model)
-    info = inspect_model(model, shape, csv(a.include), csv(a.exclude), a.feature_layer)
+    info = inspect_model(model, shape, csv(a.include), csv(a.exclude), a.feature_layer, a.granularity)
     total, _ = count_flops(model, example_input(model, shape))
     r_b, details = {}, {}
     if a.latency:
@@ -47,10 +43,12 @@ def run(a) -> None:
         print(json.dumps({"feature_layer": info.feature_layer, "blocks": rows, **extra}, indent=2))
         return
     print(f"{len(rows)} droppable blocks; feature layer: {info.feature_layer}")
-    print(f"{'block':<16}{'kind':<20}{'params':>12}{'FLOPs share':>13}"
+    width = max([16] + [len(r["name"]) + 2 for r in rows])
+    kind_width = max([20] + [len(r["kind"]) + 2 for r in rows])
+    print(f"{'block':<{width}}{'kind':<{kind_width}}{'params':>12}{'FLOPs share':>13}"
           + (f"{'latency share':>15}{'95% interval':>16}  group (tie)" if details else ""))
     for r in rows:
-        line = f"{r['name']:<16}{r['kind']:<20}{r['params']:>12,}{100 * r['flops_share']:>12.1f}%"
+        line = f"{r['name']:<{width}}{r['kind']:<{kind_width}}{r['params']:>12,}{100 * r['flops_share']:>12.1f}%"
         if details:
             low, high = r["latency_interval"]
             line += (f"{100 * r['latency_reduction']:>14.2f}%{100 * low:>8.2f}-{100 * high:.2f}%"
@@ -60,7 +58,6 @@ def run(a) -> None:
         print(f"latency: {settings.repeats} paired repeats at batch {settings.batch_size} on {settings.device} "
               f"({settings.device_name}), {settings.threads} threads, backend {settings.backend}; blocks of one "
               f"group are structurally identical and share one estimate, equal tie numbers cannot be ordered")
-
 
 def latency_row(latency) -> dict:
     return {"latency_reduction": latency.reduction, "latency_interval": [latency.low, latency.high],

@@ -90,13 +90,19 @@ def synthesis_config(a) -> SynthesisConfig:
 def compress_config(a) -> CompressConfig:
     return CompressConfig(
         target_latency=a.target_latency, num_blocks=a.num_blocks, include=csv(a.include), exclude=csv(a.exclude),
-        feature_layer=a.feature_layer, criterion=a.criterion, device=a.device, seed=a.seed,
+        feature_layer=a.feature_layer, granularity=getattr(a, "granularity", "layer"), criterion=a.criterion, device=a.device, seed=a.seed,
         scoring=scoring_config(a), latency=latency_config(a), recovery=recovery_config(a))
 
 
 # ---- model, preprocessing, data --------------------------------------------------------
 
 def model_from_args(a) -> torch.nn.Module:
+    from .text import is_hf_spec
+
+    if is_hf_spec(a.model):
+        from ..text import load_hf
+
+        return load_hf(a.model).model
     return load_model(a.model, a.weights, num_classes=a.num_classes, in_channels=a.in_channels)
 
 
@@ -121,6 +127,11 @@ def sample_shape(transforms: Transforms) -> tuple[int, int, int]:
 
 def shape_for(a, model: torch.nn.Module) -> tuple[int, int, int]:
     """The input shape alone (blocks, latency): only a defaulted size is worth a warning."""
+    from ..text import SequenceModel
+    from .text import token_shape
+
+    if isinstance(model, SequenceModel):
+        return token_shape(a)
     pre = resolve_preprocessing(model, input_channels(model), None, a.image_size)
     if "image_size" in pre.defaulted:
         log.warning("no input size is recorded with the weights and none was given: using %d px (%s); "
@@ -142,7 +153,7 @@ def check_workdir(workdir: str | None) -> None:
         check_writable_folder(workdir, "--workdir")
 
 
-def print_summary(report: CompressReport, out: Path) -> None:
+def print_summary(report: CompressReport, out: Path, written: list[Path] | None = None) -> None:
     rows = summary_rows(report)
     width = max(len(r[0]) for r in rows) + 2
     print(f"\n{'':<{width}}{'before':>18}{'after':>18}")
@@ -157,4 +168,5 @@ def print_summary(report: CompressReport, out: Path) -> None:
         print(f"\nnote: {report.preprocessing['note']}")
     if report.evaluation_error:
         print(f"\nwarning: no accuracy: {report.evaluation_error}")
-    print(f"\nwrote {out / 'model.safetensors'}, {out / 'report.md'}, {out / 'report.json'}, {out / 'blocks.png'}")
+    written = written or [out / f for f in ("model.safetensors", "report.md", "report.json", "blocks.png")]
+    print(f"\nwrote {', '.join(str(p) for p in written)}")

@@ -10,6 +10,7 @@ from .arguments import (POSITIVE, add_candidate_args, add_criterion_arg, add_dat
 from .common import (check_workdir, compress_config, model_from_args, preprocessing_for, print_summary, progress_for,
                      sample_shape, tiny_set_from_args)
 from .synthesize import synthesize_from_args
+from .text import is_hf_spec, run_text_compress
 
 
 def add_parser(sub, common) -> None:
@@ -27,6 +28,8 @@ def add_parser(sub, common) -> None:
 
 
 def run(a) -> None:
+    if is_hf_spec(a.model):
+        return run_text_compress(a, compress_config(a), progress_for(a))
     if (a.data is None) == (a.data_free is None):
         raise ValueError("give exactly one of --data (a folder or data set) and --data-free N (synthesize N images)")
     config = compress_config(a)

@@ -120,7 +120,9 @@ def load_hf(spec: str) -> HFBundle:
     config = model.config
     tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     log.info("loaded %s (%s) from %s", type(model).__name__, config.model_type, path)
-    return HFBundle(SequenceModel(model), tokenizer, path)
+    wrapped = SequenceModel(model)
+    wrapped.practise_arch = {"name": f"hf:{type(model).__name__}", "source": str(path)}
+    return HFBundle(wrapped, tokenizer, path)
 
 
 def is_token_model(model: nn.Module) -> bool:
