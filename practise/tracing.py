@@ -72,6 +72,18 @@ def _outermost(names: list[str]) -> list[str]:
     return [n for n in names if not any(_nested(n, m) for m in names)]
 
 
+def _from_several_list_entries(parent: str, branches: list[str]) -> bool:
+    """Do ``branches`` lie in different numbered entries of one list under ``parent``?"""
+    prefix = parent + "." if parent else ""
+    entries = set()
+    for b in branches:
+        parts = b[len(prefix):].split(".")
+        index = next((i for i, part in enumerate(parts) if part.isdigit()), None)
+        if index is not None:
+            entries.add((".".join(parts[:index]), parts[index]))
+    return len({path for path, _ in entries}) < len(entries)
+
+
 @dataclass
 class ModelTrace:
     call_order: list[str] = field(default_factory=list)    # by first call (pre-hook), root excluded
@@ -110,6 +122,10 @@ class ModelTrace:
             if sum(self.call_counts[v] for v in inner) >= 2:
                 stacks.add(u)
                 self.rejected[u] = f"a stack of residual units ({', '.join(inner[:3])}{', ...' if len(inner) > 3 else ''})"
+        for u in seen:  # a module adding list elements one after another to its stream iterates layers
+            if u not in stacks and _from_several_list_entries(u, [b for b, p in self.branches.items() if p == u]):
+                stacks.add(u)
+                self.rejected[u] = "a stack: it adds the branches of several layer-list entries to its stream"
         units = [n for n in seen if n not in self.undecided]
         kept = []
         for u in units:
@@ -120,9 +136,12 @@ class ModelTrace:
                 self.rejected[u] = f"only a container of the unit {inner[0]}"
                 continue
             kept.append(u)
-        layers = _outermost(kept)
+        # branches added by a stack (an einops-style transformer: x = attn(x) + x in a loop) are
+        # the only droppable parts it has, at either granularity
+        loose = [b for b, p in self.branches.items() if p in stacks and b not in self.undecided]
+        layers = _outermost(kept + loose)
         if granularity == LAYER:
-            return layers
+            return [n for n in self.call_order if n in layers]
         chosen = []
         for layer in layers:
             inner = _outermost([u for u in kept if _nested(u, layer)])
@@ -268,12 +287,14 @@ class _Recorder:
                         self.trace.branches.setdefault(branch, frame.name)
 
     def _branches_of(self, frame: _Frame, t: torch.Tensor, depth: int = 0) -> list[str]:
-        """The direct children of ``frame`` with a linear map whose outputs reach ``t``: through
-        layer scales, dropout and casts, and both sides of a sum (parallel attention + MLP)."""
+        """The outermost modules inside ``frame`` with a linear map whose outputs reach ``t``:
+        through layer scales, dropout and casts, and both sides of a sum (parallel attention +
+        MLP). Usually direct children; elements of a layer list when ``frame`` iterates one."""
         if depth > 32:
             return []
         entry = self.producers.get(id(t))
-        children = [n for n in entry[1] if n.rpartition(".")[0] == frame.name] if entry and entry[0] is t else []
+        inside = [n for n in entry[1] if _nested(n, frame.name) or not frame.name] if entry and entry[0] is t else []
+        children = _outermost(inside)
         computing = [c for c in children if self.trace.linear_maps.get(c, 0) > 0]
         if computing:
             child = computing[0]

@@ -163,8 +163,8 @@ CASES = [
     (["compress", "--model", "resnet20", "--data", "{in}/images", "--num-blocks", "1", "--out", "{out}",
       "--score-autocast", "fp8"], "invalid choice: 'fp8'"),
     # data and the tiny set
-    (["score", *R20, "--data", "{in}/images", "--num-images", "0"], "--num-images: must be at least 1, got 0"),
-    (["score", *R20, "--data", "{in}/images", "--num-images", "-5"], "--num-images: must be at least 1, got -5"),
+    (["score", *R20, "--data", "{in}/images", "--num-images", "0"], "--num-images/--num-examples: must be at least 1, got 0"),
+    (["score", *R20, "--data", "{in}/images", "--num-images", "-5"], "--num-images/--num-examples: must be at least 1, got -5"),
     (["score", *R20, "--data", "/no/such/folder"], "image folder not found: /no/such/folder"),
     (["score", *R20, "--data", "{in}/notes.txt"], "not a folder"),
     (["score", *R20, "--data", "{in}/empty_dir"], "no images found in"),
