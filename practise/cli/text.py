@@ -28,10 +28,14 @@ def token_shape(a, tiny_length: int | None = None) -> tuple[int, int]:
     return (2, a.seq_len or tiny_length or getattr(a, "max_length", 128))
 
 
-def text_tiny_set(a, tokenizer):
-    if Path(a.data).suffix not in TEXT_SUFFIXES:
-        raise ValueError(f"--data {a.data}: a token model takes its tiny set from a .txt (one example per line) or "
+def check_text_data(path: str) -> None:
+    if Path(path).suffix not in TEXT_SUFFIXES:
+        raise ValueError(f"--data {path}: a token model takes its tiny set from a .txt (one example per line) or "
                          ".jsonl file (\"text\", optional \"label\" per line)")
+
+
+def text_tiny_set(a, tokenizer):
+    check_text_data(a.data)
     return build_text_tiny_set(a.data, tokenizer, a.num_images, seed_everything(a.seed), a.max_length)
 
 
@@ -45,6 +49,7 @@ def run_text_compress(a, config, progress) -> None:
     if a.eval_data:
         raise ValueError("--eval-data is for image classifiers; for token models compare the saved model on your "
                          "task (benchmarks/minilm.py shows an embedding probe)")
+    check_text_data(a.data)
     out = check_output_folder(a.out, a.overwrite)
     if (out / HF_FOLDER).exists() and not a.overwrite:
         raise FileExistsError(f"{out / HF_FOLDER} exists; pass --overwrite or choose another --out")

@@ -116,7 +116,13 @@ def load_hf(spec: str) -> HFBundle:
     """A local HF model (as its saved class, head included) and its tokenizer."""
     transformers = _transformers()
     path = resolve_hf_path(spec)
-    model = model_class(path).from_pretrained(path, local_files_only=True).eval()
+    progress_bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # a local load takes a moment; practise shows its own steps
+    try:
+        model = model_class(path).from_pretrained(path, local_files_only=True).eval()
+    finally:
+        if progress_bars:
+            transformers.utils.logging.enable_progress_bar()
     config = model.config
     tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     log.info("loaded %s (%s) from %s", type(model).__name__, config.model_type, path)

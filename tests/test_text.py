@@ -1,0 +1,143 @@
+"""Text tiny sets, masked feature loss, and `practise compress` on a local HF folder."""
+import json
+
+import pytest
+import torch
+
+from practise.features import feature_error, feature_mse
+from practise.text.tinyset import read_examples
+
+WORDS = ["the", "a", "package", "library", "tool", "for", "python", "data", "game", "files", "documentation",
+         "development", "network", "server", "client", "fast", "small", "image", "text", "sound"]
+
+
+def test_masked_mse_ignores_padding_positions():
+    torch.manual_seed(0)
+    target = torch.randn(2, 5, 4)
+    out = target + 0.1
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    garbage = out.clone()
+    garbage[0, 3:] += 100.0  # padding positions of the student may hold anything
+    assert torch.allclose(feature_mse(garbage, target, mask), feature_mse(out, target, mask))
+    assert torch.allclose(feature_mse(out, target, mask), torch.tensor(0.01))
+    total, count = feature_error(out, target, mask)
+    assert count == 8 * 4 and torch.allclose(total / count, torch.tensor(0.01))
+    assert not torch.allclose(feature_mse(garbage, target), feature_mse(out, target))  # unmasked: counted
+
+
+def test_read_examples_txt_and_jsonl(tmp_path):
+    txt = tmp_path / "a.txt"
+    txt.write_text("first line\n\nsecond line\n")
+    examples = read_examples(txt)
+    assert examples.texts == ["first line", "second line"] and examples.labels is None
+    assert examples.identifiers == ["a.txt:1", "a.txt:3"]
+    jsonl = tmp_path / "b.jsonl"
+    jsonl.write_text('{"text": "x y", "label": "games"}\nnot json\n{"text": "z", "label": "libs"}\n')
+    examples = read_examples(jsonl)
+    assert examples.texts == ["x y", "z"] and examples.labels == [0, 1] and examples.label_names == ["games", "libs"]
+    assert examples.skipped == ["b.jsonl:2: not a JSON object"]
+    with pytest.raises(ValueError, match=r"\.txt \(one per line\) or a \.jsonl"):
+        read_examples(tmp_path / "c.csv")
+
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory):
+    """A tiny random BERT with its own WordPiece tokenizer, saved like any HF model folder."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    torch.manual_seed(0)
+    model = transformers.BertModel(transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=4,
+                                                           num_attention_heads=2, intermediate_size=64))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sentences(tmp_path_factory):
+    g = torch.Generator().manual_seed(0)
+    lines = []
+    for i in range(60):
+        n = 3 + int(torch.randint(0, 8, (1,), generator=g))
+        words = [WORDS[int(j)] for j in torch.randint(0, len(WORDS), (n,), generator=g)]
+        lines.append(json.dumps({"text": " ".join(words), "label": ["games", "libs", "net"][i % 3]}))
+    path = tmp_path_factory.mktemp("text") / "sentences.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_text_tiny_set_is_seeded_padded_and_masked(hf_folder, sentences):
+    from practise.text import build_text_tiny_set, load_hf
+
+    tokenizer = load_hf(f"hf:{hf_folder}").tokenizer
+    a = build_text_tiny_set(sentences, tokenizer, 20, torch.Generator().manual_seed(1), max_length=8)
+    b = build_text_tiny_set(sentences, tokenizer, 20, torch.Generator().manual_seed(1), max_length=8)
+    c = build_text_tiny_set(sentences, tokenizer, 20, torch.Generator().manual_seed(2), max_length=8)
+    assert a.identifiers == b.identifiers and a.identifiers != c.identifiers
+    assert torch.equal(a.tokens, b.tokens)
+    assert a.tokens.shape[0] == 20 and a.tokens.shape[1] == 2 and a.tokens.shape[2] <= 8
+    lengths = a.tokens[:, 1].sum(1)
+    assert lengths.min() < lengths.max()  # padded to the longest, and the mask says where
+    assert (a.tokens[:, 0][a.tokens[:, 1] == 0] == tokenizer.pad_token_id).all()
+
+
+def test_hf_spec_errors_name_what_to_give(tmp_path):
+    from practise.text import resolve_hf_path
+
+    with pytest.raises(ValueError, match="no config.json"):
+        resolve_hf_path(f"hf:{tmp_path}")
+    with pytest.raises(ValueError, match="neither a folder nor an installed Python package"):
+        resolve_hf_path("hf:no_such_package_here")
+
+
+@pytest.mark.slow
+def test_compress_cli_on_a_local_hf_encoder(hf_folder, sentences, tmp_path):
+    from practise.cli import main
+
+    out = tmp_path / "out"
+    before = {p: p.read_bytes() for p in hf_folder.iterdir()}
+    code = main(["compress", "--model", f"hf:{hf_folder}", "--data", str(sentences), "--num-examples", "32",
+                 "--num-blocks", "2", "--score-iterations", "4", "--recovery-iterations", "4", "--repeats", "3",
+                 "--max-repeats", "6", "--max-length", "16", "--out", str(out), "-q"])
+    assert code in (0, None)
+    report = json.loads((out / "report.json").read_text())
+    assert report["tiny_set"]["kind"] == "texts" and report["preprocessing"]["kind"] == "text"
+    dropped = report["selection"]["blocks"]
+    assert len(dropped) == 2 and all(n.startswith("model.encoder.layer.") for n in dropped)
+    reloaded = transformers.AutoModel.from_pretrained(out / "model", local_files_only=True)
+    assert reloaded.config.num_hidden_layers == 2
+    assert transformers.AutoTokenizer.from_pretrained(out / "model", local_files_only=True)("the tool")["input_ids"]
+    assert "tiny set of 32 texts" in (out / "report.md").read_text()
+    assert {p: p.read_bytes() for p in hf_folder.iterdir()} == before  # the user's model folder untouched
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--data", "{folder}/vocab.txt.csv"], "a .txt (one example per line) or .jsonl file"),
+    (["--data-free", "8"], "token models need --data with a .txt or .jsonl file"),
+    (["--data", "{sentences}", "--eval-data", "x"], "--eval-data is for image classifiers"),
+    (["--data", "{sentences}", "--granularity", "token"], "invalid choice: 'token'"),
+])
+def test_text_cli_bad_input_is_one_line(hf_folder, sentences, tmp_path, capsys, extra, message):
+    from practise.cli import main
+
+    extra = [e.replace("{folder}", str(hf_folder)).replace("{sentences}", str(sentences)) for e in extra]
+    try:
+        code = main(["compress", "--model", f"hf:{hf_folder}", "--num-blocks", "1", "--out", str(tmp_path / "o"),
+                     *extra])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_unknown_hf_package_is_one_line(tmp_path, capsys):
+    from practise.cli import main
+
+    code = main(["blocks", "--model", "hf:no_such_package_here"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "neither a folder nor an installed Python package" in err and len(err.splitlines()) == 1
