@@ -31,7 +31,7 @@ def test_practise_criterion_sorts_by_score_and_needs_scores():
         rank_blocks("practise", RankingInputs(["a"], {"a": 0.1}))
     with pytest.raises(ValueError, match="unknown criterion 'nope'.*random"):
         rank_blocks("nope", inputs)
-    assert set(CRITERIA) == {"practise", "random", "latency", "cosine"}
+    assert set(CRITERIA) == {"practise", "random", "latency", "cosine", "last"}
 
 
 def test_cosine_ranks_a_block_with_a_silenced_branch_first():
@@ -182,3 +182,17 @@ def test_prune_to_latency_scans_past_a_non_monotonic_dip(monkeypatch):
     monkeypatch.setattr(cp, "measure_models", fake)
     result = cp.prune_to_latency(tiny_resnet("resnet20"), (1, 16, 16), 0.2, FAST, steps=2, max_ratio=0.9)
     assert 0.1 <= result.ratio <= 0.3 and result.measured_reduction >= 0.2
+
+
+def test_last_criterion_drops_the_deepest_first_and_cosine_reads_token_layers():
+    inputs = RankingInputs(["layers.0", "layers.1", "layers.2"], {"layers.0": 0.1, "layers.1": 0.1, "layers.2": 0.1})
+    assert rank_blocks("last", inputs) == ["layers.2", "layers.1", "layers.0"]
+    from test_discovery import IDS, Encoder, PreNormLayer
+
+    from practise.criteria import cosine_dissimilarity
+
+    torch.manual_seed(0)
+    model = Encoder(PreNormLayer).eval()
+    with torch.no_grad():  # keyword-called layers returning tuples: compared per token
+        values = cosine_dissimilarity(model, ["layers.0", "layers.1", "layers.2"], IDS.repeat(3, 1))
+    assert all(0 < v < 2 for v in values.values()) and len(set(values.values())) == 3

@@ -7,10 +7,12 @@ A new criterion is one file with a ``RankingInputs -> list[str]`` function plus 
 * ``random``: a seeded shuffle.
 * ``latency``: largest measured latency saving r_b first.
 * ``cosine``: smallest 1 - cos(block input, block output) first (needs the teacher and images).
+* ``last``: the deepest candidates first.
 """
 from .base import CRITERIA, Criterion, RankingInputs, rank_blocks, register_criterion
 from .cosine import cosine_dissimilarity, rank_cosine
 from .largest_latency import rank_latency
+from .last_layers import rank_last
 from .practise_score import rank_practise
 from .random_order import rank_random
 
@@ -19,5 +21,6 @@ register_criterion("practise", rank_practise, needs_scores=True,
 register_criterion("random", rank_random, description="a seeded shuffle")
 register_criterion("latency", rank_latency, description="largest latency saving first")
 register_criterion("cosine", rank_cosine, needs_images=True, description="smallest 1 - cos(block input, output) first")
+register_criterion("last", rank_last, description="the deepest blocks first")
 
 __all__ = ["CRITERIA", "Criterion", "RankingInputs", "rank_blocks", "register_criterion", "cosine_dissimilarity"]

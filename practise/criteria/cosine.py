@@ -1,33 +1,52 @@
 """Baseline criterion: smallest 1 - cos(block input, block output) first, averaged over
-the tiny set; the layer-dropping criterion of transformer pruning work (a block that
-barely changes its input is assumed redundant)."""
+the tiny set; the layer-dropping criterion of transformer pruning work (ShortGPT's block
+influence: a block that barely changes its input is assumed redundant).
+
+Image blocks compare each image's whole map; token blocks (batch, tokens, width) compare
+each token's vector and average over the real tokens (padding left out)."""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..call_structure import primary_input, primary_output
+from ..inputs import token_mask
 from ..modes import eval_mode, hooks_removed
 from .base import RankingInputs, need
+
+
+def _dissimilarity(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> tuple[float, float]:
+    """(sum of 1 - cos, weight) over the examples (images) or real tokens of a batch."""
+    if x.dim() == 3:  # tokens
+        per_token = 1 - F.cosine_similarity(x.float(), y.float(), dim=-1)
+        weights = mask.to(per_token.dtype) if mask is not None else torch.ones_like(per_token)
+        per_example = (per_token * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return float(per_example.sum()), x.shape[0]
+    return float((1 - F.cosine_similarity(x.flatten(1), y.flatten(1), dim=1)).sum()), x.shape[0]
 
 
 @torch.no_grad()
 def cosine_dissimilarity(model: nn.Module, names: list[str], images: torch.Tensor,
                          batch_size: int = 256) -> dict[str, float]:
-    """Mean over images of 1 - cos(input, output) of each block, both flattened per image."""
+    """Mean over the examples of 1 - cos(input, output) of each block."""
     totals = {n: 0.0 for n in names}
     modules = {n: model.get_submodule(n) for n in names}
+    current: dict[str, torch.Tensor | None] = {"mask": None}
 
     def hook(name):
-        def record(module, args, output):
-            x, y = args[0].flatten(1), output.flatten(1)
-            totals[name] += float((1 - F.cosine_similarity(x, y, dim=1)).sum())
+        def record(module, args, kwargs, output):
+            x, (y, _) = primary_input(args, kwargs), primary_output(output)
+            totals[name] += _dissimilarity(x, y, current["mask"])[0]
         return record
 
     device = next(model.parameters()).device
-    with eval_mode(model), hooks_removed([modules[n].register_forward_hook(hook(n)) for n in names]):
+    handles = [modules[n].register_forward_hook(hook(n), with_kwargs=True) for n in names]
+    with eval_mode(model), hooks_removed(handles):
         for i in range(0, images.shape[0], batch_size):
-            model(images[i:i + batch_size].to(device))
+            batch = images[i:i + batch_size].to(device)
+            current["mask"] = token_mask(model, batch)
+            model(batch)
     return {n: t / images.shape[0] for n, t in totals.items()}
 
 
