@@ -21,11 +21,19 @@ def main() -> None:
     p.add_argument("--arch", default="resnet56")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--optimizer", default=None, help="default: adamw for transformers (vit_*), else sgd")
+    p.add_argument("--lr", type=float, default=None, help="default: 0.001 with adamw, 0.1 with sgd")
     args = p.parse_args()
+    optimizer = args.optimizer or ("adamw" if args.arch.startswith("vit") else "sgd")
+    extra = ["--optimizer", optimizer]
+    if optimizer == "adamw":  # transformer recipe: AdamW, lr 1e-3, weight decay 0.05
+        extra += ["--lr", str(args.lr or 0.001), "--weight-decay", "0.05"]
+    elif args.lr:
+        extra += ["--lr", str(args.lr)]
     os.chdir(ROOT)
     sys.exit(practise(["train", "--model", args.arch, "--num-classes", "10", "--in-channels", "1",
                        "--data", "fashion-mnist:train", "--eval-data", "fashion-mnist:test",
-                       "--epochs", str(args.epochs), "--seed", str(args.seed), "--device", "cpu",
+                       "--epochs", str(args.epochs), "--seed", str(args.seed), "--device", "cpu", *extra,
                        "--workdir", f"runs/teacher-{args.arch}",
                        "--out", str((TEACHERS / f"{args.arch}_fashion_mnist.safetensors").relative_to(ROOT)), "--overwrite"]))
 

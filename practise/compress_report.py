@@ -115,6 +115,7 @@ class CompressReport:
     timings: dict = field(default_factory=dict)
     evaluation_error: str | None = None
     machine: dict | None = None        # machine.machine_info(): CPU model and measured throughput
+    decode: dict | None = None         # causal LMs: per-token decode latency, teacher and compressed (text/decode.py)
 
     @property
     def has_accuracy(self) -> bool:

@@ -70,6 +70,10 @@ def to_markdown(report: CompressReport) -> str:
         lines.append(f"| {c.rank} | `{c.name}` | {'yes' if c.chosen else ''} | {_pct(c.latency_reduction)}"
                      f"{_interval(c.latency_interval)}{_tie(c, report)} | "
                      f"{_pct(c.flops_reduction)} | {c.params:,} | {_num(c.recoverability)} | {_num(c.score)} |")
+    if report.decode:
+        d = report.decode
+        lines += ["", f"Decode latency (greedy, KV cache, prompt {d['prompt_length']} tokens, {d['new_tokens']} new "
+                  f"tokens, batch {d['batch']}): {d['teacher_ms']:.2f} -> {d['compressed_ms']:.2f} ms per token."]
     rec = report.recovery
     loss = "no training" if rec.loss_first is None else f"loss {rec.loss_first:.4g} -> {rec.loss_last:.4g}"
     lines += ["", f"Recovery: `{rec.method}`, {rec.iterations} iterations, lr {rec.lr}; {loss}.",

@@ -48,8 +48,7 @@ def hf_folder(tmp_path_factory):
     """A tiny random BERT with its own WordPiece tokenizer, saved like any HF model folder."""
     folder = tmp_path_factory.mktemp("tiny-bert")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    tokenizer = transformers.BertTokenizer(vocab={word: i for i, word in enumerate(vocab)})
     torch.manual_seed(0)
     model = transformers.BertModel(transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=4,
                                                            num_attention_heads=2, intermediate_size=64))
@@ -81,6 +80,7 @@ def test_text_tiny_set_is_seeded_padded_and_masked(hf_folder, sentences):
     assert a.identifiers == b.identifiers and a.identifiers != c.identifiers
     assert torch.equal(a.tokens, b.tokens)
     assert a.tokens.shape[0] == 20 and a.tokens.shape[1] == 2 and a.tokens.shape[2] <= 8
+    assert (a.tokens[:, 0] != tokenizer.unk_token_id).all()  # the words are the tokenizer's own
     lengths = a.tokens[:, 1].sum(1)
     assert lengths.min() < lengths.max()  # padded to the longest, and the mask says where
     assert (a.tokens[:, 0][a.tokens[:, 1] == 0] == tokenizer.pad_token_id).all()
@@ -117,7 +117,7 @@ def test_compress_cli_on_a_local_hf_encoder(hf_folder, sentences, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--data", "{folder}/vocab.txt.csv"], "a .txt (one example per line) or .jsonl file"),
+    (["--data", "{folder}/config.csv"], "a .txt (one example per line) or .jsonl file"),
     (["--data-free", "8"], "token models need --data with a .txt or .jsonl file"),
     (["--data", "{sentences}", "--eval-data", "x"], "--eval-data is for image classifiers"),
     (["--data", "{sentences}", "--granularity", "token"], "invalid choice: 'token'"),
@@ -141,3 +141,28 @@ def test_unknown_hf_package_is_one_line(tmp_path, capsys):
     code = main(["blocks", "--model", "hf:no_such_package_here"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "neither a folder nor an installed Python package" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_compress_cli_on_a_local_causal_lm_reports_decode_latency_and_reloads(hf_folder, sentences, tmp_path):
+    from practise.cli import main
+
+    folder = tmp_path / "tiny-llama"
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf_folder)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=64))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    out = tmp_path / "out"
+    code = main(["compress", "--model", f"hf:{folder}", "--data", str(sentences), "--num-examples", "24",
+                 "--num-blocks", "1", "--granularity", "layer", "--score-iterations", "3", "--recovery-iterations", "3",
+                 "--repeats", "3", "--max-repeats", "6", "--out", str(out), "-q"])
+    assert code in (0, None)
+    report = json.loads((out / "report.json").read_text())
+    assert report["decode"]["teacher_ms"] > 0 and report["decode"]["compressed_ms"] > 0
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(out / "model", local_files_only=True)
+    assert reloaded.config.num_hidden_layers == 3
+    prompt = torch.tensor([[5, 6, 7]])
+    assert reloaded.generate(prompt, max_new_tokens=3, min_new_tokens=3, do_sample=False, pad_token_id=0).shape == (1, 6)

@@ -123,3 +123,15 @@ def test_sublayer_drops_reload_with_load_pretrained(tmp_path):
     reloaded = load_pretrained(tmp_path / "out")
     with torch.no_grad():
         assert torch.allclose(primary(SequenceModel(reloaded)(x)), primary(student(x)), atol=1e-5)
+
+
+def test_decode_latency_per_token_of_teacher_and_dropped_model():
+    from practise.text.decode import decode_ms_per_token, is_causal_lm
+
+    model = wrapped("llama")
+    student = drop_blocks(model, [b.name for b in find_blocks(model, tokens(model))[:2]]).model
+    remove_dropped_layers_(student)
+    assert is_causal_lm(model.model) and not is_causal_lm(wrapped("bert").model)
+    times = decode_ms_per_token({"teacher": model.model, "compressed": student}, prompt_length=4, new_tokens=4,
+                                repeats=2)
+    assert set(times) == {"teacher", "compressed"} and all(t > 0 for t in times.values())

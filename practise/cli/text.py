@@ -2,6 +2,7 @@
 the sequence shape, and the outputs (a save_pretrained folder beside the report)."""
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from ..report import write_report_files
 from ..seeding import seed_everything
 from ..text import SequenceModel, build_text_tiny_set, load_hf
 from ..text.model import HF_PREFIX
-from ..text.saving import save_pretrained
+from ..text.decode import decode_ms_per_token, is_causal_lm
+from ..text.saving import remove_dropped_layers_, save_pretrained
 from ..text.tinyset import TEXT_SUFFIXES
 
 log = logging.getLogger("practise")
@@ -58,11 +60,22 @@ def run_text_compress(a, config, progress) -> None:
     shape = token_shape(a, tiny.sample_shape[-1])
     check_against_model(bundle.model, shape, config)
     result = compress(bundle.model, tiny, shape, config, workdir=a.workdir or out / "work", progress=progress)
+    if is_causal_lm(unwrap(bundle.model)):
+        result.report.decode = decode_record(unwrap(bundle.model), unwrap(result.model), shape[-1])
     paths = write_report_files(result.report, out)
     folder = save_pretrained(unwrap(result.model), bundle.tokenizer, out / HF_FOLDER,
                              extra={"dropped_blocks": result.selection.blocks, "source": str(bundle.path)},
                              overwrite=a.overwrite)
     print_summary(result.report, out, [folder] + list(paths.values()))
+
+
+def decode_record(teacher: nn.Module, student: nn.Module, prompt_length: int, new_tokens: int = 32) -> dict:
+    """Per-token decode latency of both, the student with its dropped layers removed (as saved)."""
+    student = copy.deepcopy(student)
+    remove_dropped_layers_(student)
+    times = decode_ms_per_token({"teacher": teacher, "compressed": student}, prompt_length, new_tokens)
+    return {"prompt_length": prompt_length, "new_tokens": new_tokens, "batch": 1, "teacher_ms": times["teacher"],
+            "compressed_ms": times["compressed"]}
 
 
 def unwrap(model: nn.Module) -> nn.Module:

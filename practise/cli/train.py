@@ -8,7 +8,7 @@ from ..data import open_source
 from ..device import resolve_device
 from ..models import create_model
 from ..seeding import seed_everything
-from ..training import TrainConfig, save_trained_model, train_classifier_
+from ..training import OPTIMIZERS, TrainConfig, save_trained_model, train_classifier_
 from .arguments import (POSITIVE, add_architecture_args, add_device_arg, add_image_size_arg, add_normalisation_args,
                         add_output_args, add_seed_arg, number)
 from .common import check_workdir, progress_for, transforms_for
@@ -22,7 +22,11 @@ def add_parser(sub, common) -> None:
     add_output_args(p, "weights file (.safetensors); a model card is written beside it")
     p.add_argument("--epochs", type=POSITIVE, default=20)
     p.add_argument("--train-batch-size", type=POSITIVE, default=128)
-    p.add_argument("--lr", type=number(0.0, strict=True), default=0.1)
+    p.add_argument("--lr", type=number(0.0, strict=True), default=0.1, help="peak learning rate (default 0.1)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
+                   help="sgd (nesterov, the CNN teachers) or adamw (transformers; use e.g. --lr 0.001 "
+                        "--weight-decay 0.05)")
+    p.add_argument("--weight-decay", type=number(0.0), default=5e-4, help="(default 5e-4)")
     add_architecture_args(p)
     add_image_size_arg(p)
     add_normalisation_args(p)
@@ -46,7 +50,8 @@ def run(a) -> None:
     if len(train) < a.train_batch_size:
         raise ValueError(f"--data {a.data} holds {len(train)} images, fewer than one batch "
                          f"(--train-batch-size {a.train_batch_size}); lower the batch size or add images")
-    config = TrainConfig(epochs=a.epochs, batch_size=a.train_batch_size, lr=a.lr, seed=a.seed)
+    config = TrainConfig(epochs=a.epochs, batch_size=a.train_batch_size, lr=a.lr, seed=a.seed,
+                         weight_decay=a.weight_decay, optimizer=a.optimizer)
     seed_everything(a.seed)
     device = resolve_device(a.device)
     bar = progress_for(a)
