@@ -16,6 +16,7 @@ Every cell is one line of results/minilm/cells.jsonl, written when it finishes; 
 skips finished cells (recoveries of the same dropped set are shared between criteria).
 
   python benchmarks/minilm.py                   # the whole grid, then the report
+  python benchmarks/minilm.py --sizes 100 --criteria practise   # a part of it
   python benchmarks/minilm.py --report-only     # re-render README.md from cells.jsonl
 """
 from __future__ import annotations
@@ -26,7 +27,6 @@ import logging
 import time
 from pathlib import Path
 
-import torch
 
 from common import ROOT, provenance
 from text_data import text_splits
@@ -98,7 +98,7 @@ class Grid:
                                            a.max_length)
                 scores = None
                 for target in a.targets:
-                    for criterion in CRITERIA:
+                    for criterion in a.criteria:
                         for recovery in ("none", "mimic"):
                             key = {"size": size, "seed": seed, "target": target, "criterion": criterion,
                                    "recovery": recovery}
@@ -161,6 +161,7 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[100, 500])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--targets", type=float, nargs="+", default=[0.22, 0.40])
+    p.add_argument("--criteria", nargs="+", default=list(CRITERIA), choices=CRITERIA)
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--per-class", type=int, default=200)
     p.add_argument("--max-length", type=int, default=64)

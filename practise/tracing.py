@@ -422,8 +422,11 @@ def feature_chain(model: nn.Module, trace: ModelTrace, feature_layer: str,
     with torch.no_grad(), eval_mode(model):
         reference = trace_model(model, example_input, keep_outputs=True).outputs.get(feature_layer)
         x = example_input
-        for name in chain:
-            x = modules[name](x)
+        try:
+            for name in chain:
+                x = modules[name](x)
+        except (RuntimeError, TypeError, ValueError, IndexError):  # functional ops between children matter
+            return None
     if reference is None or x.shape != reference.shape or not torch.allclose(x, reference, rtol=1e-4, atol=1e-5):
         return None
     return chain
