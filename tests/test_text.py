@@ -166,3 +166,22 @@ def test_compress_cli_on_a_local_causal_lm_reports_decode_latency_and_reloads(hf
     assert reloaded.config.num_hidden_layers == 3
     prompt = torch.tensor([[5, 6, 7]])
     assert reloaded.generate(prompt, max_new_tokens=3, min_new_tokens=3, do_sample=False, pad_token_id=0).shape == (1, 6)
+
+
+@pytest.mark.slow
+def test_score_and_latency_cli_on_a_local_hf_encoder(hf_folder, sentences, tmp_path, capsys):
+    from practise.cli import main
+
+    out = tmp_path / "scores.json"
+    code = main(["score", "--model", f"hf:{hf_folder}", "--data", str(sentences), "--num-examples", "16",
+                 "--score-iterations", "2", "--repeats", "3", "--max-repeats", "6", "--out", str(out), "-q"])
+    assert code in (0, None)
+    scores = json.loads(out.read_text())["scores"]
+    assert sorted(s["block"] for s in scores) == [f"model.encoder.layer.{i}" for i in range(4)]
+    capsys.readouterr()
+    code = main(["latency", "--model", f"hf:{hf_folder}", "--seq-len", "12", "--repeats", "3", "--json",
+                 "--drop", "model.encoder.layer.1.attention", "-q"])
+    assert code in (0, None)
+    printed = capsys.readouterr().out
+    result = json.loads(printed[printed.index("{"):])
+    assert result["settings"]["input_shape"][1:] == [2, 12] and "reduction" in result

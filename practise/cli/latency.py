@@ -23,7 +23,8 @@ def run(a) -> None:
     shape = shape_for(a, model)
     drop = csv(a.drop) or []
     if drop:  # only droppable blocks: anything else would change shapes mid-network
-        candidates = [b.name for b in inspect_model(model, shape).blocks]
+        trace = inspect_model(model, shape).trace  # whole units and transformer sub-layers alike
+        candidates = list(dict.fromkeys(trace.candidates("layer") + trace.candidates("sublayer")))
         for name in drop:
             if name not in candidates:
                 raise ValueError(f"unknown block {name!r}; droppable blocks: {', '.join(candidates)}")

@@ -12,6 +12,8 @@ from ..latency import block_latency_reductions
 from ..pipeline import inspect_model
 from ..scoring import Scorer, score_blocks
 from .arguments import add_candidate_args, add_data_args, add_latency_args, add_model_args, add_scoring_args, csv
+from ..text import load_hf
+from .text import check_text_data, is_hf_spec, text_tiny_set, token_shape
 from .common import (check_workdir, latency_config, model_from_args, progress_for, sample_shape, scoring_config,
                      tiny_set_from_args, transforms_for)
 
@@ -28,13 +30,19 @@ def run(a) -> None:
     if a.out:
         check_writable_file(a.out, a.overwrite)
     check_workdir(a.workdir)
-    model = model_from_args(a)
     device = resolve_device(a.device)
-    transforms = transforms_for(a, model, a.data)
-    tiny = tiny_set_from_args(a, transforms)
-    shape = sample_shape(transforms)
+    if is_hf_spec(a.model):  # a token model: the tiny set from a text file, its tokenizer
+        check_text_data(a.data)
+        bundle = load_hf(a.model)
+        model, tiny = bundle.model, text_tiny_set(a, bundle.tokenizer)
+        shape = token_shape(a, tiny.sample_shape[-1])
+    else:
+        model = model_from_args(a)
+        transforms = transforms_for(a, model, a.data)
+        tiny = tiny_set_from_args(a, transforms)
+        shape = sample_shape(transforms)
     model = model.to(device)
-    info = inspect_model(model, shape, csv(a.include), csv(a.exclude), a.feature_layer)
+    info = inspect_model(model, shape, csv(a.include), csv(a.exclude), a.feature_layer, a.granularity)
     names = [b.name for b in info.blocks]
     progress = progress_for(a)
     r_b, _, _ = block_latency_reductions(model, shape, names, latency_config(a), progress)
@@ -43,6 +51,7 @@ def run(a) -> None:
     if a.out:
         rows = [asdict(s) for s in scores]
         atomic_write_text(a.out, json.dumps({"scores": rows, "tiny_set": tiny.identifiers}, indent=2), overwrite=a.overwrite)
-    print(f"{'rank':<6}{'block':<16}{'recoverability':>16}{'latency red.':>14}{'score':>12}")
+    width = max([16] + [len(s.block) + 2 for s in scores])
+    print(f"{'rank':<6}{'block':<{width}}{'recoverability':>16}{'latency red.':>14}{'score':>12}")
     for i, s in enumerate(scores, 1):
-        print(f"{i:<6}{s.block:<16}{s.recoverability:>16.5f}{100 * s.latency_reduction:>13.1f}%{s.score:>12.4f}")
+        print(f"{i:<6}{s.block:<{width}}{s.recoverability:>16.5f}{100 * s.latency_reduction:>13.1f}%{s.score:>12.4f}")
