@@ -18,32 +18,41 @@ from .call_structure import IDENTITY, OutputStructure, primary_input, removal_fo
 from .tracing import check_module_name
 
 
-class PassThrough(nn.Module):
-    """A dropped unit: its primary input, returned in the recorded output structure."""
+class _StandIn(nn.Module):
+    """Takes any call; returns ``replacement(primary input)`` in the recorded output structure."""
+
+    what = ""
 
     def __init__(self, structure: OutputStructure = OutputStructure()):
         super().__init__()
         self.structure = structure
 
+    def replacement(self, hidden: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def forward(self, *args, **kwargs):
         hidden = primary_input(args, kwargs)
         if hidden is None:
-            raise TypeError("a dropped block was called without a tensor input")
-        return self.structure.rebuild(hidden)
+            raise TypeError(f"a dropped {self.what} was called without a tensor input")
+        return self.structure.rebuild(self.replacement(hidden))
 
 
-class ZeroBranch(nn.Module):
+class PassThrough(_StandIn):
+    """A dropped unit: its input, as the unit's output."""
+
+    what = "block"
+
+    def replacement(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden
+
+
+class ZeroBranch(_StandIn):
     """A dropped branch: zeros shaped like its input (so the residual add leaves the stream as it was)."""
 
-    def __init__(self, structure: OutputStructure = OutputStructure()):
-        super().__init__()
-        self.structure = structure
+    what = "branch"
 
-    def forward(self, *args, **kwargs):
-        hidden = primary_input(args, kwargs)
-        if hidden is None:
-            raise TypeError("a dropped branch was called without a tensor input")
-        return self.structure.rebuild(torch.zeros_like(hidden))
+    def replacement(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(hidden)
 
 
 def replace_module_(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
