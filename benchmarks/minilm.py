@@ -17,6 +17,7 @@ skips finished cells (recoveries of the same dropped set are shared between crit
 
   python benchmarks/minilm.py                   # the whole grid, then the report
   python benchmarks/minilm.py --sizes 100 --criteria practise   # a part of it
+  python benchmarks/minilm.py --throughput-only # every network's throughput in one quiet run
   python benchmarks/minilm.py --report-only     # re-render README.md from cells.jsonl
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from common import ROOT, provenance
 from text_data import text_splits
+from minilm_report import set_name
 from text_probe import encode, neighbour_agreement, probe_accuracy, throughput
 from practise.criteria import RankingInputs, rank_blocks
 from practise.io import atomic_write_text
@@ -147,6 +149,25 @@ class Grid:
         append_cell(self.cells_path, result)
 
 
+def quiet_throughput(args) -> None:
+    """Encoding throughput of the teacher and of every dropped set the grid produced, measured
+    together in one run with more repeats (run it on an otherwise idle machine): the cells'
+    own throughput is measured right after their recovery, whatever else the machine does."""
+    bundle = load_hf(MODEL)
+    splits = text_splits(args.classes, args.per_class)
+    cells = read_cells(Path(args.out) / "cells.jsonl")
+    sets = sorted({tuple(sorted(c["blocks"])) for c in cells}, key=lambda s: (len(s), s))
+    models = {"teacher": bundle.model.model, **{set_name(list(s)):
+                                                 drop_blocks(bundle.model, list(s)).model for s in sets}}
+    speed = throughput(models, bundle.tokenizer, [t for t, _ in splits.test][:args.throughput_sentences],
+                       repeats=args.quiet_repeats)
+    result = {"sentences_per_s": speed, "ratio": {k: v / speed["teacher"] for k, v in speed.items()},
+              "sentences": args.throughput_sentences, "batch": 32, "repeats": args.quiet_repeats,
+              "machine": describe(machine_info()), "provenance": provenance()}
+    atomic_write_text(Path(args.out) / "throughput.json", json.dumps(result, indent=1))
+    log.info("throughput: %s", result["ratio"])
+
+
 def read_cells(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
@@ -175,6 +196,9 @@ def main() -> None:
     p.add_argument("--workdir", default="/tmp/practise-minilm")
     p.add_argument("--out", default=str(OUT), help="results folder (cells.jsonl, README.md)")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--throughput-only", action="store_true",
+                   help="measure the throughput of the teacher and of every dropped set in cells.jsonl together")
+    p.add_argument("--quiet-repeats", type=int, default=15)
     args = p.parse_args()
     if args.autocast == "auto":
         args.autocast = "bfloat16" if has_fast_bf16() else None
@@ -182,7 +206,9 @@ def main() -> None:
         args.autocast = None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    if not args.report_only:
+    if args.throughput_only:
+        quiet_throughput(args)
+    elif not args.report_only:
         Grid(args).run()
     from minilm_report import write_report
 
