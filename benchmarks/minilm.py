@@ -44,6 +44,7 @@ from practise.seeding import seed_everything
 from practise.selection import select_in_order
 from practise.surgery import drop_blocks
 from practise.text import build_text_tiny_set, load_hf
+from practise.text.saving import remove_dropped_layers_
 
 log = logging.getLogger("minilm")
 OUT = ROOT / "benchmarks" / "results" / "minilm"
@@ -139,6 +140,7 @@ class Grid:
                 recover_(student, teacher, tiny, info.feature_layer, config)
                 recovery_s = time.perf_counter() - began
             student.eval()
+            remove_dropped_layers_(student.model)  # evaluated as saved
             self.evaluated[same] = {"recovery_seconds": recovery_s, **self.compare(student.model)}
         result = {"key": key, "blocks": selection.blocks, "measured_reduction": selection.measured_reduction,
                   "measured_interval": selection.measured_interval,
@@ -149,6 +151,13 @@ class Grid:
         append_cell(self.cells_path, result)
 
 
+def saved_form(teacher, blocks: list[str]):
+    """The HF model as `practise compress` saves it: the dropped layers removed."""
+    model = drop_blocks(teacher, blocks).model
+    remove_dropped_layers_(model)
+    return model
+
+
 def quiet_throughput(args) -> None:
     """Encoding throughput of the teacher and of every dropped set the grid produced, measured
     together in one run with more repeats (run it on an otherwise idle machine): the cells'
@@ -157,8 +166,7 @@ def quiet_throughput(args) -> None:
     splits = text_splits(args.classes, args.per_class)
     cells = read_cells(Path(args.out) / "cells.jsonl")
     sets = sorted({tuple(sorted(c["blocks"])) for c in cells}, key=lambda s: (len(s), s))
-    models = {"teacher": bundle.model.model, **{set_name(list(s)):
-                                                 drop_blocks(bundle.model, list(s)).model for s in sets}}
+    models = {"teacher": bundle.model.model, **{set_name(list(s)): saved_form(bundle.model, list(s)) for s in sets}}
     speed = throughput(models, bundle.tokenizer, [t for t, _ in splits.test][:args.throughput_sentences],
                        repeats=args.quiet_repeats)
     result = {"sentences_per_s": speed, "ratio": {k: v / speed["teacher"] for k, v in speed.items()},
