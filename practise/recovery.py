@@ -95,12 +95,18 @@ class CrossEntropy(RecoveryMethod):
     default_lr = 1e-4
 
     def losses(self, student, teacher, x, y, feature_layer, config):
-        return {"loss": F.cross_entropy(logits(student, x).float(), y)}
+        out = logits(student, x)
+        if out.dim() != 2:
+            raise ValueError(f"ce recovery needs class logits (batch, classes); this model returns shape "
+                             f"{tuple(out.shape)} (a sequence model: use mimic or kd)")
+        return {"loss": F.cross_entropy(out.float(), y)}
 
 
 @register_recovery
 class LogitDistillation(RecoveryMethod):
-    """Hinton's KD on logits: KL(teacher || student) at temperature T, times T^2; no labels."""
+    """Hinton's KD on logits: KL(teacher || student) at temperature T, times T^2; no labels.
+    Per-token logits (batch, tokens, vocabulary) of a language model: the KL per real token
+    (padding left out), averaged."""
 
     name = "kd"
 
@@ -108,9 +114,13 @@ class LogitDistillation(RecoveryMethod):
         t = config.kd_temperature
         with torch.no_grad(), full_precision(x.device):
             teacher_logits = logits(teacher, x)
-        kl = F.kl_div(F.log_softmax(logits(student, x).float() / t, 1), F.log_softmax(teacher_logits / t, 1),
-                      reduction="batchmean", log_target=True)
-        return {"loss": kl * t * t}
+        kl = F.kl_div(F.log_softmax(logits(student, x).float() / t, -1), F.log_softmax(teacher_logits / t, -1),
+                      reduction="none", log_target=True).sum(-1)
+        if kl.dim() == 1:
+            return {"loss": kl.mean() * t * t}
+        mask = token_mask(teacher, x)
+        weights = mask.to(kl.dtype) if mask is not None else torch.ones_like(kl)
+        return {"loss": (kl * weights).sum() / weights.sum().clamp(min=1) * t * t}
 
 
 def divergence_message(what: str, step: int, loss: float, lr: float, flag: str) -> str:

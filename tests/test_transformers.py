@@ -135,3 +135,24 @@ def test_decode_latency_per_token_of_teacher_and_dropped_model():
     times = decode_ms_per_token({"teacher": model.model, "compressed": student}, prompt_length=4, new_tokens=4,
                                 repeats=2)
     assert set(times) == {"teacher", "compressed"} and all(t > 0 for t in times.values())
+
+
+def test_kd_on_token_logits_leaves_padding_out_and_latency_runs_on_decoders():
+    from practise.latency import LatencyConfig, block_latency_reductions
+    from practise.recovery import RECOVERY_METHODS, RecoveryConfig
+
+    model = wrapped("qwen2")
+    x = tokens(model, length=6, batch=2)
+    x[1, 1, 4:] = 0  # the second example is two tokens shorter
+    student = drop_blocks(model, [find_blocks(model, x)[1].name])
+    kd = RECOVERY_METHODS["kd"]
+    loss = kd.losses(student, model, x, None, None, RecoveryConfig(method="kd"))["loss"]
+    changed = x.clone()
+    changed[1, 0, 4:] = 7  # other ids at the padded positions: their logits change, the loss must not
+    with torch.no_grad():
+        again = kd.losses(student, model, changed, None, None, RecoveryConfig(method="kd"))["loss"]
+        assert not torch.allclose(student(changed).logits[1, 4:], student(x).logits[1, 4:])
+    assert loss > 0 and torch.allclose(again, loss, atol=1e-6)
+    r_b, details, settings = block_latency_reductions(model, (2, 8), [b.name for b in find_blocks(model, x)],
+                                                      LatencyConfig(repeats=3, max_repeats=6))
+    assert len(r_b) == 4 and settings.input_shape[1:] == [2, 8]
