@@ -37,6 +37,7 @@ from .recovery import RECOVERY_METHODS, RecoveryConfig, recover_
 from .scoring import BlockScore, Scorer, ScoringConfig, score_blocks
 from .selection import Selection, measure_selection, select_in_order
 from .surgery import drop_blocks
+from .text.model import as_sequence_model
 from .tracing import check_granularity, check_module_name, feature_chain, find_feature_layer, trace_model
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,9 @@ def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...
              workdir: str | Path | None = None, progress: Progress = silent) -> CompressResult:
     """Run PRACTISE on ``teacher`` (left untouched) with ``tiny_set``.
 
-    ``sample_shape`` is one input without batch dimension, e.g. (3, 224, 224).
+    ``sample_shape`` is one input without batch dimension, e.g. (3, 224, 224); for a token
+    model (an HF model taking ``input_ids``, wrapped as a ``practise.text.SequenceModel``;
+    the result's model is that wrapper) (2, tokens) with a ``practise.text`` tiny set.
     ``workdir`` keeps the per-block scores so an interrupted run resumes.
     """
     began = time.perf_counter()
@@ -156,7 +159,8 @@ def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...
     if RECOVERY_METHODS[config.recovery.method].needs_labels:
         tiny_set.label_tensor()  # fail before the long steps if labels are missing
     check_finite(teacher.state_dict(), "the teacher's weights")
-    teacher = copy.deepcopy(teacher).to(device).eval()
+    # an HF token model (BertModel, LlamaForCausalLM, ...) is taken as is: ids and mask packed in one tensor
+    teacher = as_sequence_model(copy.deepcopy(teacher)).to(device).eval()
     info = check_against_model(teacher, sample_shape, config)
     names = [b.name for b in info.blocks]
     check_inputs_finite(teacher, tiny_set, info.feature_layer, device)

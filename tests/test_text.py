@@ -213,3 +213,20 @@ def test_compress_cli_on_the_real_minilm_encoder(tmp_path, sentences):
     assert code in (0, None)
     reloaded = transformers.AutoModel.from_pretrained(out / "model", local_files_only=True)
     assert reloaded.config.num_hidden_layers == 4 and type(reloaded).__name__ == "BertModel"
+
+
+def test_compress_takes_a_plain_hf_model_in_python(hf_folder, sentences):
+    from practise.pipeline import CompressConfig, compress
+    from practise.recovery import RecoveryConfig
+    from practise.scoring import ScoringConfig
+    from practise.latency import LatencyConfig
+    from practise.text import SequenceModel, build_text_tiny_set, load_hf
+
+    bundle = load_hf(f"hf:{hf_folder}")
+    plain = bundle.model.model  # a BertModel, as a user has it
+    tiny = build_text_tiny_set(sentences, bundle.tokenizer, 12, torch.Generator().manual_seed(0), max_length=12)
+    result = compress(plain, tiny, tiny.sample_shape, CompressConfig(
+        num_blocks=1, scoring=ScoringConfig(iterations=2), recovery=RecoveryConfig(iterations=2),
+        latency=LatencyConfig(repeats=3, max_repeats=6)))
+    assert isinstance(result.model, SequenceModel) and result.selection.blocks[0].startswith("model.encoder.layer.")
+    assert len(plain.encoder.layer) == 4  # the caller's model is untouched

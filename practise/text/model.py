@@ -56,6 +56,16 @@ class SequenceModel(nn.Module):
         return tokens[:, 1]
 
 
+def as_sequence_model(model: nn.Module) -> nn.Module:
+    """A Hugging Face model that takes token ids, wrapped as a :class:`SequenceModel`; any
+    other model (a SequenceModel already, an image model, an HF vision model taking
+    pixel values positionally) unchanged."""
+    if isinstance(model, SequenceModel):
+        return model
+    takes_ids = getattr(model, "main_input_name", None) == "input_ids" and hasattr(model, "config")
+    return SequenceModel(model) if takes_ids else model
+
+
 def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     return torch.stack([input_ids, attention_mask], 1)
 
