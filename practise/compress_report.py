@@ -52,6 +52,8 @@ class Candidate:
     latency_group: str | None = None              # first block of its structurally identical group
     latency_tie: int | None = None                # equal numbers: not ordered by the measurement
     removal: str | None = None                    # "identity" (a unit) or "zero" (a sub-layer branch)
+    scoring_device: str | None = None             # where its recoverability was computed
+    scoring_rank: int | None = None               # by which torchrun rank (0 without torchrun)
 
 
 @dataclass
@@ -116,6 +118,7 @@ class CompressReport:
     evaluation_error: str | None = None
     machine: dict | None = None        # machine.machine_info(): CPU model and measured throughput
     decode: dict | None = None         # causal LMs: per-token decode latency, teacher and compressed (text/decode.py)
+    world_size: int | None = None      # processes that scored the candidates (torchrun; 1 without)
 
     @property
     def has_accuracy(self) -> bool:

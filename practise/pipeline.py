@@ -34,7 +34,8 @@ from .latency import LatencyConfig, block_latency_reductions
 from .machine import machine_info
 from .progress import Progress, silent
 from .recovery import RECOVERY_METHODS, RecoveryConfig, recover_
-from .scoring import BlockScore, Scorer, ScoringConfig, score_blocks
+from .distributed import current_group, machine_threads
+from .scoring import BlockScore, Scorer, ScoringConfig, block_scores, recoverabilities
 from .selection import Selection, measure_selection, select_in_order
 from .surgery import drop_blocks
 from .text.model import as_sequence_model
@@ -146,13 +147,15 @@ def check_inputs_finite(teacher: nn.Module, tiny_set: TinySet, feature_layer: st
 
 def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...], config: CompressConfig,
              eval_source: ImageSource | None = None, eval_transforms: Transforms | None = None,
-             workdir: str | Path | None = None, progress: Progress = silent) -> CompressResult:
+             workdir: str | Path | None = None, progress: Progress = silent) -> CompressResult | None:
     """Run PRACTISE on ``teacher`` (left untouched) with ``tiny_set``.
 
     ``sample_shape`` is one input without batch dimension, e.g. (3, 224, 224); for a token
     model (an HF model taking ``input_ids``, wrapped as a ``practise.text.SequenceModel``;
     the result's model is that wrapper) (2, tokens) with a ``practise.text`` tiny set.
-    ``workdir`` keeps the per-block scores so an interrupted run resumes.
+    ``workdir`` keeps the per-block scores so an interrupted run resumes. Under torchrun the
+    scoring is spread over the ranks (``practise.distributed``) and only rank 0 returns a
+    result (None elsewhere).
     """
     began = time.perf_counter()
     device = resolve_device(config.device)
@@ -167,17 +170,23 @@ def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...
     log.info("%d candidate blocks; feature layer %s; %s", len(names), info.feature_layer,
              "feature chain found" if info.chain else "no feature chain (full passes while scoring)")
     timings = {}
+    group = current_group()  # one process, or every rank of a torchrun group
+    done = None
+    if CRITERIA.get(config.criterion).needs_scores:
+        t = time.perf_counter()
+        scorer = Scorer(teacher, tiny_set, info.trace, info.chain, info.feature_layer, config.scoring,
+                        group.device(device))
+        cache = Path(workdir) / "scores.json" if workdir is not None else None
+        done = recoverabilities(scorer, names, cache, progress, group)
+        timings["scoring_s"] = time.perf_counter() - t
+    if not group.is_main:
+        return None  # rank 0 measures latency (the other ranks idle), selects, recovers and reports
+    machine_threads()
     t = time.perf_counter()
     r_b, block_latency, latency_settings = block_latency_reductions(teacher, sample_shape, names, config.latency,
                                                                     progress)
     timings["block_latency_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    scores = []
-    if CRITERIA.get(config.criterion).needs_scores:
-        scorer = Scorer(teacher, tiny_set, info.trace, info.chain, info.feature_layer, config.scoring, device)
-        cache = Path(workdir) / "scores.json" if workdir is not None else None
-        scores = score_blocks(scorer, names, r_b, cache, progress)
-        timings["scoring_s"] = time.perf_counter() - t
+    scores = block_scores(done, names, r_b, config.scoring.iterations) if done is not None else []
     order = rank_blocks(config.criterion, ranking_inputs(config.criterion, names, r_b, scores, teacher, tiny_set, config.seed))
     t = time.perf_counter()
     selection = select(teacher, sample_shape, order, r_b, config, progress)
@@ -242,7 +251,8 @@ def build_report(teacher, student, sample_shape, info: Inspection, order: list[s
             latency_ms_without=lat.ms_without, latency_reduction=r_b[name],
             recoverability=s.recoverability if s else None, mse_before=s.mse_before if s else None,
             score=s.score if s else None, scoring_protocol=s.protocol if s else None,
-            scoring_seconds=s.seconds if s else None, latency_interval=[lat.low, lat.high],
+            scoring_seconds=s.seconds if s else None, scoring_device=s.device if s else None,
+            scoring_rank=s.rank if s else None, latency_interval=[lat.low, lat.high],
             latency_group=lat.group, latency_tie=lat.tie))
     return CompressReport(
         practise_version=__version__, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -265,4 +275,4 @@ def build_report(teacher, student, sample_shape, info: Inspection, order: list[s
                               losses[0] if losses else None, losses[-1] if losses else None),
         evaluation=evaluation,
         preprocessing=tiny_set.preprocessing_record(),
-        timings=timings, machine=machine_info())
+        timings=timings, machine=machine_info(), world_size=current_group().world_size)

@@ -34,6 +34,7 @@ import torch.nn as nn
 
 from .adaptors import adaptor_sites, insert_adaptors_
 from .data.tinyset import TinySet
+from .distributed import ScoringGroup, current_group
 from .features import as_format, feature_error, feature_mse, forward_features, run_chain
 from .inputs import token_mask
 from .io import atomic_write_text
@@ -89,6 +90,8 @@ class BlockScore:
     protocol: str
     iterations: int
     seconds: float
+    device: str | None = None   # where it was scored (None: caches written before this was recorded)
+    rank: int | None = None     # which torchrun rank scored it
 
 
 def practise_score(recoverability: float, latency_reduction: float) -> float:
@@ -260,26 +263,71 @@ def load_score_cache(path: Path | None, fingerprint: str) -> dict[str, dict]:
     return blocks
 
 
-def score_blocks(scorer: Scorer, blocks: list[str], latency_reduction: dict[str, float],
-                 cache_path: str | Path | None = None, progress: Progress = silent) -> list[BlockScore]:
-    """Score every block (resuming from ``cache_path``), sorted best (lowest score) first."""
+def rank_cache_path(path: Path, rank: int) -> Path:
+    """The work file one rank of a torchrun group writes its finished blocks to."""
+    return path.with_name(f"{path.name}.rank{rank}")
+
+
+def load_all_caches(path: Path | None, fingerprint: str) -> dict[str, dict]:
+    """The blocks finished in ``path`` and in every rank's work file beside it."""
+    if path is None:
+        return {}
+    done = load_score_cache(path, fingerprint)
+    for rank_file in sorted(path.parent.glob(f"{path.name}.rank*")):
+        done.update(load_score_cache(rank_file, fingerprint))
+    return done
+
+
+def recoverabilities(scorer: Scorer, blocks: list[str], cache_path: str | Path | None = None,
+                     progress: Progress = silent, group: ScoringGroup | None = None) -> dict[str, dict]:
+    """R_b (and MSE before, protocol, seconds, device, rank) of every block, resuming from
+    ``cache_path``; under torchrun the blocks still to score are sharded over the ranks
+    (``practise.distributed``) and every rank returns all of them."""
+    group = group or current_group()
     cache_path = Path(cache_path) if cache_path is not None else None
     fingerprint = scoring_fingerprint(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
-    done = load_score_cache(cache_path, fingerprint)
+    done = load_all_caches(cache_path, fingerprint)
     todo = [b for b in blocks if b not in done]
     if len(todo) < len(blocks):
         log.info("resuming: %d of %d blocks already scored in %s", len(blocks) - len(todo), len(blocks), cache_path)
-    progress.start("recoverability", len(todo) * scorer.config.iterations)
-    for block in todo:
+    mine = group.shard(todo)
+    own_file = cache_path if cache_path is None or not group.distributed else rank_cache_path(cache_path, group.rank)
+    who = f"rank {group.rank}/{group.world_size}: " if group.distributed else ""
+    progress.start(f"recoverability [{who}{len(mine)} of {len(todo)} blocks]" if who else "recoverability",
+                   len(mine) * scorer.config.iterations)
+    for block in mine:
         began = time.perf_counter()
         after, before, protocol = scorer.recoverability(block, progress)
         done[block] = {"recoverability": after, "mse_before": before, "protocol": protocol,
-                       "seconds": time.perf_counter() - began}
-        log.info("%s: feature MSE %.5f -> %.5f (%.1f s)", block, before, after, done[block]["seconds"])
-        if cache_path is not None:
-            atomic_write_text(cache_path, json.dumps({"fingerprint": fingerprint, "blocks": done}, indent=1))
+                       "seconds": time.perf_counter() - began, "device": str(scorer.device), "rank": group.rank}
+        log.info("%s%s: feature MSE %.5f -> %.5f (%.1f s)", who, block, before, after, done[block]["seconds"])
+        if own_file is not None:
+            own = done if not group.distributed else {b: done[b] for b in mine if b in done}
+            atomic_write_text(own_file, json.dumps({"fingerprint": fingerprint, "blocks": own}, indent=1))
     progress.end()
+    if group.distributed:
+        for part in group.gather({b: done[b] for b in mine}):
+            done.update(part)
+        if group.is_main and cache_path is not None:  # every rank has written its file: merge them into one
+            atomic_write_text(cache_path, json.dumps({"fingerprint": fingerprint, "blocks": done}, indent=1))
+            for rank_file in cache_path.parent.glob(f"{cache_path.name}.rank*"):
+                rank_file.unlink()
+    return done
+
+
+def block_scores(done: dict[str, dict], blocks: list[str], latency_reduction: dict[str, float],
+                 iterations: int) -> list[BlockScore]:
+    """BlockScores from recoverabilities and latency savings, best (lowest score) first."""
     scores = [BlockScore(b, done[b]["recoverability"], done[b]["mse_before"], latency_reduction[b],
                          practise_score(done[b]["recoverability"], latency_reduction[b]), done[b]["protocol"],
-                         scorer.config.iterations, done[b]["seconds"]) for b in blocks]
+                         iterations, done[b]["seconds"], done[b].get("device"), done[b].get("rank"))
+              for b in blocks]
     return sorted(scores, key=lambda s: (s.score, s.block))
+
+
+def score_blocks(scorer: Scorer, blocks: list[str], latency_reduction: dict[str, float],
+                 cache_path: str | Path | None = None, progress: Progress = silent,
+                 group: ScoringGroup | None = None) -> list[BlockScore]:
+    """Score every block (resuming from ``cache_path``), sorted best (lowest score) first."""
+    done = recoverabilities(scorer, blocks, cache_path, progress, group)
+    return block_scores(done, blocks, latency_reduction, scorer.config.iterations)

@@ -10,6 +10,7 @@ import logging
 import sys
 
 from ..device import resolve_device
+from ..distributed import finish, init_from_environment
 from ..io import one_line
 from ..selection import UnreachableTarget
 from . import blocks, compress, demo, evaluate, export, latency, score, synthesize, train
@@ -42,6 +43,10 @@ def check_common(a) -> None:
         resolve_device(a.device)
 
 
+# subcommands whose scoring torchrun spreads over processes (practise.distributed)
+DISTRIBUTED_COMMANDS = ("score", "compress")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         check_common(args)
+        if args.command in DISTRIBUTED_COMMANDS:
+            init_from_environment()  # under torchrun: join the group (one process: nothing happens)
         args.func(args)
     except USER_ERRORS as exc:
         print(f"practise {args.command}: error: {one_line(exc)}", file=sys.stderr)
@@ -64,4 +71,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"practise {args.command}: internal error: {type(exc).__name__}: {one_line(exc)} "
               f"(rerun with -v for the traceback, and please report it)", file=sys.stderr)
         return 1
+    finally:
+        finish()
     return 0

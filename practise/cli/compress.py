@@ -49,5 +49,7 @@ def run(a) -> None:
     tiny = tiny_set_from_args(a, transforms)
     result = compress(model, tiny, sample_shape(transforms), config, eval_source, transforms,
                       workdir=a.workdir or out / "work", progress=progress_for(a))
+    if result is None:  # a torchrun rank other than 0: its share of the scoring is done
+        return
     written = write_compressed_outputs(result, model, preprocessing, out, a.overwrite)
     print_summary(written.report, out)

@@ -10,7 +10,8 @@ from ..device import resolve_device
 from ..io import atomic_write_text
 from ..latency import block_latency_reductions
 from ..pipeline import inspect_model
-from ..scoring import Scorer, score_blocks
+from ..distributed import current_group, machine_threads
+from ..scoring import Scorer, block_scores, recoverabilities
 from .arguments import add_candidate_args, add_data_args, add_latency_args, add_model_args, add_scoring_args, csv
 from ..text import load_hf
 from .text import check_text_data, is_hf_spec, text_tiny_set, token_shape
@@ -45,9 +46,14 @@ def run(a) -> None:
     info = inspect_model(model, shape, csv(a.include), csv(a.exclude), a.feature_layer, a.granularity)
     names = [b.name for b in info.blocks]
     progress = progress_for(a)
+    group = current_group()  # under torchrun the blocks are shared out; rank 0 times and prints
+    scorer = Scorer(model, tiny, info.trace, info.chain, info.feature_layer, scoring_config(a), group.device(device))
+    done = recoverabilities(scorer, names, Path(a.workdir) / "scores.json" if a.workdir else None, progress, group)
+    if not group.is_main:
+        return
+    machine_threads()
     r_b, _, _ = block_latency_reductions(model, shape, names, latency_config(a), progress)
-    scorer = Scorer(model, tiny, info.trace, info.chain, info.feature_layer, scoring_config(a), device)
-    scores = score_blocks(scorer, names, r_b, Path(a.workdir) / "scores.json" if a.workdir else None, progress)
+    scores = block_scores(done, names, r_b, scorer.config.iterations)
     if a.out:
         rows = [asdict(s) for s in scores]
         atomic_write_text(a.out, json.dumps({"scores": rows, "tiny_set": tiny.identifiers}, indent=2), overwrite=a.overwrite)

@@ -60,6 +60,8 @@ def run_text_compress(a, config, progress) -> None:
     shape = token_shape(a, tiny.sample_shape[-1])
     check_against_model(bundle.model, shape, config)
     result = compress(bundle.model, tiny, shape, config, workdir=a.workdir or out / "work", progress=progress)
+    if result is None:  # a torchrun rank other than 0: its share of the scoring is done
+        return
     if is_causal_lm(unwrap(bundle.model)):
         result.report.decode = decode_record(unwrap(bundle.model), unwrap(result.model), shape[-1])
     paths = write_report_files(result.report, out)

@@ -1,0 +1,103 @@
+"""Scoring spread over processes, GPUs and hosts with torch.distributed (launched by torchrun).
+
+Each candidate's recoverability is an independent training run, so candidates are sharded
+over the ranks (round-robin over the candidates still to score, in the model's order:
+deterministic), each rank scores its share on its own device (``cuda:LOCAL_RANK`` on GPUs;
+on CPUs the machine's cores split between the processes on it), and the results are
+gathered so that every rank holds all of them. Rank 0 alone then measures latency (on the
+device the user named, with the other ranks idle), selects, recovers, evaluates and writes.
+
+Without torchrun (no ``WORLD_SIZE`` above 1 in the environment) the group is one process
+and nothing changes. A block's score does not depend on which rank or in which order it
+was computed: its training is seeded by its name, and the teacher's targets are the same on
+every rank (bit-identical on CPU at the same thread count).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+_machine_threads: list[int] = []  # torch's thread count before the split, for rank 0's timing
+TIMEOUT_ENV = "PRACTISE_DIST_TIMEOUT_S"  # how long a rank waits for the others at a gather
+
+
+@dataclass(frozen=True)
+class ScoringGroup:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, items: list[str]) -> list[str]:
+        """This rank's share of ``items``: every world_size-th, starting at its rank."""
+        return items[self.rank::self.world_size]
+
+    def device(self, device: torch.device) -> torch.device:
+        """Where this rank scores: its own GPU when the run is on CUDA."""
+        if self.distributed and device.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    def gather(self, value) -> list:
+        """``value`` of every rank, in rank order (every rank gets the list)."""
+        if not self.distributed:
+            return [value]
+        values = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
+
+def current_group() -> ScoringGroup:
+    """The running process group (torchrun's environment names the local rank), or one process."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return ScoringGroup()
+    return ScoringGroup(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())),
+                        int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size())))
+
+
+def init_from_environment(timeout_s: float | None = None) -> ScoringGroup:
+    """Join the process group torchrun describes in the environment (gloo on CPU, nccl with
+    CUDA) and split this machine's CPU threads between its processes; one process: nothing."""
+    if dist.is_available() and dist.is_initialized():
+        return current_group()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return ScoringGroup()
+    if not dist.is_available():
+        raise ValueError("WORLD_SIZE is set (torchrun) but this torch build has no torch.distributed")
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    seconds = timeout_s or float(os.environ.get(TIMEOUT_ENV, 1800))
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=seconds))
+    group = current_group()
+    if not cuda:
+        _machine_threads.append(torch.get_num_threads())
+        torch.set_num_threads(max(1, torch.get_num_threads() // group.local_world_size))
+    log.info("rank %d of %d (local %d of %d) on %s, %d CPU threads", group.rank, group.world_size, group.local_rank,
+             group.local_world_size, "cuda" if cuda else "cpu", torch.get_num_threads())
+    return group
+
+
+def machine_threads() -> None:
+    """Give this process the whole machine's CPU threads again (rank 0, timing alone)."""
+    if _machine_threads:
+        torch.set_num_threads(_machine_threads[0])
+
+
+def finish() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
