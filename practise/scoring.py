@@ -287,6 +287,9 @@ def recoverabilities(scorer: Scorer, blocks: list[str], cache_path: str | Path |
     cache_path = Path(cache_path) if cache_path is not None else None
     fingerprint = scoring_fingerprint(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
     done = load_all_caches(cache_path, fingerprint)
+    if group.distributed:  # hosts without shared storage: every rank learns what any rank finished before
+        for part in group.gather(done):
+            done.update({b: r for b, r in part.items() if b not in done})
     todo = [b for b in blocks if b not in done]
     if len(todo) < len(blocks):
         log.info("resuming: %d of %d blocks already scored in %s", len(blocks) - len(todo), len(blocks), cache_path)
