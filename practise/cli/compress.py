@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..artifacts import check_output_folder, write_compressed_outputs
+from ..distributed import current_group
 from ..data import HeadSource, open_source
 from ..pipeline import check_against_model, compress
 from .arguments import (POSITIVE, add_candidate_args, add_criterion_arg, add_data_args, add_latency_args,
@@ -30,6 +31,9 @@ def add_parser(sub, common) -> None:
 def run(a) -> None:
     if is_hf_spec(a.model):
         return run_text_compress(a, compress_config(a), progress_for(a))
+    if a.data_free is not None and current_group().distributed:
+        raise ValueError("--data-free under torchrun would synthesize on every rank: run `practise synthesize` once, "
+                         "then pass its folder as --data")
     if (a.data is None) == (a.data_free is None):
         raise ValueError("give exactly one of --data (a folder or data set) and --data-free N (synthesize N images)")
     config = compress_config(a)
