@@ -230,3 +230,10 @@ def test_compress_takes_a_plain_hf_model_in_python(hf_folder, sentences):
         latency=LatencyConfig(repeats=3, max_repeats=6)))
     assert isinstance(result.model, SequenceModel) and result.selection.blocks[0].startswith("model.encoder.layer.")
     assert len(plain.encoder.layer) == 4  # the caller's model is untouched
+
+
+def test_an_hf_folder_without_the_prefix_says_to_add_it(hf_folder, capsys):
+    from practise.cli import main
+
+    assert main(["blocks", "--model", str(hf_folder)]) == 2
+    assert f"give it as hf:{hf_folder}" in capsys.readouterr().err

@@ -34,6 +34,8 @@ def load_model(spec: str, weights: str | None = None, **arch_kwargs) -> nn.Modul
 
     Architecture keyword arguments not given are inferred from the weights file.
     """
+    if Path(spec).is_dir() and (Path(spec) / "config.json").is_file():
+        raise ValueError(f"--model {spec} is a Hugging Face model folder: give it as hf:{spec}")
     if Path(spec).is_dir():
         raise IsADirectoryError(f"--model {spec} is a folder; give an architecture name or a compressed model file")
     if Path(spec).is_file():
