@@ -97,6 +97,7 @@ class Encoder(nn.Module):
         self.embed = nn.Embedding(vocab, d)
         self.grn = GRN(d) if grn else nn.Identity()
         self.layers = nn.ModuleList([layer(d) for _ in range(depth)])
+        self.by_keyword = layer is PreNormLayer  # how this encoder calls its layers
         self.final = nn.LayerNorm(d)
         self.head = nn.Linear(d, vocab)
 
@@ -104,7 +105,7 @@ class Encoder(nn.Module):
         mask = torch.ones_like(ids, dtype=torch.float)
         x = self.grn(self.embed(ids))
         for layer in self.layers:
-            if isinstance(layer, PreNormLayer):
+            if self.by_keyword:
                 x, _ = layer(hidden_states=x, attention_mask=mask)
             else:
                 x = layer(x, mask=mask)[0]
@@ -203,3 +204,21 @@ def test_dropping_leaves_the_model_and_its_call_sites_as_they_were(layer):
     drop_blocks(model, ["layers.0"])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not any(isinstance(m, (PassThrough, ZeroBranch)) for m in model.modules())
+
+
+def test_adaptors_wrap_keyword_called_layers_and_tuple_outputs():
+    from practise.adaptors import TokenAdaptor, adaptor_sites, insert_adaptors_
+
+    torch.manual_seed(0)
+    model = Encoder(PreNormLayer).eval()
+    trace = trace_model(model, IDS)
+    sites = adaptor_sites(model, "layers.1", trace, trace.call_order)
+    assert [(s.module, s.where, s.kind) for s in sites] == [("layers.0", "after", "token"),
+                                                             ("layers.2", "before", "token")]
+    student = drop_blocks(model, ["layers.1"])
+    adaptors = insert_adaptors_(student, sites)
+    assert all(isinstance(a, TokenAdaptor) for a in adaptors)
+    with torch.no_grad():  # identity at the start: the student is the dropped model, exactly
+        assert torch.allclose(student(IDS), drop_blocks(model, ["layers.1"])(IDS), atol=1e-6)
+        adaptors[0].weight.mul_(2)
+        assert not torch.allclose(student(IDS), drop_blocks(model, ["layers.1"])(IDS), atol=1e-4)

@@ -95,7 +95,9 @@ class Adapted(nn.Module):
             if args:
                 args = (self.adaptor(args[0]),) + args[1:]
             else:
-                key = "hidden_states" if "hidden_states" in kwargs else next(iter(kwargs))
+                # the same argument call_structure.primary_input takes as the hidden state
+                key = "hidden_states" if "hidden_states" in kwargs else next(
+                    k for k, v in kwargs.items() if isinstance(v, torch.Tensor))
                 kwargs = {**kwargs, key: self.adaptor(kwargs[key])}
             return self.module(*args, **kwargs)
         output = self.module(*args, **kwargs)
