@@ -121,8 +121,9 @@ def train_classifier_(model: nn.Module, train: ImageSource, test: ImageSource, t
 def save_trained_model(model: nn.Module, path: str | Path, history: list[dict], config: TrainConfig,
                        data: str, transforms: Transforms, command: str, overwrite: bool = False) -> Path:
     """Weights as .safetensors plus a model card beside them (.json for machines, .md for people)."""
-    import platform
     import subprocess
+
+    from .machine import describe, machine_info
 
     from safetensors.torch import save_file
 
@@ -143,7 +144,7 @@ def save_trained_model(model: nn.Module, path: str | Path, history: list[dict], 
             "epochs_run": len(history), "test_top1": history[-1]["test_top1"] if history else None,
             "history": history, "train_seconds_total": sum(h["seconds"] for h in history),
             "command": command, "commit": commit,
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"}
+            "machine": f"{describe(machine_info())}, torch {torch.__version__}"}
     atomic_write_text(path.with_suffix(".json"), json.dumps(card, indent=2), overwrite=True)
     name = arch["name"] if arch else type(model).__name__
     lines = [f"# {name} trained on {data}", "",
