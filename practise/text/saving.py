@@ -15,6 +15,7 @@ equivalent. The folder then also holds ``practise.json`` naming them;
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -74,8 +75,6 @@ def save_pretrained(hf_model: nn.Module, tokenizer, out_dir: str | Path, extra: 
                     overwrite: bool = False) -> Path:
     """Write ``hf_model`` (whole-layer drops removed first; left untouched otherwise: a copy
     is saved) and its tokenizer into ``out_dir``, atomically (a temporary folder renamed)."""
-    import copy
-
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} exists; pass overwrite (--overwrite) to replace it")
