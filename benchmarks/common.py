@@ -1,7 +1,6 @@
 """Shared by the benchmark scripts: provenance of every result, and the Fashion-MNIST teachers."""
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 import sys
@@ -9,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from practise.machine import usable_cores
 from practise.model_io import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ def provenance() -> dict:
         cpu = names[0] if names else cpu
     return {"command": " ".join(["python"] + sys.argv), "commit": git("rev-parse", "--short", "HEAD"),
             "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "machine": {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "machine": {"cpu": cpu, "cores": usable_cores(), "torch_threads": torch.get_num_threads(),
                         "torch": torch.__version__, "python": platform.python_version(),
                         "platform": platform.platform()}}
 

@@ -36,7 +36,7 @@ from text_probe import encode, neighbour_agreement, probe_accuracy, throughput
 from practise.criteria import RankingInputs, rank_blocks
 from practise.io import atomic_write_text
 from practise.latency import LatencyConfig, block_latency_reductions
-from practise.machine import describe, has_fast_bf16, machine_info
+from practise.machine import bf16_pays_off, describe, machine_info
 from practise.pipeline import inspect_model
 from practise.recovery import RecoveryConfig, recover_
 from practise.scoring import Scorer, ScoringConfig, score_blocks
@@ -209,7 +209,7 @@ def main() -> None:
     p.add_argument("--quiet-repeats", type=int, default=15)
     args = p.parse_args()
     if args.autocast == "auto":
-        args.autocast = "bfloat16" if has_fast_bf16() else None
+        args.autocast = "bfloat16" if bf16_pays_off() else None
     elif args.autocast == "none":
         args.autocast = None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -27,7 +27,7 @@ from practise.data.transforms import TransformConfig, Transforms
 from practise.evaluation import evaluate_models
 from practise.io import atomic_write_text
 from practise.latency import LatencyConfig
-from practise.machine import describe, has_fast_bf16, machine_info
+from practise.machine import bf16_pays_off, describe, machine_info
 from practise.pipeline import CompressConfig, compress
 from practise.recovery import RecoveryConfig
 from practise.scoring import ScoringConfig
@@ -49,7 +49,7 @@ def run_cell(arch: str, target: float, seed: int, args) -> dict:
     teacher = fmnist_teacher(arch).eval()
     tf = transforms()
     tiny = build_tiny_set(open_source("fashion-mnist:train"), args.num_images, seed_everything(seed), tf)
-    autocast = "bfloat16" if has_fast_bf16() else None
+    autocast = "bfloat16" if bf16_pays_off() else None
     config = CompressConfig(target_latency=target, seed=seed,
                             scoring=ScoringConfig(iterations=args.score_iterations, seed=seed, autocast=autocast),
                             recovery=RecoveryConfig(iterations=args.recovery_iterations, seed=seed, autocast=autocast),

@@ -11,4 +11,4 @@ DEMO_TEACHER = Path(__file__).resolve().parent / "assets" / "teachers" / "resnet
 # (Spearman 0.976, benchmarks/results/scoring_speed) and the demo drops the same blocks with
 # the same accuracy as at 200 float32 iterations (benchmarks/results/demo/README.md)
 DEMO_SCORE_ITERATIONS, DEMO_RECOVERY_ITERATIONS = 100, 500
-DEMO_AUTOCAST = "auto"  # bf16 autocast for scoring and recovery where the CPU has AVX512-BF16 or AMX
+DEMO_AUTOCAST = "auto"  # bf16 autocast for scoring and recovery where it measures clearly faster

@@ -48,24 +48,62 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: in
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
+# Environment variables that narrow what the CPU's kernels may use (a slower machine
+# emulated on a faster one, say): recorded beside every time measured under them.
+ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+# bf16 autocast pays only where bf16 matrix products run clearly faster than float32;
+# CPUs that flag AVX512-BF16 but whose kernels do not use it gain nothing and lose precision.
+BF16_MIN_SPEEDUP = 1.5
+
+
 def has_fast_bf16() -> bool:
     """The CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask: ``taskset`` or a container's cpuset),
+    not the machine's total."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @lru_cache(maxsize=1)
 def machine_info() -> dict:
-    """CPU model, cores, torch threads, and measured fp32 (and bf16, where the CPU has
+    """CPU model, usable cores, torch threads, and measured fp32 (and bf16, where the CPU has
     AVX512-BF16 or AMX) matrix throughput; measured once per process (about a second)."""
-    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    info = {"cpu": cpu_model(), "cores": usable_cores(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "fp32_gflops": round(matmul_gflops(torch.float32), 1)}
+    if usable_cores() != os.cpu_count():
+        info["machine_cores"] = os.cpu_count()
     if has_fast_bf16():
         info["bf16_gflops"] = round(matmul_gflops(torch.bfloat16), 1)
+    limits = {k: os.environ[k] for k in ISA_LIMITS if os.environ.get(k)}
+    if limits:
+        info["isa_limits"] = limits
     return info
+
+
+def bf16_speedup(info: dict | None = None) -> float | None:
+    """Measured bf16 / fp32 matrix throughput, or None where the CPU has no native bf16."""
+    info = machine_info() if info is None else info
+    if "bf16_gflops" not in info:
+        return None
+    return info["bf16_gflops"] / info["fp32_gflops"]
+
+
+def bf16_pays_off(info: dict | None = None) -> bool:
+    """bf16 autocast is worth it on this CPU: native bf16 that measures at least
+    BF16_MIN_SPEEDUP times float32's matrix throughput."""
+    speedup = bf16_speedup(info)
+    return speedup is not None and speedup >= BF16_MIN_SPEEDUP
 
 
 def describe(info: dict) -> str:
     """'Intel(R) Xeon(R) Processor, 2 cores, 2 torch threads, 110 GFLOP/s fp32 (410 bf16)'."""
     bf16 = f" ({info['bf16_gflops']:.0f} bf16)" if "bf16_gflops" in info else ""
-    return (f"{info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads, "
-            f"{info['fp32_gflops']:.0f} GFLOP/s fp32{bf16} (2048x2048 matmul)")
+    cores = f"{info['cores']} of {info['machine_cores']} cores" if "machine_cores" in info else f"{info['cores']} cores"
+    limits = "".join(f", {k}={v}" for k, v in info.get("isa_limits", {}).items())
+    return (f"{info['cpu']}, {cores}, {info['torch_threads']} torch threads, "
+            f"{info['fp32_gflops']:.0f} GFLOP/s fp32{bf16} (2048x2048 matmul){limits}")

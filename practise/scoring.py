@@ -29,6 +29,7 @@ import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -229,21 +230,69 @@ class Scorer:
         return total / count
 
 
+# Weights are fingerprinted by their exact bytes, never by float sums: a float sum's rounding
+# depends on the thread count and the CPU's vector width, and a cache must stay valid when a
+# rerun (or a torchrun rank) uses other threads. Tensors up to 64 MiB are hashed whole; larger
+# ones (LLM weights) by evenly spread chunks plus an exact integer sum of all their words.
+_WHOLE_BYTES, _CHUNKS, _CHUNK_BYTES = 64 << 20, 1024, 4096
+
+
+def _tensor_digest(digest, value: torch.Tensor) -> None:
+    data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+    digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
+    if data.size <= _WHOLE_BYTES:
+        digest.update(data.tobytes())
+        return
+    stride = (data.size - _CHUNK_BYTES) // (_CHUNKS - 1)
+    for i in range(_CHUNKS):
+        digest.update(data[i * stride:i * stride + _CHUNK_BYTES].tobytes())
+    words = data[:data.size // 4 * 4].view(np.uint32)
+    digest.update(str(int(words.sum(dtype=np.uint64))).encode())
+
+
+def _settings_json(config: ScoringConfig) -> str:
+    settings = {k: v for k, v in asdict(config).items() if not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
+    return json.dumps(settings, sort_keys=True)
+
+
 def scoring_fingerprint(teacher: nn.Module, tiny_set: TinySet, config: ScoringConfig, feature_layer: str) -> str:
-    """Identifies what the cached scores depend on (weights, images, settings)."""
+    """Identifies what the cached scores depend on (weights, images, settings); the same on
+    any thread count."""
+    digest = hashlib.sha256(b"v2")
+    for key, value in teacher.state_dict().items():
+        digest.update(key.encode())
+        _tensor_digest(digest, value)
+    digest.update("\n".join(tiny_set.identifiers).encode())
+    digest.update(_settings_json(config).encode())
+    digest.update(feature_layer.encode())
+    return digest.hexdigest()[:16]
+
+
+def legacy_scoring_fingerprint(teacher: nn.Module, tiny_set: TinySet, config: ScoringConfig,
+                               feature_layer: str) -> str:
+    """The fingerprint caches were written with before v2 (float sums: it matches only on the
+    thread count they were written with); still accepted so those caches stay usable."""
     digest = hashlib.sha256()
     for key, value in teacher.state_dict().items():
         digest.update(key.encode())
         digest.update(value.detach().cpu().contiguous().float().numpy().tobytes()[:4096])
         digest.update(str(float(value.float().sum())).encode())
     digest.update("\n".join(tiny_set.identifiers).encode())
-    settings = {k: v for k, v in asdict(config).items() if not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
-    digest.update(json.dumps(settings, sort_keys=True).encode())
+    digest.update(_settings_json(config).encode())
     digest.update(feature_layer.encode())
     return digest.hexdigest()[:16]
 
 
-def load_score_cache(path: Path | None, fingerprint: str) -> dict[str, dict]:
+def accepted_fingerprints(teacher: nn.Module, tiny_set: TinySet, config: ScoringConfig,
+                          feature_layer: str) -> tuple[str, str]:
+    """(the one new caches are written with, the legacy one also read)."""
+    return (scoring_fingerprint(teacher, tiny_set, config, feature_layer),
+            legacy_scoring_fingerprint(teacher, tiny_set, config, feature_layer))
+
+
+def load_score_cache(path: Path | None, fingerprint: str | tuple[str, ...]) -> dict[str, dict]:
+    """The finished blocks in ``path`` if it was written for ``fingerprint`` (or any of several)."""
+    fingerprints = (fingerprint,) if isinstance(fingerprint, str) else tuple(fingerprint)
     if path is None or not path.is_file():
         return {}
     try:
@@ -257,10 +306,24 @@ def load_score_cache(path: Path | None, fingerprint: str) -> dict[str, dict]:
     if not valid:  # our own work file, damaged (e.g. edited): rescore rather than fail or trust it
         log.warning("ignoring %s: it is not a readable score cache; the blocks are scored again", path)
         return {}
-    if data.get("fingerprint") != fingerprint:
+    if data.get("fingerprint") not in fingerprints:
         log.warning("ignoring %s: it was computed for other weights, images or settings", path)
         return {}
     return blocks
+
+
+def upgrade_cache_fingerprint(path: Path | None, accepted: tuple[str, ...]) -> None:
+    """Rewrite a cache read by a legacy fingerprint (``accepted[1:]``) with the current one
+    (``accepted[0]``), so a later run on another thread count still finds it."""
+    if path is None or not path.is_file():
+        return
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return
+    if isinstance(data, dict) and data.get("fingerprint") in accepted[1:]:
+        atomic_write_text(path, json.dumps({**data, "fingerprint": accepted[0]}, indent=1))
+        log.info("%s: cache fingerprint updated to the thread-independent form", path)
 
 
 def rank_cache_path(path: Path, rank: int) -> Path:
@@ -268,7 +331,7 @@ def rank_cache_path(path: Path, rank: int) -> Path:
     return path.with_name(f"{path.name}.rank{rank}")
 
 
-def load_all_caches(path: Path | None, fingerprint: str) -> dict[str, dict]:
+def load_all_caches(path: Path | None, fingerprint: str | tuple[str, ...]) -> dict[str, dict]:
     """The blocks finished in ``path`` and in every rank's work file beside it."""
     if path is None:
         return {}
@@ -285,8 +348,11 @@ def recoverabilities(scorer: Scorer, blocks: list[str], cache_path: str | Path |
     (``practise.distributed``) and every rank returns all of them."""
     group = group or current_group()
     cache_path = Path(cache_path) if cache_path is not None else None
-    fingerprint = scoring_fingerprint(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
-    done = load_all_caches(cache_path, fingerprint)
+    accepted = accepted_fingerprints(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
+    fingerprint = accepted[0]
+    done = load_all_caches(cache_path, accepted)
+    if group.is_main:
+        upgrade_cache_fingerprint(cache_path, accepted)
     if group.distributed:  # hosts without shared storage: every rank learns what any rank finished before
         for part in group.gather(done):
             done.update({b: r for b, r in part.items() if b not in done})

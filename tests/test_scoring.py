@@ -104,3 +104,41 @@ def test_bf16_autocast_scores_close_to_float32_and_is_part_of_the_cache_key():
     assert scoring_fingerprint(teacher, tiny, ScoringConfig(autocast="bfloat16"), "layer3") != plain
     with pytest.raises(ValueError, match="unknown autocast 'int8'; valid choices: None, bfloat16"):
         ScoringConfig(autocast="int8")
+
+
+def test_fingerprint_ignores_thread_count_and_sees_any_weight_change(monkeypatch):
+    import practise.scoring as scoring
+
+    teacher = tiny_resnet()
+    teacher.register_buffer("big", torch.randn(300_000, generator=torch.Generator().manual_seed(0)))
+    tiny, config = tiny_set(48), ScoringConfig()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = scoring.scoring_fingerprint(teacher, tiny, config, "layer3")
+        torch.set_num_threads(max(2, threads))
+        assert scoring.scoring_fingerprint(teacher, tiny, config, "layer3") == one
+    finally:
+        torch.set_num_threads(threads)
+    # a large tensor is sampled, but its exact word sum still notices one changed element
+    monkeypatch.setattr(scoring, "_WHOLE_BYTES", 1 << 16)
+    sampled = scoring.scoring_fingerprint(teacher, tiny, config, "layer3")
+    with torch.no_grad():
+        teacher.big[123_457] += 1e-3
+    assert scoring.scoring_fingerprint(teacher, tiny, config, "layer3") != sampled
+
+
+def test_cache_written_with_the_legacy_fingerprint_is_resumed_and_upgraded(tmp_path):
+    from practise.scoring import legacy_scoring_fingerprint, recoverabilities, scoring_fingerprint
+
+    scorer = make_scorer(tiny_resnet(), iterations=2)
+    cache = tmp_path / "scores.json"
+    old = {"recoverability": 0.5, "mse_before": 1.0, "protocol": "cached", "seconds": 1.0}
+    legacy = legacy_scoring_fingerprint(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
+    cache.write_text(json.dumps({"fingerprint": legacy, "blocks": {"layer2.1": old}}))
+    done = recoverabilities(scorer, ["layer2.1", "layer3.1"], cache)
+    assert done["layer2.1"]["recoverability"] == 0.5  # read, not rescored
+    written = json.loads(cache.read_text())
+    assert written["fingerprint"] == scoring_fingerprint(scorer.teacher, scorer.tiny_set, scorer.config,
+                                                         scorer.feature_layer) != legacy
+    assert set(written["blocks"]) == {"layer2.1", "layer3.1"}

@@ -194,14 +194,14 @@ AUTOCAST_CHOICES = ("none", "bfloat16", "auto")
 def add_score_autocast_arg(g, default: str) -> None:
     g.add_argument("--score-autocast", choices=AUTOCAST_CHOICES, default=default,
                    help="adaptor training under bfloat16 autocast (float32 weights and R_b; the ranking holds: "
-                        "benchmarks/results/scoring_speed); auto: bfloat16 where the CPU has AVX512-BF16 or AMX "
-                        f"(default {default})")
+                        "benchmarks/results/scoring_speed); auto: bfloat16 where the CPU's measured bf16 "
+                        f"matmul throughput is at least 1.5x float32's (default {default})")
 
 
 def add_recovery_autocast_arg(g, default: str) -> None:
     g.add_argument("--recovery-autocast", choices=AUTOCAST_CHOICES, default=default,
                    help="the student's passes in recovery under bfloat16 autocast (float32 weights, optimizer and "
-                        f"teacher targets); auto: where the CPU has AVX512-BF16 or AMX (default {default})")
+                        f"teacher targets); auto: as --score-autocast auto (default {default})")
 
 
 def add_criterion_arg(p) -> None:

@@ -13,7 +13,7 @@ from ..compress_report import CompressReport
 from ..data import Transforms, build_tiny_set, open_source
 from ..device import resolve_device
 from ..latency import LatencyConfig
-from ..machine import has_fast_bf16
+from ..machine import bf16_pays_off, bf16_speedup
 from ..model_io import input_channels, load_model
 from ..pipeline import CompressConfig
 from ..preprocessing import Preprocessing, resolve_preprocessing
@@ -72,8 +72,20 @@ def autocast_setting(choice: str, device: str) -> str | None:
     """--score-autocast / --recovery-autocast as a config value; "auto" decided here (the
     config, and so the score cache and the report, record what was used)."""
     if choice == "auto":
-        return "bfloat16" if resolve_device(device).type == "cpu" and has_fast_bf16() else None
+        return auto_autocast(device)
     return None if choice == "none" else choice
+
+
+def auto_autocast(device: str) -> str | None:
+    """bf16 on a CPU whose measured bf16 matrix throughput makes it worth it, else float32
+    (a CUDA/MPS device keeps float32: its speed does not come from this choice here)."""
+    if resolve_device(device).type != "cpu":
+        return None
+    speedup = bf16_speedup()
+    chosen = "bfloat16" if bf16_pays_off() else None
+    log.info("autocast auto: %s (measured bf16/fp32 matmul throughput: %s)", chosen or "float32",
+             "no native bf16" if speedup is None else f"{speedup:.1f}x")
+    return chosen
 
 
 def recovery_config(a) -> RecoveryConfig:

@@ -1,0 +1,47 @@
+"""What a reported time carries (the machine's cores, throughput, ISA limits) and how
+``--score-autocast auto`` decides: by measured bf16 speed, not by CPU flags alone."""
+import logging
+import os
+
+import pytest
+
+from practise import machine
+from practise.cli import common
+
+XEON = {"cpu": "Intel(R) Xeon(R) Processor", "cores": 2, "torch_threads": 2, "torch": "2.13.0",
+        "fp32_gflops": 369.0, "bf16_gflops": 2506.0}
+
+
+@pytest.mark.parametrize("bf16, expected", [(2506.0, True), (410.0, True), (164.0, False), (104.0, False),
+                                            (None, False)])
+def test_bf16_pays_off_only_when_measured_clearly_faster(bf16, expected):
+    info = dict(XEON, fp32_gflops=110.0 if bf16 == 410.0 else XEON["fp32_gflops"])
+    if bf16 is None:
+        del info["bf16_gflops"]
+    else:
+        info["bf16_gflops"] = bf16
+    assert machine.bf16_pays_off(info) is expected
+
+
+def test_auto_autocast_follows_the_measurement(monkeypatch, caplog):
+    slow_bf16 = dict(XEON, bf16_gflops=194.0, fp32_gflops=316.0)  # flags say bf16, kernels don't use it
+    monkeypatch.setattr(machine, "machine_info", lambda: slow_bf16)
+    with caplog.at_level(logging.INFO, logger="practise"):
+        assert common.autocast_setting("auto", "cpu") is None
+    assert "0.6x" in caplog.text
+    monkeypatch.setattr(machine, "machine_info", lambda: XEON)
+    assert common.autocast_setting("auto", "cpu") == "bfloat16"
+    assert common.autocast_setting("none", "cpu") is None
+    assert common.autocast_setting("bfloat16", "cpu") == "bfloat16"
+
+
+def test_description_names_usable_cores_and_isa_limits():
+    info = dict(XEON, cores=1, machine_cores=2, isa_limits={"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"})
+    text = machine.describe(info)
+    assert "1 of 2 cores" in text and "ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16" in text
+    assert machine.describe(XEON).startswith("Intel(R) Xeon(R) Processor, 2 cores, 2 torch threads, 369 GFLOP/s")
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no affinity mask on this OS")
+def test_usable_cores_is_the_affinity_mask():
+    assert machine.usable_cores() == len(os.sched_getaffinity(0)) <= os.cpu_count()
