@@ -86,6 +86,24 @@ def test_text_tiny_set_is_seeded_padded_and_masked(hf_folder, sentences):
     assert (a.tokens[:, 0][a.tokens[:, 1] == 0] == tokenizer.pad_token_id).all()
 
 
+def test_tokenizer_without_pad_token_is_padded_but_left_unchanged(hf_folder, sentences):
+    import copy
+
+    from practise.text import build_text_tiny_set, load_hf
+
+    padded_tokenizer = load_hf(f"hf:{hf_folder}").tokenizer
+    tokenizer = copy.deepcopy(padded_tokenizer)
+    tokenizer.pad_token = None  # as decoder tokenizers ship
+    a = build_text_tiny_set(sentences, tokenizer, 20, torch.Generator().manual_seed(1), max_length=8)
+    assert tokenizer.pad_token is None  # the caller's tokenizer is not modified
+    b = build_text_tiny_set(sentences, padded_tokenizer, 20, torch.Generator().manual_seed(1), max_length=8)
+    assert torch.equal(a.tokens[:, 1], b.tokens[:, 1])  # same lengths and mask
+    real = a.tokens[:, 1] == 1
+    assert torch.equal(a.tokens[:, 0][real], b.tokens[:, 0][real])
+    pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    assert (a.tokens[:, 0][~real] == pad).all() and (~real).any()
+
+
 def test_hf_spec_errors_name_what_to_give(tmp_path):
     from practise.text import resolve_hf_path
 

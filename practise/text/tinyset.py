@@ -106,10 +106,24 @@ class TextTinySet:
 
 
 def tokenize(tokenizer, texts: list[str], max_length: int, pad_to: int | None = None) -> torch.Tensor:
-    """(N, 2, L) ids + mask; L = the longest text (or ``pad_to``), at most ``max_length``."""
-    encoded = tokenizer(texts, truncation=True, max_length=max_length, padding="max_length" if pad_to else "longest",
-                        **({"max_length": pad_to} if pad_to else {}), return_tensors="pt")
-    return torch.stack([encoded["input_ids"], encoded["attention_mask"]], 1).long()
+    """(N, 2, L) ids + mask; L = the longest text (or ``pad_to``), at most ``max_length``.
+
+    A tokenizer without a pad token (decoder tokenizers often have none) is padded here
+    with its end-of-text id (masked out anyway), leaving the caller's tokenizer unchanged."""
+    if tokenizer.pad_token is not None:
+        encoded = tokenizer(texts, truncation=True, max_length=max_length,
+                            padding="max_length" if pad_to else "longest",
+                            **({"max_length": pad_to} if pad_to else {}), return_tensors="pt")
+        return torch.stack([encoded["input_ids"], encoded["attention_mask"]], 1).long()
+    ids = tokenizer(texts, truncation=True, max_length=pad_to or max_length)["input_ids"]
+    length = pad_to or max(len(i) for i in ids)
+    pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    packed = torch.full((len(ids), 2, length), 0, dtype=torch.long)
+    packed[:, 0] = pad
+    for row, seq in enumerate(ids):
+        packed[row, 0, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        packed[row, 1, :len(seq)] = 1
+    return packed
 
 
 def build_text_tiny_set(path: str | Path, tokenizer, n: int | None, generator: torch.Generator,
@@ -126,8 +140,6 @@ def build_text_tiny_set(path: str | Path, tokenizer, n: int | None, generator: t
         n = len(examples.texts)
     chosen = sample_tiny_set(len(examples.texts), n, generator, examples.labels)
     texts = [examples.texts[i] for i in chosen]
-    if tokenizer.pad_token is None:  # decoder tokenizers often have none: pad with end-of-text (masked anyway)
-        tokenizer.pad_token = tokenizer.eos_token
     tokens = tokenize(tokenizer, texts, max_length)
     labels = [examples.labels[i] for i in chosen] if examples.labels is not None else None
     name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
