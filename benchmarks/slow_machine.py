@@ -95,6 +95,13 @@ def fmt_rate(value: float | None, reference: float) -> str:
     return "" if value is None else f"{value:.2f} ({value / reference:.2f}x EPYC)"
 
 
+def stands_in(rep: dict) -> bool | None:
+    """Every float32 phase rate of the run at most the EPYC's (None: nothing to compare)."""
+    pairs = [(rep.get(k), EPYC[k]) for k in ("scoring_steps_per_s", "recovery_steps_per_s")
+             if rep.get(k) is not None and rep.get(k.split("_")[0] + "_autocast") is None]
+    return None if not pairs else all(value <= reference for value, reference in pairs)
+
+
 def report() -> None:
     rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
     lines = ["# Time goals on the slowest machine of this kind (emulated)", "",
@@ -104,17 +111,19 @@ def report() -> None:
              f"scoring about {EPYC['scoring_steps_per_s']} steps/s, recovery {EPYC['recovery_steps_per_s']} steps/s "
              "(float32, the demo's resnet56 at batch 64), demo 12 min 6 s. The emulation stands in for that machine "
              "where every rate below is at most the EPYC's (ratios < 1: slower), so a time met here is met there.", "",
-             "| run | wall time | scoring | recovery | scoring steps/s | recovery steps/s | top-1 after | dropped | machine (as the emulated process measures it) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| run | wall time | scoring | recovery | scoring steps/s | recovery steps/s | at least as slow as the EPYC | top-1 after | dropped | machine (as the emulated process measures it) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rep, m = r.get("report") or {}, r["machine_info"]
         prec = lambda v: v or "float32"  # noqa: E731
         scoring = f"{rep['scoring_iterations']} its {prec(rep['scoring_autocast'])}, {rep['timings']['scoring_s']:.0f} s" if rep else ""
         recovery = f"{rep['recovery_iterations']} its {prec(rep['recovery_autocast'])}, {rep['timings']['recovery_s']:.0f} s" if rep else ""
         top1 = f"{100 * rep['top1_after']:.2f}%" if rep.get("top1_after") is not None else ""
+        slower = stands_in(rep)
         lines.append(f"| {r['name']} | {r['wall_s'] / 60:.1f} min ({r['wall_s']:.0f} s) | {scoring} | {recovery} | "
                      f"{fmt_rate(rep.get('scoring_steps_per_s'), EPYC['scoring_steps_per_s'])} | "
-                     f"{fmt_rate(rep.get('recovery_steps_per_s'), EPYC['recovery_steps_per_s'])} | {top1} | "
+                     f"{fmt_rate(rep.get('recovery_steps_per_s'), EPYC['recovery_steps_per_s'])} | "
+                     f"{'' if slower is None else ('yes' if slower else 'NO')} | {top1} | "
                      f"{', '.join(rep.get('dropped', []))} | {m['cores']} of {m.get('machine_cores', m['cores'])} cores, "
                      f"{m['fp32_gflops']:.0f} GFLOP/s fp32, {m.get('bf16_gflops', float('nan')):.0f} bf16 |")
     lines += ["", "Commands (each row's JSON holds the command, commit and the emulated machine's measurements):", ""]
