@@ -51,9 +51,34 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: in
 # Environment variables that narrow what the CPU's kernels may use (a slower machine
 # emulated on a faster one, say): recorded beside every time measured under them.
 ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
-# bf16 autocast pays only where bf16 matrix products run clearly faster than float32;
-# CPUs that flag AVX512-BF16 but whose kernels do not use it gain nothing and lose precision.
-BF16_MIN_SPEEDUP = 1.5
+# bf16 autocast pays only where bf16 runs clearly faster than float32, for matrix products
+# and for small convolutions alike (CNN training steps are mostly the latter, and a CPU's bf16
+# matmul speed does not promise its conv speed); CPUs that flag AVX512-BF16 but whose kernels
+# do not use it (or not for these shapes) gain nothing and lose precision.
+BF16_MIN_SPEEDUP = 1.3
+
+
+def conv_step_ms(bf16: bool, channels: int = 32, side: int = 14, batch: int = 64, repeats: int = 9) -> float:
+    """Median ms of a forward + input-gradient pass through two 3x3 convolutions (the shape of a
+    small residual branch, channels_last), in float32 or under bf16 autocast."""
+    g = torch.Generator().manual_seed(0)
+    convs = [torch.randn(channels, channels, 3, 3, generator=g) * 0.1 for _ in range(2)]
+    x = torch.randn(batch, channels, side, side, generator=g).to(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = torch.nn.functional.conv2d(torch.relu(torch.nn.functional.conv2d(x, convs[0], padding=1)),
+                                           convs[1], padding=1)
+        y.float().sum().backward()
+
+    step()
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times) * 1e3
 
 
 def has_fast_bf16() -> bool:
@@ -72,13 +97,15 @@ def usable_cores() -> int:
 @lru_cache(maxsize=1)
 def machine_info() -> dict:
     """CPU model, usable cores, torch threads, and measured fp32 (and bf16, where the CPU has
-    AVX512-BF16 or AMX) matrix throughput; measured once per process (about a second)."""
+    AVX512-BF16 or AMX) matrix throughput and bf16's speed-up on a small conv pass; measured
+    once per process (one to two seconds)."""
     info = {"cpu": cpu_model(), "cores": usable_cores(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "fp32_gflops": round(matmul_gflops(torch.float32), 1)}
     if usable_cores() != os.cpu_count():
         info["machine_cores"] = os.cpu_count()
     if has_fast_bf16():
         info["bf16_gflops"] = round(matmul_gflops(torch.bfloat16), 1)
+        info["conv_bf16_speedup"] = round(conv_step_ms(False) / conv_step_ms(True), 2)
     limits = {k: os.environ[k] for k in ISA_LIMITS if os.environ.get(k)}
     if limits:
         info["isa_limits"] = limits
@@ -86,16 +113,19 @@ def machine_info() -> dict:
 
 
 def bf16_speedup(info: dict | None = None) -> float | None:
-    """Measured bf16 / fp32 matrix throughput, or None where the CPU has no native bf16."""
+    """Measured bf16 over fp32 speed: the smaller of the matrix-product and the small-conv
+    ratios (the matmul one alone for records without the conv figure); None where the CPU has
+    no native bf16."""
     info = machine_info() if info is None else info
     if "bf16_gflops" not in info:
         return None
-    return info["bf16_gflops"] / info["fp32_gflops"]
+    matmul = info["bf16_gflops"] / info["fp32_gflops"]
+    return min(matmul, info["conv_bf16_speedup"]) if "conv_bf16_speedup" in info else matmul
 
 
 def bf16_pays_off(info: dict | None = None) -> bool:
     """bf16 autocast is worth it on this CPU: native bf16 that measures at least
-    BF16_MIN_SPEEDUP times float32's matrix throughput."""
+    BF16_MIN_SPEEDUP times float32's speed for matrix products and small convolutions."""
     speedup = bf16_speedup(info)
     return speedup is not None and speedup >= BF16_MIN_SPEEDUP
 

@@ -23,6 +23,18 @@ def test_bf16_pays_off_only_when_measured_clearly_faster(bf16, expected):
     assert machine.bf16_pays_off(info) is expected
 
 
+@pytest.mark.parametrize("conv, expected", [(2.4, True), (1.1, False), (0.7, False)])
+def test_fast_bf16_matmul_alone_is_not_enough_when_convolutions_measure_slow(conv, expected):
+    epyc_like = dict(XEON, fp32_gflops=110.0, bf16_gflops=410.0, conv_bf16_speedup=conv)
+    assert machine.bf16_pays_off(epyc_like) is expected
+    assert machine.bf16_speedup(epyc_like) == pytest.approx(min(410 / 110, conv))
+
+
+def test_conv_probe_runs_in_both_precisions():
+    assert machine.conv_step_ms(False, channels=8, side=6, batch=4, repeats=2) > 0
+    assert machine.conv_step_ms(True, channels=8, side=6, batch=4, repeats=2) > 0
+
+
 def test_auto_autocast_follows_the_measurement(monkeypatch, caplog):
     slow_bf16 = dict(XEON, bf16_gflops=194.0, fp32_gflops=316.0)  # flags say bf16, kernels don't use it
     monkeypatch.setattr(machine, "machine_info", lambda: slow_bf16)

@@ -195,7 +195,7 @@ def add_score_autocast_arg(g, default: str) -> None:
     g.add_argument("--score-autocast", choices=AUTOCAST_CHOICES, default=default,
                    help="adaptor training under bfloat16 autocast (float32 weights and R_b; the ranking holds: "
                         "benchmarks/results/scoring_speed); auto: bfloat16 where the CPU's measured bf16 "
-                        f"matmul throughput is at least 1.5x float32's (default {default})")
+                        f"matmul and conv speed is at least 1.3x float32's (default {default})")
 
 
 def add_recovery_autocast_arg(g, default: str) -> None:

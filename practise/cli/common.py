@@ -77,13 +77,13 @@ def autocast_setting(choice: str, device: str) -> str | None:
 
 
 def auto_autocast(device: str) -> str | None:
-    """bf16 on a CPU whose measured bf16 matrix throughput makes it worth it, else float32
+    """bf16 on a CPU whose measured bf16 speed (matmul and small convs) makes it worth it, else float32
     (a CUDA/MPS device keeps float32: its speed does not come from this choice here)."""
     if resolve_device(device).type != "cpu":
         return None
     speedup = bf16_speedup()
     chosen = "bfloat16" if bf16_pays_off() else None
-    log.info("autocast auto: %s (measured bf16/fp32 matmul throughput: %s)", chosen or "float32",
+    log.info("autocast auto: %s (bf16 over float32, the lower of matmul and conv: %s)", chosen or "float32",
              "no native bf16" if speedup is None else f"{speedup:.1f}x")
     return chosen
 
