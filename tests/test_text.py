@@ -255,3 +255,19 @@ def test_an_hf_folder_without_the_prefix_says_to_add_it(hf_folder, capsys):
 
     assert main(["blocks", "--model", str(hf_folder)]) == 2
     assert f"give it as hf:{hf_folder}" in capsys.readouterr().err
+
+
+def test_tokenize_pads_to_a_fixed_length_with_or_without_a_pad_token(hf_folder):
+    import copy
+
+    from practise.text import load_hf
+    from practise.text.tinyset import tokenize
+
+    padded = load_hf(f"hf:{hf_folder}").tokenizer
+    unpadded = copy.deepcopy(padded)
+    unpadded.pad_token = None
+    texts = ["a", "a b c d e f g h i j k l"]
+    for tok in (padded, unpadded):
+        packed = tokenize(tok, texts, max_length=32, pad_to=6)
+        assert packed.shape == (2, 2, 6)
+        assert packed[1, 1].all() and not packed[0, 1].all()  # the long text is cut at 6, the short one padded

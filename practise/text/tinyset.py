@@ -111,9 +111,8 @@ def tokenize(tokenizer, texts: list[str], max_length: int, pad_to: int | None = 
     A tokenizer without a pad token (decoder tokenizers often have none) is padded here
     with its end-of-text id (masked out anyway), leaving the caller's tokenizer unchanged."""
     if tokenizer.pad_token is not None:
-        encoded = tokenizer(texts, truncation=True, max_length=max_length,
-                            padding="max_length" if pad_to else "longest",
-                            **({"max_length": pad_to} if pad_to else {}), return_tensors="pt")
+        encoded = tokenizer(texts, truncation=True, max_length=pad_to or max_length,
+                            padding="max_length" if pad_to else "longest", return_tensors="pt")
         return torch.stack([encoded["input_ids"], encoded["attention_mask"]], 1).long()
     ids = tokenizer(texts, truncation=True, max_length=pad_to or max_length)["input_ids"]
     length = pad_to or max(len(i) for i in ids)
