@@ -32,8 +32,7 @@ from practise.io import atomic_write_text
 from practise.machine import describe, machine_info
 from practise.latency import LatencyConfig, block_latency_reductions
 from practise.pipeline import inspect_model
-from practise.scoring import (Scorer, ScoringConfig, accepted_fingerprints, load_score_cache, score_blocks,
-                              upgrade_cache_fingerprint)
+from practise.scoring import CacheKey, Scorer, ScoringConfig, load_score_cache, score_blocks, upgrade_cache_fingerprint
 from practise.seeding import seed_everything
 
 log = logging.getLogger("scoring_speed")
@@ -62,9 +61,9 @@ def run_scoring(teacher, tiny, info, config: ScoringConfig, r_b: dict, cache: Pa
     scorer = Scorer(teacher, tiny, info.trace, info.chain, info.feature_layer, config)
     setup_s = time.perf_counter() - began
     names = order
-    accepted = accepted_fingerprints(teacher, tiny, config, info.feature_layer)
-    done = load_score_cache(cache, accepted)
-    upgrade_cache_fingerprint(cache, accepted)
+    key = CacheKey(teacher, tiny, config, info.feature_layer)
+    done = load_score_cache(cache, key)
+    upgrade_cache_fingerprint(cache, key)
     for name in names:
         if name in done:
             continue
@@ -72,7 +71,7 @@ def run_scoring(teacher, tiny, info, config: ScoringConfig, r_b: dict, cache: Pa
             log.info("time budget spent; rerun to continue")
             break
         score_blocks(scorer, [name], r_b, cache)  # the cache file keeps every finished block
-        done = load_score_cache(cache, accepted_fingerprints(teacher, tiny, config, info.feature_layer))
+        done = load_score_cache(cache, key)
     return done, setup_s
 
 

@@ -94,14 +94,19 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-@lru_cache(maxsize=1)
 def machine_info() -> dict:
     """CPU model, usable cores, torch threads, and measured fp32 (and bf16, where the CPU has
     AVX512-BF16 or AMX) matrix throughput and bf16's speed-up on a small conv pass; measured
-    once per process (one to two seconds)."""
-    info = {"cpu": cpu_model(), "cores": usable_cores(), "torch_threads": torch.get_num_threads(),
+    once per process and thread count (one to two seconds): a torchrun rank scoring on its
+    share of the threads and the same process timing on all of them get their own record."""
+    return dict(_measured(torch.get_num_threads(), usable_cores()))
+
+
+@lru_cache(maxsize=4)
+def _measured(threads: int, cores: int) -> dict:
+    info = {"cpu": cpu_model(), "cores": cores, "torch_threads": threads,
             "torch": torch.__version__, "fp32_gflops": round(matmul_gflops(torch.float32), 1)}
-    if usable_cores() != os.cpu_count():
+    if cores != os.cpu_count():
         info["machine_cores"] = os.cpu_count()
     if has_fast_bf16():
         info["bf16_gflops"] = round(matmul_gflops(torch.bfloat16), 1)

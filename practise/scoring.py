@@ -241,11 +241,11 @@ def _tensor_digest(digest, value: torch.Tensor) -> None:
     data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
     digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
     if data.size <= _WHOLE_BYTES:
-        digest.update(data.tobytes())
+        digest.update(data)  # the buffer itself: no copy
         return
     stride = (data.size - _CHUNK_BYTES) // (_CHUNKS - 1)
     for i in range(_CHUNKS):
-        digest.update(data[i * stride:i * stride + _CHUNK_BYTES].tobytes())
+        digest.update(data[i * stride:i * stride + _CHUNK_BYTES])
     words = data[:data.size // 4 * 4].view(np.uint32)
     digest.update(str(int(words.sum(dtype=np.uint64))).encode())
 
@@ -283,16 +283,28 @@ def legacy_scoring_fingerprint(teacher: nn.Module, tiny_set: TinySet, config: Sc
     return digest.hexdigest()[:16]
 
 
-def accepted_fingerprints(teacher: nn.Module, tiny_set: TinySet, config: ScoringConfig,
-                          feature_layer: str) -> tuple[str, str]:
-    """(the one new caches are written with, the legacy one also read)."""
-    return (scoring_fingerprint(teacher, tiny_set, config, feature_layer),
-            legacy_scoring_fingerprint(teacher, tiny_set, config, feature_layer))
+class CacheKey:
+    """What a score cache must have been written for: the current fingerprint, or the legacy
+    one (computed only when a file carries something other than the current one)."""
+
+    def __init__(self, teacher: nn.Module, tiny_set: TinySet, config: ScoringConfig, feature_layer: str):
+        self._args = (teacher, tiny_set, config, feature_layer)
+        self.current = scoring_fingerprint(*self._args)
+        self._legacy: str | None = None
+
+    def is_legacy(self, stored) -> bool:
+        if stored == self.current:
+            return False
+        if self._legacy is None:
+            self._legacy = legacy_scoring_fingerprint(*self._args)
+        return stored == self._legacy
+
+    def accepts(self, stored) -> bool:
+        return stored == self.current or self.is_legacy(stored)
 
 
-def load_score_cache(path: Path | None, fingerprint: str | tuple[str, ...]) -> dict[str, dict]:
-    """The finished blocks in ``path`` if it was written for ``fingerprint`` (or any of several)."""
-    fingerprints = (fingerprint,) if isinstance(fingerprint, str) else tuple(fingerprint)
+def load_score_cache(path: Path | None, key: CacheKey | str) -> dict[str, dict]:
+    """The finished blocks in ``path`` if it was written for ``key`` (a CacheKey, or one fingerprint)."""
     if path is None or not path.is_file():
         return {}
     try:
@@ -306,23 +318,24 @@ def load_score_cache(path: Path | None, fingerprint: str | tuple[str, ...]) -> d
     if not valid:  # our own work file, damaged (e.g. edited): rescore rather than fail or trust it
         log.warning("ignoring %s: it is not a readable score cache; the blocks are scored again", path)
         return {}
-    if data.get("fingerprint") not in fingerprints:
+    stored = data.get("fingerprint")
+    if not (key.accepts(stored) if isinstance(key, CacheKey) else stored == key):
         log.warning("ignoring %s: it was computed for other weights, images or settings", path)
         return {}
     return blocks
 
 
-def upgrade_cache_fingerprint(path: Path | None, accepted: tuple[str, ...]) -> None:
-    """Rewrite a cache read by a legacy fingerprint (``accepted[1:]``) with the current one
-    (``accepted[0]``), so a later run on another thread count still finds it."""
+def upgrade_cache_fingerprint(path: Path | None, key: CacheKey) -> None:
+    """Rewrite a cache written with the legacy fingerprint with the current one, so a later
+    run on another thread count still finds it."""
     if path is None or not path.is_file():
         return
     try:
         data = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError):
         return
-    if isinstance(data, dict) and data.get("fingerprint") in accepted[1:]:
-        atomic_write_text(path, json.dumps({**data, "fingerprint": accepted[0]}, indent=1))
+    if isinstance(data, dict) and key.is_legacy(data.get("fingerprint")):
+        atomic_write_text(path, json.dumps({**data, "fingerprint": key.current}, indent=1))
         log.info("%s: cache fingerprint updated to the thread-independent form", path)
 
 
@@ -331,13 +344,13 @@ def rank_cache_path(path: Path, rank: int) -> Path:
     return path.with_name(f"{path.name}.rank{rank}")
 
 
-def load_all_caches(path: Path | None, fingerprint: str | tuple[str, ...]) -> dict[str, dict]:
+def load_all_caches(path: Path | None, key: CacheKey | str) -> dict[str, dict]:
     """The blocks finished in ``path`` and in every rank's work file beside it."""
     if path is None:
         return {}
-    done = load_score_cache(path, fingerprint)
+    done = load_score_cache(path, key)
     for rank_file in sorted(path.parent.glob(f"{path.name}.rank*")):
-        done.update(load_score_cache(rank_file, fingerprint))
+        done.update(load_score_cache(rank_file, key))
     return done
 
 
@@ -348,11 +361,11 @@ def recoverabilities(scorer: Scorer, blocks: list[str], cache_path: str | Path |
     (``practise.distributed``) and every rank returns all of them."""
     group = group or current_group()
     cache_path = Path(cache_path) if cache_path is not None else None
-    accepted = accepted_fingerprints(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
-    fingerprint = accepted[0]
-    done = load_all_caches(cache_path, accepted)
+    key = CacheKey(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
+    fingerprint = key.current
+    done = load_all_caches(cache_path, key)
     if group.is_main:
-        upgrade_cache_fingerprint(cache_path, accepted)
+        upgrade_cache_fingerprint(cache_path, key)
     if group.distributed:  # hosts without shared storage: every rank learns what any rank finished before
         for part in group.gather(done):
             done.update({b: r for b, r in part.items() if b not in done})

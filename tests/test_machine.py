@@ -4,6 +4,7 @@ import logging
 import os
 
 import pytest
+import torch
 
 from practise import machine
 from practise.cli import common
@@ -30,9 +31,23 @@ def test_fast_bf16_matmul_alone_is_not_enough_when_convolutions_measure_slow(con
     assert machine.bf16_speedup(epyc_like) == pytest.approx(min(410 / 110, conv))
 
 
-def test_conv_probe_runs_in_both_precisions():
-    assert machine.conv_step_ms(False, channels=8, side=6, batch=4, repeats=2) > 0
-    assert machine.conv_step_ms(True, channels=8, side=6, batch=4, repeats=2) > 0
+@pytest.mark.parametrize("bf16", [False, True])
+def test_conv_probe_times_the_work_it_is_given(bf16):
+    small = machine.conv_step_ms(bf16, channels=16, side=8, batch=1, repeats=5)
+    large = machine.conv_step_ms(bf16, channels=16, side=8, batch=128, repeats=5)
+    assert 0 < small < large  # 128x the arithmetic takes longer, in either precision
+
+
+def test_machine_record_follows_the_thread_count():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = machine.machine_info()
+        assert one["torch_threads"] == 1
+        torch.set_num_threads(2)
+        assert machine.machine_info()["torch_threads"] == 2  # not the cached 1-thread record
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_auto_autocast_follows_the_measurement(monkeypatch, caplog):

@@ -129,7 +129,8 @@ def test_fingerprint_ignores_thread_count_and_sees_any_weight_change(monkeypatch
 
 
 def test_cache_written_with_the_legacy_fingerprint_is_resumed_and_upgraded(tmp_path):
-    from practise.scoring import legacy_scoring_fingerprint, recoverabilities, scoring_fingerprint
+    from practise.scoring import (CacheKey, legacy_scoring_fingerprint, load_score_cache, recoverabilities,
+                                  scoring_fingerprint)
 
     scorer = make_scorer(tiny_resnet(), iterations=2)
     cache = tmp_path / "scores.json"
@@ -142,3 +143,7 @@ def test_cache_written_with_the_legacy_fingerprint_is_resumed_and_upgraded(tmp_p
     assert written["fingerprint"] == scoring_fingerprint(scorer.teacher, scorer.tiny_set, scorer.config,
                                                          scorer.feature_layer) != legacy
     assert set(written["blocks"]) == {"layer2.1", "layer3.1"}
+    key = CacheKey(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
+    assert set(load_score_cache(cache, key)) == {"layer2.1", "layer3.1"}
+    assert key._legacy is None  # a cache with the current key never pays for the legacy one
+    assert load_score_cache(cache, "something else") == {}
