@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..errors import UntrustedFile
+
 log = logging.getLogger(__name__)
 HF_PREFIX = "hf:"
 
@@ -90,6 +92,25 @@ def resolve_hf_path(spec: str) -> Path:
     return configs[0].parent
 
 
+REMOTE_CODE_KEYS = ("auto_map", "custom_pipelines")  # what makes transformers import a folder's own code
+
+
+def refuse_remote_code(path: Path) -> None:
+    """Refuse a model folder that asks to run its own Python code (``auto_map`` in its
+    config, tokenizer or processor files). practise never runs a folder's code; every
+    transformers call also passes ``trust_remote_code=False`` so that nothing prompts."""
+    for file in sorted(path.glob("*.json")):
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue  # unreadable files are refused where they are read
+        keys = [k for k in REMOTE_CODE_KEYS if isinstance(data, dict) and k in data]
+        if keys:
+            raise UntrustedFile(path, f"{file.name} names custom code ({keys[0]}); practise loads only the "
+                                      "architectures transformers itself provides and never runs a model "
+                                      "folder's code")
+
+
 def _is_model_config(path: Path) -> bool:
     try:
         return "model_type" in json.loads(path.read_text())
@@ -116,7 +137,8 @@ def model_class(path: Path):
     """The class a saved model was saved as (its config's ``architectures``, a head
     included), when transformers has it; else AutoModel (the base model)."""
     transformers = _transformers()
-    config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    refuse_remote_code(path)
+    config = transformers.AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     architectures = getattr(config, "architectures", None) or []
     found = getattr(transformers, architectures[0], None) if architectures else None
     return found if isinstance(found, type) else transformers.AutoModel
@@ -126,15 +148,16 @@ def load_hf(spec: str) -> HFBundle:
     """A local HF model (as its saved class, head included) and its tokenizer."""
     transformers = _transformers()
     path = resolve_hf_path(spec)
+    refuse_remote_code(path)
     progress_bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()  # a local load takes a moment; practise shows its own steps
     try:
-        model = model_class(path).from_pretrained(path, local_files_only=True).eval()
+        model = model_class(path).from_pretrained(path, local_files_only=True, trust_remote_code=False).eval()
     finally:
         if progress_bars:
             transformers.utils.logging.enable_progress_bar()
     config = model.config
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     log.info("loaded %s (%s) from %s", type(model).__name__, config.model_type, path)
     wrapped = SequenceModel(model)
     wrapped.practise_arch = {"name": f"hf:{type(model).__name__}", "source": str(path)}
