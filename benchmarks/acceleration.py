@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from common import ROOT, provenance  # noqa: E402
 from practise.blocks import count_flops, find_blocks  # noqa: E402
 from practise.baselines.channel_pruning import prune_channels  # noqa: E402
-from practise.io import atomic_write, atomic_write_text  # noqa: E402
+from practise.files import atomic_write, atomic_write_text  # noqa: E402
 from practise.latency import LatencyConfig, measure_models, reduction  # noqa: E402
 from practise.models import create_model  # noqa: E402
 from practise.surgery import drop_blocks  # noqa: E402

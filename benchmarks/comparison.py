@@ -72,7 +72,7 @@ from practise.criteria import CRITERIA, RankingInputs, rank_blocks
 from practise.data import ImageFolderSource, build_tiny_set, load_fashion_mnist, open_source
 from practise.data import fashion_mnist_transforms
 from practise.evaluation import iterate_eval_batches
-from practise.io import atomic_write_text
+from practise.files import atomic_write_text
 from practise.latency import LatencyConfig, block_latency_reductions
 from practise.pipeline import inspect_model
 from practise.recovery import RecoveryConfig, recover_

@@ -15,7 +15,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from comparison import (IN_DOMAIN, METHODS, SOURCE_LABELS, PlannedCell, Settings, load_scores,  # noqa: E402
                         plan_cells, selection_key, target_key, tiny_key, tiny_set_for)
 from practise.data import FASHION_MNIST_CLASSES  # noqa: E402
-from practise.io import atomic_write, atomic_write_text  # noqa: E402
+from practise.files import atomic_write, atomic_write_text  # noqa: E402
 
 METHOD_ORDER = list(METHODS)  # table rows and plot lines in this order
 

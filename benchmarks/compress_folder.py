@@ -20,7 +20,7 @@ from PIL import Image
 from common import ROOT, TEACHERS, provenance
 from practise.cli import main as practise
 from practise.data import load_fashion_mnist
-from practise.io import atomic_write_text
+from practise.files import atomic_write_text
 from practise.seeding import seed_everything
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from scipy.stats import spearmanr
 
 from common import ROOT, TEACHERS, provenance
-from practise.io import atomic_write_text
+from practise.files import atomic_write_text
 from practise.machine import describe, machine_info
 
 OUT = ROOT / "benchmarks" / "results" / "distributed_scoring"

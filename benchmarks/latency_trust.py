@@ -29,7 +29,7 @@ import torch
 from scipy.stats import spearmanr
 
 from common import ROOT, fmnist_teacher, provenance
-from practise.io import atomic_write_text
+from practise.files import atomic_write_text
 from practise.latency import LatencyConfig, block_latency_reductions, measure_saving
 from practise.machine import describe, machine_info
 from practise.models import create_model

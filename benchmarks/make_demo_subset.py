@@ -14,7 +14,7 @@ import torch
 
 from common import ROOT
 from practise.data import load_fashion_mnist
-from practise.io import atomic_write
+from practise.files import atomic_write
 
 OUT = ROOT / "practise" / "assets" / "fashion_mnist_demo.npz"
 

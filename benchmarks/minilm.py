@@ -34,7 +34,7 @@ from text_data import text_splits
 from minilm_report import set_name
 from text_probe import encode, neighbour_agreement, probe_accuracy, throughput
 from practise.criteria import RankingInputs, rank_blocks
-from practise.io import atomic_write_text
+from practise.files import atomic_write_text
 from practise.latency import LatencyConfig, block_latency_reductions
 from practise.machine import bf16_pays_off, describe, machine_info
 from practise.pipeline import inspect_model

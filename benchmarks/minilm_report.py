@@ -5,7 +5,7 @@ import json
 import statistics
 from pathlib import Path
 
-from practise.io import atomic_write_text
+from practise.files import atomic_write_text
 
 CRITERIA = ("practise", "cosine", "last", "random")
 BAR_THROUGHPUT, BAR_PROBE = 1.45, 0.98

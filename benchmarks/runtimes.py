@@ -22,7 +22,7 @@ from pathlib import Path
 
 from acceleration import build_variants
 from common import ROOT, fmnist_teacher, provenance
-from practise.io import atomic_write_text
+from practise.files import atomic_write_text
 from practise.latency import LatencyConfig, measure_models, measure_saving, reduction
 from practise.machine import describe, machine_info
 

@@ -28,7 +28,7 @@ from scipy.stats import spearmanr
 from common import ROOT, fmnist_teacher, provenance
 from practise.data import build_tiny_set, load_fashion_mnist
 from practise.data import fashion_mnist_transforms
-from practise.io import atomic_write_text
+from practise.files import atomic_write_text
 from practise.machine import describe, machine_info
 from practise.latency import LatencyConfig, block_latency_reductions
 from practise.pipeline import inspect_model

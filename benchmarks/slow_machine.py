@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from common import ROOT, provenance
-from practise.io import atomic_write_text
+from practise.files import atomic_write_text
 
 RESULTS = ROOT / "benchmarks" / "results" / "slow_machine"
 EMULATION_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from practise.io import atomic_write, atomic_write_text  # noqa: E402
+from practise.files import atomic_write, atomic_write_text  # noqa: E402
 
 CURVES = ("train_mimic", "train_ce", "test_ce", "test_error")
 

@@ -25,7 +25,7 @@ from practise.data import build_tiny_set, open_source
 from practise.data.catalog import source_preprocessing
 from practise.data.transforms import TransformConfig, Transforms
 from practise.evaluation import evaluate_models
-from practise.io import atomic_write_text
+from practise.files import atomic_write_text
 from practise.latency import LatencyConfig
 from practise.machine import bf16_pays_off, describe, machine_info
 from practise.pipeline import CompressConfig, compress

@@ -33,7 +33,7 @@ def nearest_existing(path: Path) -> Path:
     return path
 
 
-def check_writable_folder(folder: str | Path, what: str = "--out") -> Path:
+def check_writable_folder(folder: str | Path, what: str = "`out_dir`") -> Path:
     """A folder that exists or can be created, and can be written to."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -46,13 +46,13 @@ def check_writable_folder(folder: str | Path, what: str = "--out") -> Path:
     return folder
 
 
-def check_writable_file(path: str | Path, overwrite: bool, what: str = "--out") -> Path:
+def check_writable_file(path: str | Path, overwrite: bool, what: str = "`out`") -> Path:
     """A file path that can be written: not a folder, not an existing file unless ``overwrite``."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{what} {path} is a folder; give a file name")
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{what} {path} exists; pass --overwrite or choose another name")
+        raise FileExistsError(f"{what} {path} exists; pass `overwrite` or choose another name")
     check_writable_folder(path.parent if str(path.parent) else Path("."), what)
     return path
 
@@ -62,7 +62,7 @@ def check_output_folder(out_dir: str | Path, overwrite: bool) -> Path:
     out_dir = check_writable_folder(out_dir)
     taken = [str(out_dir / f) for f in OUTPUT_FILES if (out_dir / f).exists()]
     if taken and not overwrite:
-        raise FileExistsError(f"output files exist: {', '.join(taken)}; pass --overwrite or choose another --out")
+        raise FileExistsError(f"output files exist: {', '.join(taken)}; pass `overwrite` or choose another `out_dir`")
     return out_dir
 
 

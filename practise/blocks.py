@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .modes import eval_mode
 from .tracing import LAYER, ModelTrace, check_granularity, trace_model
+from .errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def select_by_patterns(names: list[str], include: list[str] | None, exclude: lis
     """Filter names by glob patterns. A pattern that matches nothing is an error naming the valid names."""
     for pattern in (include or []) + (exclude or []):
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-            raise ValueError(f"{what} name or pattern {pattern!r} matches no candidate; valid names: {', '.join(names)}")
+            raise UsageError(f"{what} name or pattern {pattern!r} matches no candidate; valid names: {', '.join(names)}")
     kept = [n for n in names if include is None or matches(n, include)]
     return [n for n in kept if not (exclude and matches(n, exclude))]
 

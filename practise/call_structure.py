@@ -69,7 +69,7 @@ def first_tensor(output) -> torch.Tensor:
     """The primary output of ``output``; an error names what came instead."""
     hidden, _ = primary_output(output)
     if hidden is None:
-        raise ValueError(f"expected a tensor or a tuple/ModelOutput starting with one, got {type(output).__name__}")
+        raise RuntimeError(f"expected a tensor or a tuple/ModelOutput starting with one, got {type(output).__name__}")
     return hidden
 
 

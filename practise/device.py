@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from .errors import UsageError
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
 
@@ -31,17 +32,17 @@ def resolve_device(device: str | torch.device) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}; valid choices: {DEVICE_CHOICES}") from None
+        raise UsageError(f"unknown device {device!r}; valid choices: {DEVICE_CHOICES}") from None
     here = ", ".join(available_devices())
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but CUDA is not available on this machine "
+            raise UsageError(f"device {device!r} asked for, but CUDA is not available on this machine "
                              f"(torch {torch.__version__}); valid choices here: {here}")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} "
+            raise UsageError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} "
                              f"CUDA device(s); valid choices here: {here}")
     elif resolved.type == "mps" and not _mps_available():
-        raise ValueError(f"device {device!r} asked for, but MPS is not available here; valid choices here: {here}")
+        raise UsageError(f"device {device!r} asked for, but MPS is not available here; valid choices here: {here}")
     elif resolved.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {device!r}; valid choices here: {here}")
+        raise UsageError(f"unsupported device {device!r}; valid choices here: {here}")
     return resolved

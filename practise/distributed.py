@@ -21,6 +21,7 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+from .errors import UsageError
 
 log = logging.getLogger(__name__)
 _machine_threads: list[int] = []  # torch's thread count before the split, for rank 0's timing
@@ -77,7 +78,7 @@ def init_from_environment(timeout_s: float | None = None) -> ScoringGroup:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return ScoringGroup()
     if not dist.is_available():
-        raise ValueError("WORLD_SIZE is set (torchrun) but this torch build has no torch.distributed")
+        raise UsageError("WORLD_SIZE is set (torchrun) but this torch build has no torch.distributed")
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))

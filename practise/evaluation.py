@@ -11,6 +11,7 @@ from .data.sources import ImageSource, UnreadableImage
 from .data.transforms import Transforms
 from .modes import eval_mode
 from .model_output import logits
+from .errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def evaluate_models(models: dict[str, nn.Module], source: ImageSource, transform
                 if reference is not None:
                     agree[name] += int((p == preds[reference]).sum())
     if not seen:
-        raise ValueError(f"no readable evaluation images ({len(skipped)} unreadable: {'; '.join(skipped[:3])})")
+        raise UsageError(f"no readable evaluation images ({len(skipped)} unreadable: {'; '.join(skipped[:3])})")
     if skipped:
         log.warning("evaluation skipped %d unreadable images: %s", len(skipped), "; ".join(skipped[:5]))
     results: dict = {}

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn as nn
+from .errors import UsageError
 
 
 def select_logits(output, key: str | int | None = None) -> torch.Tensor:
@@ -30,11 +31,11 @@ def select_logits(output, key: str | int | None = None) -> torch.Tensor:
         try:
             chosen = output[key]
         except (KeyError, IndexError, TypeError):
-            raise ValueError(f"the model's output has no item {key!r} (practise_output); it is a "
+            raise UsageError(f"the model's output has no item {key!r} (practise_output); it is a "
                              f"{type(output).__name__}{_keys(output)}") from None
         if isinstance(chosen, torch.Tensor):
             return chosen
-        raise ValueError(f"the model's output item {key!r} is a {type(chosen).__name__}, not a tensor")
+        raise UsageError(f"the model's output item {key!r} is a {type(chosen).__name__}, not a tensor")
     if isinstance(output, Mapping):
         if isinstance(output.get("logits"), torch.Tensor):
             return output["logits"]
@@ -46,7 +47,7 @@ def select_logits(output, key: str | int | None = None) -> torch.Tensor:
     for value in values:
         if isinstance(value, torch.Tensor):
             return value
-    raise ValueError(f"the model's forward returns a {type(output).__name__}{_keys(output)} with no tensor in it; "
+    raise UsageError(f"the model's forward returns a {type(output).__name__}{_keys(output)} with no tensor in it; "
                      "practise needs logits: a tensor, or a tuple/dict/ModelOutput holding them "
                      "(set model.practise_output to the key or index that holds them)")
 

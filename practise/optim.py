@@ -5,6 +5,7 @@ import math
 from collections.abc import Iterator
 
 import torch
+from .errors import UsageError
 
 
 def check_sgd_settings(owner: str, iterations: int, min_iterations: int, batch_size: int, lr: float | None,
@@ -24,7 +25,7 @@ def check_sgd_settings(owner: str, iterations: int, min_iterations: int, batch_s
     if not 0 <= lr_drop_at <= 1:
         problems.append(f"lr_drop_at is a fraction of the iterations in [0, 1], got {lr_drop_at}")
     if problems:
-        raise ValueError(f"{owner}: " + "; ".join(problems))
+        raise UsageError(f"{owner}: " + "; ".join(problems))
 
 
 def step_lr(step: int, lr: float, drop_at: float, iterations: int) -> float:

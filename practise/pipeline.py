@@ -40,6 +40,7 @@ from .selection import Selection, measure_selection, select_in_order
 from .surgery import drop_blocks
 from .text.model import as_sequence_model
 from .tracing import check_granularity, check_module_name, feature_chain, find_feature_layer, trace_model
+from .errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,13 @@ class CompressConfig:
 
     def __post_init__(self) -> None:
         if (self.target_latency is None) == (self.num_blocks is None):
-            raise ValueError("give exactly one of target_latency (e.g. 0.22) and num_blocks")
+            raise UsageError("give exactly one of target_latency (e.g. 0.22) and num_blocks")
         if self.num_blocks is not None and self.num_blocks < 1:
-            raise ValueError(f"number of blocks to drop must be at least 1, got {self.num_blocks}")
+            raise UsageError(f"number of blocks to drop must be at least 1, got {self.num_blocks}")
         CRITERIA.get(self.criterion)  # an unknown name lists the valid ones
         check_granularity(self.granularity)
         if self.target_latency is not None and not 0 < self.target_latency < 1:
-            raise ValueError(f"target latency reduction must be between 0% and 100% (exclusive), "
+            raise UsageError(f"target latency reduction must be between 0% and 100% (exclusive), "
                              f"got {100 * self.target_latency:g}%")
 
 
@@ -99,8 +100,8 @@ def inspect_model(model: nn.Module, sample_shape: tuple[int, ...], include: list
     try:
         trace = trace_model(model, example)
     except RuntimeError as exc:  # shape errors inside the forward: the input does not fit the model
-        raise ValueError(f"the model does not run on an input of shape {tuple(sample_shape)} "
-                         f"({' '.join(str(exc).split())[:200]}); check --image-size and --in-channels") from None
+        raise UsageError(f"the model does not run on an input of shape {tuple(sample_shape)} "
+                         f"({' '.join(str(exc).split())[:200]}); check `image_size` and `in_channels`") from None
     if feature_layer is not None:
         check_module_name(model, feature_layer, "feature layer")
     layer = feature_layer or find_feature_layer(model, trace)
@@ -111,10 +112,10 @@ def inspect_model(model: nn.Module, sample_shape: tuple[int, ...], include: list
                          granularity=granularity)
     if not blocks and (include or exclude):
         every = trace.candidates(granularity)
-        raise ValueError(f"--include/--exclude leave no candidate block; the candidates are: "
+        raise UsageError(f"`include`/`exclude` leave no candidate block; the candidates are: "
                          f"{', '.join(every[:30])}{' ...' if len(every) > 30 else ''}")
     if not blocks:
-        raise ValueError("no droppable residual blocks found: no module of the model returns its input plus a "
+        raise UsageError("no droppable residual blocks found: no module of the model returns its input plus a "
                          "branch output of the same shape (rerun with -v to see the modules considered)")
     return Inspection(blocks, layer, feature_chain(model, trace, layer, example), trace, flops)
 
@@ -125,7 +126,7 @@ def check_against_model(model: nn.Module, sample_shape: tuple[int, ...], config:
                          config.granularity)
     names = [b.name for b in info.blocks]
     if config.num_blocks is not None and config.num_blocks > len(names):
-        raise ValueError(f"cannot drop {config.num_blocks} blocks: the model has {len(names)} candidates "
+        raise UsageError(f"cannot drop {config.num_blocks} blocks: the model has {len(names)} candidates "
                          f"({', '.join(names[:8])}{' ...' if len(names) > 8 else ''})")
     return info
 
@@ -136,12 +137,12 @@ def check_inputs_finite(teacher: nn.Module, tiny_set: TinySet, feature_layer: st
     bad = (~torch.isfinite(images.flatten(1))).any(1)
     if bool(bad.any()):
         first = int(bad.nonzero()[0])
-        raise ValueError(f"tiny-set image {tiny_set.identifiers[first]} is NaN/Inf after normalisation "
-                         f"({int(bad.sum())} such images); check the images and --mean/--std")
+        raise UsageError(f"tiny-set image {tiny_set.identifiers[first]} is NaN/Inf after normalisation "
+                         f"({int(bad.sum())} such images); check the images and `mean`/`std`")
     with torch.no_grad(), eval_mode(teacher):
         features = forward_features(teacher, images[:8].to(device), feature_layer)
     if not bool(torch.isfinite(features).all()):
-        raise ValueError(f"the teacher's features ({feature_layer}) are NaN/Inf on the tiny set although its "
+        raise UsageError(f"the teacher's features ({feature_layer}) are NaN/Inf on the tiny set although its "
                          f"weights are finite: the weights overflow on these inputs (check the normalisation)")
 
 

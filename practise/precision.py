@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from .errors import UsageError
 
 AUTOCAST = {None: None, "bfloat16": torch.bfloat16}
 
 
 def check_autocast(value: str | None, what: str) -> None:
     if value not in AUTOCAST:
-        raise ValueError(f"{what}: unknown autocast {value!r}; valid choices: {', '.join(str(k) for k in AUTOCAST)}")
+        raise UsageError(f"{what}: unknown autocast {value!r}; valid choices: {', '.join(str(k) for k in AUTOCAST)}")
 
 
 def autocast(device: torch.device | str, value: str | None):

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from .data.catalog import source_preprocessing
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, MAX_IMAGE_SIZE, TransformConfig, Transforms
+from .errors import UsageError
 
 GIVEN, RECORDED = "given", "recorded with the weights"
 
@@ -64,17 +65,17 @@ def valid_numbers(value, positive: bool) -> bool:
 def checked_recording(value, source: str) -> dict:
     """A recorded preprocessing (from a file someone else wrote) as checked values."""
     if not isinstance(value, dict):
-        raise ValueError(f"{source} records preprocessing that is not an object")
+        raise UsageError(f"{source} records preprocessing that is not an object")
     out = {}
     if value.get("image_size") is not None:
         if not valid_image_size(value["image_size"]):
-            raise ValueError(f"{source} records an invalid image size {str(value['image_size'])[:40]!r}")
+            raise UsageError(f"{source} records an invalid image size {str(value['image_size'])[:40]!r}")
         out["image_size"] = value["image_size"]
     for key in ("mean", "std"):
         if value.get(key) is None:
             continue
         if not valid_numbers(value[key], positive=key == "std"):
-            raise ValueError(f"{source} records an invalid {key} {str(value[key])[:60]!r}")
+            raise UsageError(f"{source} records an invalid {key} {str(value[key])[:60]!r}")
         out[key] = [float(v) for v in value[key]]
     return out
 
@@ -95,7 +96,7 @@ def resolve_preprocessing(model: nn.Module, channels: int, data: str | None = No
                    ((from_data or {}).get(key), f"the default for {data}"), generic]
         value, origin = next(((v, o) for v, o in options if v is not None), (None, None))
         if value is None:
-            raise ValueError("no input size is recorded for this model and none was given; pass --image-size")
+            raise UsageError("no input size is recorded for this model and none was given; pass `image_size`")
         chosen[key], origins[key] = value, origin
     config = TransformConfig(image_size=int(chosen["image_size"]), channels=channels,
                              mean=tuple(chosen["mean"]), std=tuple(chosen["std"]))

@@ -22,6 +22,7 @@ from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .precision import autocast, check_autocast, full_precision
 from .progress import Progress, silent
 from .registry import Registry
+from .errors import UsageError, NonFiniteError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class RecoveryConfig:
                            self.weight_decay, self.lr_drop_at)
         check_autocast(self.autocast, "recovery")
         if self.kd_temperature <= 0:
-            raise ValueError(f"recovery: kd_temperature must be positive, got {self.kd_temperature}")
+            raise UsageError(f"recovery: kd_temperature must be positive, got {self.kd_temperature}")
 
     @property
     def resolved_lr(self) -> float:
@@ -97,7 +98,7 @@ class CrossEntropy(RecoveryMethod):
     def losses(self, student, teacher, x, y, feature_layer, config):
         out = logits(student, x)
         if out.dim() != 2:
-            raise ValueError(f"ce recovery needs class logits (batch, classes); this model returns shape "
+            raise UsageError(f"ce recovery needs class logits (batch, classes); this model returns shape "
                              f"{tuple(out.shape)} (a sequence model: use mimic or kd)")
         return {"loss": F.cross_entropy(out.float(), y)}
 
@@ -123,12 +124,12 @@ class LogitDistillation(RecoveryMethod):
         return {"loss": (kl * weights).sum() / weights.sum().clamp(min=1) * t * t}
 
 
-def divergence_message(what: str, step: int, loss: float, lr: float, flag: str) -> str:
+def divergence_message(what: str, step: int, loss: float, lr: float, parameter: str) -> str:
     """Tell a bad input (non-finite before any update) apart from a too-high learning rate."""
     if step == 0:
         return (f"{what}: the loss is {loss} before any update, so the inputs are bad, not the learning rate: "
                 f"the teacher or the images produce NaN/Inf (check the weights file and the normalisation)")
-    return f"{what} diverged at step {step} (loss {loss}) with lr {lr}; lower it ({flag})"
+    return f"{what} diverged at step {step} (loss {loss}) with lr {lr}; lower it ({parameter})"
 
 
 def recover_(student: nn.Module, teacher: nn.Module, tiny_set: TinySet, feature_layer: str,
@@ -162,8 +163,8 @@ def recover_(student: nn.Module, teacher: nn.Module, tiny_set: TinySet, feature_
                 with autocast(device, config.autocast):
                     loss = method.losses(student, teacher, x, y, feature_layer, config)["loss"]
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(divergence_message("recovery", step, float(loss), config.resolved_lr,
-                                                                "--recovery-lr"))
+                    raise NonFiniteError(divergence_message("recovery", step, float(loss), config.resolved_lr,
+                                                                "`recovery.lr`"))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -9,6 +9,7 @@ that lists the valid choices, so a typo on the command line names what would wor
 from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
+from .errors import UsageError
 
 T = TypeVar("T")
 
@@ -22,9 +23,9 @@ class Registry(Generic[T]):
 
     def register(self, name: str, entry: T) -> T:
         if not isinstance(name, str) or not name:
-            raise ValueError(f"a {self.kind} needs a non-empty name, got {name!r}")
+            raise UsageError(f"a {self.kind} needs a non-empty name, got {name!r}")
         if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} is already registered")
+            raise UsageError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = entry
         return entry
 
@@ -41,7 +42,7 @@ class Registry(Generic[T]):
 
     def _check(self, name: str) -> str:
         if name not in self._entries:
-            raise ValueError(f"unknown {self.kind} {name!r}; valid choices: {', '.join(self._entries)}")
+            raise UsageError(f"unknown {self.kind} {name!r}; valid choices: {', '.join(self._entries)}")
         return name
 
     def names(self) -> list[str]:

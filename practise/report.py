@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from .compress_report import CompressReport
-from .io import atomic_write, atomic_write_text
+from .files import atomic_write, atomic_write_text
 from .machine import describe
 
 

@@ -38,13 +38,14 @@ from .data.tinyset import TinySet
 from .distributed import ScoringGroup, current_group
 from .features import as_format, feature_error, feature_mse, forward_features, run_chain
 from .inputs import token_mask
-from .io import atomic_write_text
+from .files import atomic_write_text
 from .modes import eval_mode, flush_denormals, on_device
 from .precision import autocast, check_autocast
 from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .progress import Progress, silent
 from .surgery import drop_module_
 from .tracing import ModelTrace
+from .errors import UsageError
 
 log = logging.getLogger(__name__)
 PROTOCOLS = ("cached", "paper")
@@ -73,11 +74,11 @@ class ScoringConfig:
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown scoring protocol {self.protocol!r}; valid choices: {', '.join(PROTOCOLS)}")
+            raise UsageError(f"unknown scoring protocol {self.protocol!r}; valid choices: {', '.join(PROTOCOLS)}")
         check_sgd_settings("scoring", self.iterations, 1, self.batch_size, self.lr, self.momentum,
                            self.weight_decay, self.lr_drop_at)
         if self.eval_batch_size < 1:
-            raise ValueError(f"scoring: eval_batch_size must be at least 1, got {self.eval_batch_size}")
+            raise UsageError(f"scoring: eval_batch_size must be at least 1, got {self.eval_batch_size}")
         check_autocast(self.autocast, "scoring")
 
 

@@ -10,12 +10,9 @@ from .latency import LatencyConfig, LatencySettings, LatencyStats, interval_warn
 from .latency.savings import Saving
 from .progress import Progress, silent
 from .scoring import BlockScore
+from .errors import UnreachableTarget, UsageError
 
 log = logging.getLogger(__name__)
-
-
-class UnreachableTarget(ValueError):
-    """The latency target cannot be met even with every candidate dropped."""
 
 
 @dataclass
@@ -50,16 +47,16 @@ def parse_target(text: str | float) -> float:
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError as exc:
-        raise ValueError(f"latency target {text!r} is not a number; use e.g. 22% or 0.22") from exc
+        raise UsageError(f"latency target {text!r} is not a number; use e.g. 22% or 0.22") from exc
     if not 0 < value < 1:
-        raise ValueError(f"latency target {text!r} must lie strictly between 0% and 100%")
+        raise UsageError(f"latency target {text!r} must lie strictly between 0% and 100%")
     return value
 
 
 def select_by_count(scores: list[BlockScore], count: int) -> Selection:
     """The ``count`` best-scoring blocks (the paper's one-shot rule)."""
     if not 1 <= count <= len(scores):
-        raise ValueError(f"number of blocks must be between 1 and {len(scores)}, got {count}")
+        raise UsageError(f"number of blocks must be between 1 and {len(scores)}, got {count}")
     chosen = sorted(scores, key=lambda s: (s.score, s.block))[:count]
     return Selection([s.block for s in chosen], sum(s.latency_reduction for s in chosen))
 

@@ -26,10 +26,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from .io import atomic_write, atomic_write_text
+from .files import atomic_write, atomic_write_text
 from .modes import eval_mode, hooks_removed
 from .model_output import logits
 from .progress import Progress, silent
+from .errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +52,15 @@ class SynthesisConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be at least 1, got {self.steps} and {self.batch_size}")
+            raise UsageError(f"steps and batch_size must be at least 1, got {self.steps} and {self.batch_size}")
         weights = (self.bn_weight, self.ce_weight, self.tv_weight, self.l2_weight)
         if min(weights) < 0 or not all(math.isfinite(w) for w in weights):
-            raise ValueError(f"loss weights must be finite and non-negative, got bn {self.bn_weight}, "
+            raise UsageError(f"loss weights must be finite and non-negative, got bn {self.bn_weight}, "
                              f"ce {self.ce_weight}, tv {self.tv_weight}, l2 {self.l2_weight}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"synthesis lr must be positive, got {self.lr}")
+            raise UsageError(f"synthesis lr must be positive, got {self.lr}")
         if self.jitter < 0:
-            raise ValueError(f"jitter must be non-negative, got {self.jitter}")
+            raise UsageError(f"jitter must be non-negative, got {self.jitter}")
 
 
 class BNStatistics:
@@ -69,7 +70,7 @@ class BNStatistics:
         self.norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
                       and m.running_mean is not None]
         if not self.norms:
-            raise ValueError("data-free synthesis needs BatchNorm layers with running statistics; this model has "
+            raise UsageError("data-free synthesis needs BatchNorm layers with running statistics; this model has "
                              "none (DeepInversion matches their statistics), so use an image folder instead")
         self.first_multiplier = first_multiplier
         self.losses: list[torch.Tensor] = []
@@ -186,7 +187,7 @@ def _resume_state(out_dir: Path, settings: dict, overwrite: bool) -> dict | None
             return state
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} is not empty and holds no interrupted synthesis with these settings; "
-                              "pass overwrite (--overwrite) or choose another folder")
+                              "pass `overwrite` or choose another folder")
     return None
 
 
@@ -203,9 +204,9 @@ def synthesize(model: nn.Module, num_images: int, shape: tuple[int, ...], out_di
     continues after the last finished batch and gives the same images.
     """
     if num_images < 1:
-        raise ValueError(f"number of images to synthesize must be at least 1, got {num_images}")
+        raise UsageError(f"number of images to synthesize must be at least 1, got {num_images}")
     if len(mean) != shape[0] or len(std) != shape[0]:
-        raise ValueError(f"mean and std need {shape[0]} values (one per input channel), got {len(mean)} and {len(std)}")
+        raise UsageError(f"mean and std need {shape[0]} values (one per input channel), got {len(mean)} and {len(std)}")
     out_dir = Path(out_dir)
     BNStatistics(model, config.first_bn_multiplier)  # fail early on a model without BatchNorm
     generator = torch.Generator().manual_seed(config.seed)

@@ -38,6 +38,7 @@ from torch.overrides import TorchFunctionMode
 
 from .call_structure import IDENTITY, ZERO, OutputStructure, primary_input, primary_output, record_removal
 from .modes import eval_mode, hooks_removed
+from .errors import UsageError
 
 ADD_NAMES = {"add", "add_", "__add__", "__iadd__", "__radd__"}
 # ops whose result carries the same stream as their input: normalisations, elementwise
@@ -60,7 +61,7 @@ GRANULARITIES = (LAYER, SUBLAYER)
 
 def check_granularity(granularity: str) -> str:
     if granularity not in GRANULARITIES:
-        raise ValueError(f"unknown granularity {granularity!r}; valid choices: {', '.join(GRANULARITIES)}")
+        raise UsageError(f"unknown granularity {granularity!r}; valid choices: {', '.join(GRANULARITIES)}")
     return granularity
 
 
@@ -368,7 +369,7 @@ def find_feature_layer(model: nn.Module, trace: ModelTrace) -> str:
         shape = trace.output_shapes.get(name)
         if shape is not None and len(shape) == 4 and shape[2] * shape[3] > 1:
             return name
-    raise ValueError("could not find a 4-D feature map before global pooling, nor a final hidden state after the "
+    raise UsageError("could not find a 4-D feature map before global pooling, nor a final hidden state after the "
                      "last residual unit; pass feature_layer explicitly")
 
 
@@ -376,7 +377,7 @@ def check_module_name(model: nn.Module, name: str, what: str = "module") -> nn.M
     modules = dict(model.named_modules())
     if name not in modules or not name:
         sample = [n for n in modules if n][:30]
-        raise ValueError(f"unknown {what} {name!r}; valid names include: {', '.join(sample)}"
+        raise UsageError(f"unknown {what} {name!r}; valid names include: {', '.join(sample)}"
                          f"{' ...' if len(modules) > 31 else ''}")
     return modules[name]
 

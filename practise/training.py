@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from .data.sources import ImageSource
 from .data.transforms import Transforms
 from .evaluation import evaluate_models
-from .io import atomic_write_text, atomic_torch_save
+from .files import atomic_write_text, atomic_torch_save
 from .model_output import logits
+from .errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid choices: {', '.join(OPTIMIZERS)}")
+            raise UsageError(f"unknown optimizer {self.optimizer!r}; valid choices: {', '.join(OPTIMIZERS)}")
 
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -71,7 +72,7 @@ def train_classifier_(model: nn.Module, train: ImageSource, test: ImageSource, t
     Returns the per-epoch history (loss, test accuracy, seconds).
     """
     if train.labels is None:
-        raise ValueError("training a classifier needs labelled images (class subfolders)")
+        raise UsageError("training a classifier needs labelled images (class subfolders)")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = workdir / "checkpoint.pt"
@@ -127,7 +128,7 @@ def save_trained_model(model: nn.Module, path: str | Path, history: list[dict], 
 
     from safetensors.torch import save_file
 
-    from .io import atomic_write
+    from .files import atomic_write
 
     path = Path(path)
     arch = getattr(model, "practise_arch", None)

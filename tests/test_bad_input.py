@@ -384,5 +384,5 @@ def test_an_input_the_model_cannot_take_is_a_value_error_at_inspection():
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), Unit(4), torch.nn.Flatten(),
                                 torch.nn.Linear(4 * 16 * 16, 10))  # runs at 16 px only
     inspect_model(model, (1, 16, 16), feature_layer="1")
-    with pytest.raises(ValueError, match=r"does not run on an input of shape \(1, 20, 20\).*--image-size"):
+    with pytest.raises(ValueError, match=r"does not run on an input of shape \(1, 20, 20\).*`image_size`"):
         inspect_model(model, (1, 20, 20), feature_layer="1")

@@ -29,6 +29,7 @@ from ..features import forward_features
 from ..latency import LatencyConfig, LatencySettings, measure_models, reduction
 from ..modes import hooks_removed
 from ..progress import Progress, silent
+from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 SCOPES = ("inner", "features", "all")
@@ -68,7 +69,7 @@ def _feature_producers(tp, model: nn.Module, example_input: torch.Tensor, featur
                                          for m in model.modules() if isinstance(m, nn.Conv2d)]):
         forward_features(model, example_input, feature_layer)
     if not order:
-        raise ValueError(f"no convolution runs before feature layer {feature_layer!r}")
+        raise UsageError(f"no convolution runs before feature layer {feature_layer!r}")
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
     group = graph.get_pruning_group(order[-1], tp.prune_conv_out_channels, idxs=[0])
     return [dep.target.module for dep, _ in group
@@ -84,15 +85,15 @@ def prune_channels(model: nn.Module, example_input: torch.Tensor, ratio: float, 
     option; CPU and GPU convolution kernels are often faster on multiples of 8).
     """
     if scope not in SCOPES:
-        raise ValueError(f"unknown pruning scope {scope!r}; valid choices: {', '.join(SCOPES)}")
+        raise UsageError(f"unknown pruning scope {scope!r}; valid choices: {', '.join(SCOPES)}")
     if importance not in IMPORTANCES:
-        raise ValueError(f"unknown importance {importance!r}; valid choices: {', '.join(IMPORTANCES)}")
+        raise UsageError(f"unknown importance {importance!r}; valid choices: {', '.join(IMPORTANCES)}")
     if not 0 <= ratio < 1:
-        raise ValueError(f"pruning ratio must lie in [0, 1), got {ratio}")
+        raise UsageError(f"pruning ratio must lie in [0, 1), got {ratio}")
     if round_to is not None and round_to < 1:
-        raise ValueError(f"round_to must be a positive channel count or None, got {round_to}")
+        raise UsageError(f"round_to must be a positive channel count or None, got {round_to}")
     if scope == "features" and feature_layer is None:
-        raise ValueError("pruning scope 'features' needs the feature layer (the module whose output is mimicked)")
+        raise UsageError("pruning scope 'features' needs the feature layer (the module whose output is mimicked)")
     tp = _torch_pruning()
     pruned = copy.deepcopy(model).eval()
     if ratio == 0:
@@ -164,7 +165,7 @@ def prune_to_latency(model: nn.Module, sample_shape: tuple[int, ...], target: fl
         low = ratio
     if best is None:
         top = max(trials, key=lambda t: t["measured"])
-        raise ValueError(f"latency target {100 * target:.1f}% is not reachable by channel pruning ({scope}): "
+        raise UsageError(f"latency target {100 * target:.1f}% is not reachable by channel pruning ({scope}): "
                          f"the best of ratios {scan[0]:g}-{scan[-1]:g} is {100 * top['measured']:.1f}% "
                          f"at ratio {top['ratio']:g}")
     high = best.ratio

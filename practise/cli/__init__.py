@@ -11,15 +11,13 @@ import sys
 
 from ..device import resolve_device
 from ..distributed import finish, init_from_environment
-from ..io import one_line
-from ..selection import UnreachableTarget
+from ..files import one_line
+from .errors import flag_message
+from ..errors import USER_ERRORS
 from . import blocks, compress, demo, evaluate, export, latency, score, synthesize, train
 from .arguments import OneLineParser
 
 SUBCOMMANDS = (blocks, latency, score, compress, synthesize, demo, train, evaluate, export)  # in --help order
-# Mistakes in what the user gave: one line on stderr, exit code 2.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
-               PermissionError, UnreachableTarget, FloatingPointError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in DISTRIBUTED_COMMANDS:
             init_from_environment()  # under torchrun: join the group (one process: nothing happens)
         args.func(args)
-    except USER_ERRORS as exc:
-        print(f"practise {args.command}: error: {one_line(exc)}", file=sys.stderr)
+    except USER_ERRORS as exc:  # what the user gave (PractiseError kinds) or a file system refusal
+        print(f"practise {args.command}: error: {flag_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"practise {args.command}: interrupted; finished work is kept in the work folder, and rerunning "

@@ -10,6 +10,7 @@ from ..models import list_models
 from ..pipeline import inspect_model
 from .arguments import add_candidate_args, add_latency_args, add_model_args, csv
 from .common import latency_config, model_from_args, progress_for, shape_for
+from ..errors import UsageError
 
 def add_parser(sub, common) -> None:
     p = sub.add_parser("blocks", parents=[common], help="list the droppable residual blocks of a model")
@@ -27,7 +28,7 @@ def run(a) -> None:
         print("\n".join(list_models()))
         return
     if not a.model:
-        raise ValueError("--model is required (or --list)")
+        raise UsageError("--model is required (or --list)")
     model = model_from_args(a)
     shape = shape_for(a, model)
     info = inspect_model(model, shape, csv(a.include), csv(a.exclude), a.feature_layer, a.granularity)

@@ -12,6 +12,7 @@ from .common import (check_workdir, compress_config, model_from_args, preprocess
                      sample_shape, tiny_set_from_args)
 from .synthesize import synthesize_from_args
 from .text import is_hf_spec, run_text_compress
+from ..errors import UsageError
 
 
 def add_parser(sub, common) -> None:
@@ -32,10 +33,10 @@ def run(a) -> None:
     if is_hf_spec(a.model):
         return run_text_compress(a, compress_config(a), progress_for(a))
     if a.data_free is not None and current_group().distributed:
-        raise ValueError("--data-free under torchrun would synthesize on every rank: run `practise synthesize` once, "
+        raise UsageError("--data-free under torchrun would synthesize on every rank: run `practise synthesize` once, "
                          "then pass its folder as --data")
     if (a.data is None) == (a.data_free is None):
-        raise ValueError("give exactly one of --data (a folder or data set) and --data-free N (synthesize N images)")
+        raise UsageError("give exactly one of --data (a folder or data set) and --data-free N (synthesize N images)")
     config = compress_config(a)
     out = check_output_folder(a.out, a.overwrite)
     check_workdir(a.workdir)

@@ -8,6 +8,7 @@ from ..latency import FULL, measure_variants, noise_warning, reduction
 from ..pipeline import inspect_model
 from .arguments import add_latency_args, add_model_args, csv
 from .common import latency_config, model_from_args, progress_for, shape_for
+from ..errors import UsageError
 
 
 def add_parser(sub, common) -> None:
@@ -27,7 +28,7 @@ def run(a) -> None:
         candidates = list(dict.fromkeys(trace.candidates("layer") + trace.candidates("sublayer")))
         for name in drop:
             if name not in candidates:
-                raise ValueError(f"unknown block {name!r}; droppable blocks: {', '.join(candidates)}")
+                raise UsageError(f"unknown block {name!r}; droppable blocks: {', '.join(candidates)}")
     variants = {FULL: []} | ({"dropped": drop} if drop else {})
     stats, settings = measure_variants(model, shape, variants, latency_config(a), progress_for(a))
     result = {"settings": settings.as_dict(), "latency_ms": {k: asdict(v) for k, v in stats.items()}}

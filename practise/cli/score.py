@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..artifacts import check_writable_file
 from ..device import resolve_device
-from ..io import atomic_write_text
+from ..files import atomic_write_text
 from ..latency import block_latency_reductions
 from ..pipeline import inspect_model
 from ..distributed import current_group, machine_threads

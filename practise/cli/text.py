@@ -16,6 +16,7 @@ from ..text.model import HF_PREFIX
 from ..text.decode import decode_ms_per_token, is_causal_lm
 from ..text.saving import remove_dropped_layers_, save_pretrained
 from ..text.tinyset import TEXT_SUFFIXES
+from ..errors import UsageError
 
 log = logging.getLogger("practise")
 HF_FOLDER = "model"  # the save_pretrained folder inside --out
@@ -32,7 +33,7 @@ def token_shape(a, tiny_length: int | None = None) -> tuple[int, int]:
 
 def check_text_data(path: str) -> None:
     if Path(path).suffix not in TEXT_SUFFIXES:
-        raise ValueError(f"--data {path}: a token model takes its tiny set from a .txt (one example per line) or "
+        raise UsageError(f"--data {path}: a token model takes its tiny set from a .txt (one example per line) or "
                          ".jsonl file (\"text\", optional \"label\" per line)")
 
 
@@ -47,9 +48,9 @@ def run_text_compress(a, config, progress) -> None:
     from .common import print_summary
 
     if a.data_free is not None or a.data is None:
-        raise ValueError("token models need --data with a .txt or .jsonl file (--data-free synthesizes images only)")
+        raise UsageError("token models need --data with a .txt or .jsonl file (--data-free synthesizes images only)")
     if a.eval_data:
-        raise ValueError("--eval-data is for image classifiers; for token models compare the saved model on your "
+        raise UsageError("--eval-data is for image classifiers; for token models compare the saved model on your "
                          "task (benchmarks/minilm.py shows an embedding probe)")
     check_text_data(a.data)
     out = check_output_folder(a.out, a.overwrite)

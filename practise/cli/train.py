@@ -12,6 +12,7 @@ from ..training import OPTIMIZERS, TrainConfig, save_trained_model, train_classi
 from .arguments import (POSITIVE, add_architecture_args, add_device_arg, add_image_size_arg, add_normalisation_args,
                         add_output_args, add_seed_arg, number)
 from .common import check_workdir, progress_for, transforms_for
+from ..errors import UsageError
 
 
 def add_parser(sub, common) -> None:
@@ -39,16 +40,16 @@ def add_parser(sub, common) -> None:
 def run(a) -> None:
     out = check_writable_file(a.out, a.overwrite)
     if out.suffix != ".safetensors":
-        raise ValueError(f"--out {out} must end in .safetensors (the weights file; a model card is written beside it)")
+        raise UsageError(f"--out {out} must end in .safetensors (the weights file; a model card is written beside it)")
     check_workdir(a.workdir)
     kwargs = {k: v for k, v in (("num_classes", a.num_classes), ("in_channels", a.in_channels)) if v is not None}
     model = create_model(a.model, **kwargs)
     transforms = transforms_for(a, model, a.data)
     train, test = open_source(a.data), open_source(a.eval_data)
     if train.labels is None:
-        raise ValueError(f"--data {a.data} is unlabelled; training needs one subfolder per class")
+        raise UsageError(f"--data {a.data} is unlabelled; training needs one subfolder per class")
     if len(train) < a.train_batch_size:
-        raise ValueError(f"--data {a.data} holds {len(train)} images, fewer than one batch "
+        raise UsageError(f"--data {a.data} holds {len(train)} images, fewer than one batch "
                          f"(--train-batch-size {a.train_batch_size}); lower the batch size or add images")
     config = TrainConfig(epochs=a.epochs, batch_size=a.train_batch_size, lr=a.lr, seed=a.seed,
                          weight_decay=a.weight_decay, optimizer=a.optimizer)

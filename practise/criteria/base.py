@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from ..registry import Registry
+from ..errors import UsageError
 
 
 @dataclass
@@ -49,7 +50,7 @@ def need(inputs: RankingInputs, field: str, criterion: str):
     """A field of ``inputs`` a criterion cannot rank without."""
     value = getattr(inputs, field)
     if value is None:
-        raise ValueError(f"criterion {criterion!r} needs {field}")
+        raise UsageError(f"criterion {criterion!r} needs {field}")
     return value
 
 

@@ -16,6 +16,7 @@ from typing import Callable
 from ..registry import Registry
 from . import fashion_mnist, out_of_domain
 from .sources import ImageFolderSource, ImageSource
+from ..errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def register_source(name: str, open: Callable[[str], ImageSource], preprocessing
 def _no_argument(name: str, make: Callable[[], ImageSource]) -> Callable[[str], ImageSource]:
     def open_without(argument: str) -> ImageSource:
         if argument:
-            raise ValueError(f"data source {name} takes no argument, got {name}:{argument}")
+            raise UsageError(f"data source {name} takes no argument, got {name}:{argument}")
         return make()
     return open_without
 

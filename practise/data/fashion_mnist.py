@@ -11,6 +11,7 @@ import torch
 
 from .sources import TensorSource
 from .transforms import TransformConfig, Transforms
+from ..errors import UsageError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)  # of the 60,000 training images
@@ -35,7 +36,7 @@ def read_idx(path: Path) -> np.ndarray:
     with opener(path, "rb") as handle:
         data = handle.read()
     if data[:2] != b"\x00\x00" or data[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+        raise UsageError(f"{path} is not an unsigned-byte IDX file")
     ndim = data[3]
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
@@ -54,13 +55,13 @@ def _find_idx(root: Path, stem: str) -> Path:
 def load_fashion_mnist(split: str = "train", root: str | Path | None = None) -> TensorSource:
     """Fashion-MNIST as a TensorSource of 1x28x28 uint8 images with labels 0-9."""
     if split not in SPLITS:
-        raise ValueError(f"unknown Fashion-MNIST split {split!r}; valid choices: {', '.join(SPLITS)}")
+        raise UsageError(f"unknown Fashion-MNIST split {split!r}; valid choices: {', '.join(SPLITS)}")
     root = Path(root) if root is not None else FASHION_MNIST_DIR
     image_file, label_file = (_find_idx(root, stem) for stem in SPLITS[split])
     images = torch.from_numpy(read_idx(image_file).copy()).unsqueeze(1)
     labels = torch.from_numpy(read_idx(label_file).astype(np.int64))
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{image_file} and {label_file} disagree on the number of images")
+        raise UsageError(f"{image_file} and {label_file} disagree on the number of images")
     return TensorSource(images, labels, FASHION_MNIST_CLASSES, name=f"fashion-mnist:{split}")
 
 
@@ -73,7 +74,7 @@ def open_fashion_mnist(argument: str) -> TensorSource:
 def demo_source(split: str) -> TensorSource:
     """``train`` (500 images) or ``test`` (2,000 images) of the shipped subset."""
     if split not in DEMO_SPLITS:
-        raise ValueError(f"unknown demo split {split!r}; valid choices: {', '.join(DEMO_SPLITS)}")
+        raise UsageError(f"unknown demo split {split!r}; valid choices: {', '.join(DEMO_SPLITS)}")
     if not DEMO_DATA.is_file():
         raise FileNotFoundError(f"demo data missing: {DEMO_DATA} (reinstall the package)")
     with np.load(DEMO_DATA, allow_pickle=False) as data:

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from .sources import TensorSource
+from ..errors import UsageError
 
 # photographs bundled in scikit-image's wheel (loaded by these names from skimage.data)
 PHOTOS = ("astronaut", "brick", "camera", "cell", "chelsea", "coffee", "coins", "grass", "gravel", "horse",
@@ -54,7 +55,7 @@ def _gray_photo(name: str) -> np.ndarray:
 def photo_crops(count: int = 2000, size: int = 28, seed: int = 0, min_side: int = 32, max_side: int = 160) -> TensorSource:
     """``count`` random square crops (side between min_side and max_side) of the bundled photos."""
     if count < 1:
-        raise ValueError(f"number of crops must be at least 1, got {count}")
+        raise UsageError(f"number of crops must be at least 1, got {count}")
     rng = np.random.default_rng(seed)
     photos = [_gray_photo(name) for name in PHOTOS]
     crops = []
@@ -70,7 +71,7 @@ def gaussian_noise(count: int = 2000, size: int = 28, seed: int = 0, mean: float
                    channels: int = 1) -> TensorSource:
     """``count`` images of independent Gaussian pixels (grey levels, clipped to 0..255)."""
     if count < 1:
-        raise ValueError(f"number of noise images must be at least 1, got {count}")
+        raise UsageError(f"number of noise images must be at least 1, got {count}")
     rng = np.random.default_rng(seed)
     pixels = np.clip(np.round(rng.normal(mean, std, size=(count, channels, size, size))), 0, 255).astype(np.uint8)
     return TensorSource(torch.from_numpy(pixels), None, name="gaussian-noise")

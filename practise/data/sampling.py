@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from ..errors import UsageError
 
 
 def sample_tiny_set(num_images: int, n: int, generator: torch.Generator,
@@ -14,9 +15,9 @@ def sample_tiny_set(num_images: int, n: int, generator: torch.Generator,
     set is not class-balanced. Unlabelled data is sampled uniformly without replacement.
     """
     if n <= 0:
-        raise ValueError(f"tiny-set size must be positive, got {n}")
+        raise UsageError(f"tiny-set size must be positive, got {n}")
     if n > num_images:
-        raise ValueError(f"asked for {n} images but the source holds only {num_images}")
+        raise UsageError(f"asked for {n} images but the source holds only {num_images}")
     if labels is None:
         return torch.randperm(num_images, generator=generator)[:n].tolist()
     by_class: dict[int, list[int]] = {}

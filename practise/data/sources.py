@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class ImageSource:
 def pil_to_uint8(image: Image.Image, channels: int) -> torch.Tensor:
     mode = {1: "L", 3: "RGB"}.get(channels)
     if mode is None:
-        raise ValueError(f"image channels must be 1 or 3, got {channels}")
+        raise UsageError(f"image channels must be 1 or 3, got {channels}")
     array = np.asarray(image.convert(mode), dtype=np.uint8)
     if array.ndim == 2:
         array = array[:, :, None]
@@ -56,7 +57,7 @@ def match_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     if image.shape[0] == 3 and channels == 1:
         weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
         return (image.float() * weights).sum(0, keepdim=True).round().clamp(0, 255).to(torch.uint8)
-    raise ValueError(f"cannot convert a {image.shape[0]}-channel image to {channels} channels")
+    raise UsageError(f"cannot convert a {image.shape[0]}-channel image to {channels} channels")
 
 
 class UnreadableImage(Exception):
@@ -86,7 +87,7 @@ class ImageFolderSource(ImageSource):
         else:
             self.files = self._images_in(self.root)
         if not self.files:
-            raise ValueError(f"no images found in {self.root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise UsageError(f"no images found in {self.root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
         if self.skipped_files:
             log.warning("skipped %d non-image files in %s", len(self.skipped_files), self.root)
 
@@ -128,7 +129,7 @@ class TensorSource(ImageSource):
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | list[int] | None = None,
                  classes: list[str] | None = None, name: str = "tensor"):
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"expected uint8 images of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+            raise UsageError(f"expected uint8 images of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         self.images = images
         self.labels = [int(v) for v in labels] if labels is not None else None
         self.classes = classes

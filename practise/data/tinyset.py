@@ -9,6 +9,7 @@ import torch
 from .sampling import sample_tiny_set
 from .sources import ImageSource, UnreadableImage
 from .transforms import Transforms, resize_shorter
+from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class TinySet:
 
     def label_tensor(self) -> torch.Tensor:
         if self.labels is None:
-            raise ValueError("this tiny set has no labels (a flat folder or synthesized images); "
+            raise UsageError("this tiny set has no labels (a flat folder or synthesized images); "
                              "use a folder with one subfolder per class for label-based methods")
         return torch.tensor(self.labels, dtype=torch.long)
 
@@ -56,7 +57,7 @@ def build_tiny_set(source: ImageSource, n: int | None, generator: torch.Generato
     """
     n = len(source) if n is None else n
     if n < 1:
-        raise ValueError(f"the tiny set needs at least 1 image, asked for {n}")
+        raise UsageError(f"the tiny set needs at least 1 image, asked for {n}")
     channels = transforms.config.channels
     excluded: set[int] = set()
     chosen: list[int] = []
@@ -81,7 +82,7 @@ def build_tiny_set(source: ImageSource, n: int | None, generator: torch.Generato
     if skipped:
         log.warning("skipped %d unreadable images: %s", len(skipped), "; ".join(skipped[:5]))
     if not chosen:
-        raise ValueError("no readable images in the source")
+        raise UsageError("no readable images in the source")
     if len(chosen) < n:
         log.warning("asked for %d images, only %d readable ones exist", n, len(chosen))
     labels = [source.labels[i] for i in chosen] if source.labels is not None else None

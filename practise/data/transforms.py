@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from ..errors import UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,15 +37,15 @@ class TransformConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.image_size <= MAX_IMAGE_SIZE:
-            raise ValueError(f"image size must be between 1 and {MAX_IMAGE_SIZE} pixels, got {self.image_size}")
+            raise UsageError(f"image size must be between 1 and {MAX_IMAGE_SIZE} pixels, got {self.image_size}")
         if self.channels < 1:
-            raise ValueError(f"channels must be at least 1, got {self.channels}")
+            raise UsageError(f"channels must be at least 1, got {self.channels}")
         values = tuple(self.mean) + tuple(self.std)
         if not all(math.isfinite(v) for v in values) or min(self.std, default=1) <= 0:
-            raise ValueError(f"mean must be finite and std finite and positive, got mean {tuple(self.mean)} "
+            raise UsageError(f"mean must be finite and std finite and positive, got mean {tuple(self.mean)} "
                              f"and std {tuple(self.std)}")
         if self.augment not in AUGMENTATIONS + ("auto",):
-            raise ValueError(f"unknown augmentation {self.augment!r}; valid choices: auto, {', '.join(AUGMENTATIONS)}")
+            raise UsageError(f"unknown augmentation {self.augment!r}; valid choices: auto, {', '.join(AUGMENTATIONS)}")
         self.mean, self.std = self._per_channel(self.mean), self._per_channel(self.std)
 
     def _per_channel(self, values: tuple[float, ...]) -> tuple[float, ...]:
@@ -56,7 +57,7 @@ class TransformConfig:
             return values * self.channels
         if len(values) == 3 and self.channels == 1:
             return (sum(values) / 3,)
-        raise ValueError(f"mean and std need {'1 value' if self.channels == 1 else f'1 or {self.channels} values'} "
+        raise UsageError(f"mean and std need {'1 value' if self.channels == 1 else f'1 or {self.channels} values'} "
                          f"(one per input channel), "
                          f"got mean {tuple(self.mean)} and std {tuple(self.std)}")
 

@@ -24,9 +24,10 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ..io import atomic_write
+from ..files import atomic_write
 from ..model_output import select_logits
 from ..registry import Registry
+from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 ONNX_OPSET = 18
@@ -99,7 +100,7 @@ def onnx_parity(model: nn.Module, program: bytes, sample_shape: tuple[int, ...],
     expected = prepared(model)(x).numpy()
     got = onnx_session(program).run(None, {"input": x.numpy()})[0]
     if got.shape != expected.shape:
-        raise ValueError(f"the ONNX program returns shape {got.shape}, PyTorch {expected.shape}")
+        raise UsageError(f"the ONNX program returns shape {got.shape}, PyTorch {expected.shape}")
     return float(abs(got - expected).max())
 
 
@@ -107,7 +108,7 @@ def _write_onnx(model, sample_shape, path, tolerance, batch):
     program = onnx_bytes(model, sample_shape)
     diff = onnx_parity(model, program, sample_shape, batch)
     if diff > tolerance:
-        raise ValueError(f"ONNX export differs from PyTorch by up to {diff:.3g} in the logits (tolerance {tolerance:g}); "
+        raise UsageError(f"ONNX export differs from PyTorch by up to {diff:.3g} in the logits (tolerance {tolerance:g}); "
                          f"not written")
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(program))
     return ExportResult("onnx", Path(path), diff, batch, "onnxruntime (CPUExecutionProvider)")
@@ -120,7 +121,7 @@ def _write_torchscript(model, sample_shape, path, tolerance, batch):
     x = _example(sample_shape, batch)
     diff = float((traced(x) - module(x)).abs().max())
     if diff > tolerance:
-        raise ValueError(f"the TorchScript trace differs from the model by up to {diff:.3g} (tolerance {tolerance:g})")
+        raise UsageError(f"the TorchScript trace differs from the model by up to {diff:.3g} (tolerance {tolerance:g})")
     atomic_write(path, lambda tmp: torch.jit.save(traced, tmp))
     return ExportResult("torchscript", Path(path), diff, batch, "torch.jit")
 
@@ -133,7 +134,7 @@ def _write_torch_export(model, sample_shape, path, tolerance, batch):
     with torch.no_grad():
         diff = float((program.module()(x) - module(x)).abs().max())
     if diff > tolerance:
-        raise ValueError(f"the torch.export program differs from the model by up to {diff:.3g} (tolerance {tolerance:g})")
+        raise UsageError(f"the torch.export program differs from the model by up to {diff:.3g} (tolerance {tolerance:g})")
     buffer = io.BytesIO()  # torch.export.save wants a .pt2 name; the atomic temporary file has none
     torch.export.save(program, buffer)
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
@@ -162,7 +163,7 @@ def export_model(model: nn.Module, sample_shape: tuple[int, ...], out_dir: str |
     paths = {f: out_dir / f"{stem}{e.suffix}" for f, e in exporters.items()}
     taken = [str(p) for p in paths.values() if p.exists()]
     if taken and not overwrite:
-        raise FileExistsError(f"output files exist: {', '.join(taken)}; pass --overwrite or choose another --out")
+        raise FileExistsError(f"output files exist: {', '.join(taken)}; pass `overwrite` or choose another `out_dir`")
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for f in formats:

@@ -24,6 +24,7 @@ from ..machine import cpu_model
 from ..progress import Progress, silent
 from ..tracing import check_module_name
 from .backend import BACKENDS, LatencyBackend, Runnable
+from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -51,17 +52,17 @@ class LatencyConfig:
     def __post_init__(self) -> None:
         BACKENDS.get(self.backend)  # an unknown name lists the valid ones
         if self.dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {self.dtype!r}; valid choices: {', '.join(DTYPES)}")
+            raise UsageError(f"unknown dtype {self.dtype!r}; valid choices: {', '.join(DTYPES)}")
         if self.repeats < 1 or self.warmup < 0:
-            raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {self.repeats} and {self.warmup}")
+            raise UsageError(f"repeats must be >= 1 and warmup >= 0, got {self.repeats} and {self.warmup}")
         if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"latency batch size must be at least 1, got {self.batch_size}")
+            raise UsageError(f"latency batch size must be at least 1, got {self.batch_size}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be at least 1, got {self.threads}")
+            raise UsageError(f"threads must be at least 1, got {self.threads}")
         if self.max_repeats is not None and self.max_repeats < self.repeats:
-            raise ValueError(f"max_repeats ({self.max_repeats}) must be at least repeats ({self.repeats})")
+            raise UsageError(f"max_repeats ({self.max_repeats}) must be at least repeats ({self.repeats})")
         if not 0 < self.resolution < 1:
-            raise ValueError(f"latency resolution must be a fraction between 0 and 1, got {self.resolution}")
+            raise UsageError(f"latency resolution must be a fraction between 0 and 1, got {self.resolution}")
 
     @property
     def resolved_max_repeats(self) -> int:

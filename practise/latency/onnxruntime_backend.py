@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..surgery import drop_blocks
 from .backend import LatencyBackend
+from ..errors import UsageError
 
 
 class SessionRunner:
@@ -32,7 +33,7 @@ class OnnxRuntimeBackend(LatencyBackend):
         from ..export.formats import onnx_bytes, onnx_session
 
         if device.type != "cpu" or config.dtype != "float32":
-            raise ValueError(f"the onnxruntime latency backend runs float32 on the CPU; got {config.dtype} on "
-                             f"{device} (use --device cpu --dtype float32, or the eager backend)")
+            raise UsageError(f"the onnxruntime latency backend runs float32 on the CPU; got {config.dtype} on "
+                             f"{device} (use `device` cpu and `dtype` float32, or the eager backend)")
         return {name: SessionRunner(onnx_session(onnx_bytes(drop_blocks(model, blocks), sample_shape), config.threads))
                 for name, blocks in variants.items()}

@@ -193,7 +193,7 @@ def interval_warning(saving: Saving) -> str | None:
         return None
     return (f"latency timings are noisy: the measured reduction {100 * saving.reduction:.1f}% has a 95% interval of "
             f"{100 * saving.low:.1f}-{100 * saving.high:.1f}% after {saving.pairs} paired repeats, so it is "
-            "uncertain; measure on a quiet machine or raise --max-repeats")
+            "uncertain; measure on a quiet machine or raise `max_repeats`")
 
 
 def measure_saving(model: nn.Module, sample_shape: tuple[int, ...], blocks: list[str], config: LatencyConfig,

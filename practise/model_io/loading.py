@@ -10,6 +10,7 @@ from ..models import create_model, list_models
 from ..preprocessing import checked_recording
 from .model_file import is_compressed_file, load_compressed, read_header
 from .weights import load_state_dict_strict, read_state_dict
+from ..errors import UsageError
 
 
 def _first_conv_and_last_linear(model: nn.Module) -> tuple[str | None, str | None]:
@@ -35,22 +36,22 @@ def load_model(spec: str, weights: str | None = None, **arch_kwargs) -> nn.Modul
     Architecture keyword arguments not given are inferred from the weights file.
     """
     if Path(spec).is_dir() and (Path(spec) / "config.json").is_file():
-        raise ValueError(f"--model {spec} is a Hugging Face model folder: give it as hf:{spec}")
+        raise UsageError(f"`model` {spec} is a Hugging Face model folder: give it as hf:{spec}")
     if Path(spec).is_dir():
-        raise IsADirectoryError(f"--model {spec} is a folder; give an architecture name or a compressed model file")
+        raise IsADirectoryError(f"`model` {spec} is a folder; give an architecture name or a compressed model file")
     if Path(spec).is_file():
         if not is_compressed_file(spec):
             if Path(spec).suffix == ".safetensors":
                 read_header(Path(spec))  # an unreadable file is reported as damaged, not as "some other file"
-            raise ValueError(f"{spec} is not a practise compressed model; give an architecture name "
-                             f"({', '.join(list_models())}) and pass the file as --weights")
+            raise UsageError(f"{spec} is not a practise compressed model; give an architecture name "
+                             f"({', '.join(list_models())}) and pass the file as `weights`")
         if weights:
-            raise ValueError("--weights is not used with a compressed model file (it holds its weights)")
+            raise UsageError("`weights` is not used with a compressed model file (it holds its weights)")
         return load_compressed(spec)
     if spec not in list_models() and ("/" in spec or Path(spec).suffix in (".safetensors", ".pth", ".pt")):
         raise FileNotFoundError(f"model file not found: {spec} (or give an architecture name: {', '.join(list_models())})")
     if spec not in list_models():
-        raise ValueError(f"unknown model {spec!r}; valid choices: {', '.join(list_models())}, or a compressed model file")
+        raise UsageError(f"unknown model {spec!r}; valid choices: {', '.join(list_models())}, or a compressed model file")
     state = read_state_dict(weights) if weights else None
     kwargs = {**(infer_arch_kwargs(spec, state) if state else {}),
               **{k: v for k, v in arch_kwargs.items() if v is not None}}
@@ -60,7 +61,7 @@ def load_model(spec: str, weights: str | None = None, **arch_kwargs) -> nn.Modul
         wrong = [f"{k}: file {tuple(v.shape)} vs model {tuple(shapes[k].shape)}" for k, v in state.items()
                  if k in shapes and v.shape != shapes[k].shape]
         if wrong:
-            raise ValueError(f"{weights} does not fit {spec}{kwargs}: shape mismatch in {'; '.join(wrong[:5])}")
+            raise UsageError(f"{weights} does not fit {spec}{kwargs}: shape mismatch in {'; '.join(wrong[:5])}")
         load_state_dict_strict(model, state, source=str(weights))
         preprocessing = recorded_preprocessing(weights)
         if preprocessing:
@@ -85,7 +86,7 @@ def recorded_preprocessing(weights: str | Path) -> dict | None:
             try:
                 value = json.loads(text)
             except (ValueError, RecursionError):
-                raise ValueError(f"{weights} records preprocessing that is not valid JSON") from None
+                raise UsageError(f"{weights} records preprocessing that is not valid JSON") from None
             return checked_recording(value, str(weights))
     card = weights.with_suffix(".json")
     if not card.is_file():

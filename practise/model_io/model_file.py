@@ -30,12 +30,13 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ..io import atomic_write, one_line
+from ..files import atomic_write, one_line
 from ..models import create_model, list_models
 from ..models.registry import builder_of
 from ..preprocessing import valid_image_size, valid_numbers
 from ..surgery import drop_blocks_
 from .weights import load_state_dict_strict
+from ..errors import UntrustedFile, UsageError
 
 FORMAT = "practise-compressed/1"
 METADATA_KEYS = ("format", "arch", "dropped_blocks", "feature_layer", "extra")
@@ -45,11 +46,12 @@ MAX_ITEMS = 10_000      # dropped blocks, kwargs
 MAX_INT = 2 ** 31 - 1   # architecture keyword arguments are sizes and counts, never more
 
 
-class UntrustedModelFile(ValueError):
+class UntrustedModelFile(UntrustedFile):
     """A model file that is damaged, or whose metadata does not follow the schema."""
 
     def __init__(self, path: str | Path, what: str):
-        super().__init__(f"damaged or untrusted model file {path}: {what}")
+        super().__init__(f"model file {path}", what)
+        self.path = str(path)
 
 
 def arch_spec(model: nn.Module, factory: str | None = None, factory_kwargs: dict | None = None) -> dict | None:
@@ -231,7 +233,7 @@ def _builder(path: Path, spec: dict | None, factory):
     name = _registered_name(spec)
     if name is None:
         recorded = f"a custom architecture (factory {spec['factory']!r})" if spec else "no architecture"
-        raise ValueError(f"{path} records {recorded}; pass model= (an instance of the original architecture) or "
+        raise UsageError(f"{path} records {recorded}; pass model= (an instance of the original architecture) or "
                          f"factory= in code, or register it with practise.models.register_model under that name. "
                          f"Loading never imports code a file names.")
     return lambda: create_model(name, **kwargs)

@@ -6,7 +6,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..io import one_line
+from ..files import one_line
+from ..errors import UsageError
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
@@ -23,15 +24,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix not in WEIGHT_SUFFIXES:
-        raise ValueError(f"unsupported weights file {path.name!r}; valid suffixes: {', '.join(WEIGHT_SUFFIXES)}")
+        raise UsageError(f"unsupported weights file {path.name!r}; valid suffixes: {', '.join(WEIGHT_SUFFIXES)}")
     if path.stat().st_size == 0:
-        raise ValueError(f"weights file {path} is empty")
+        raise UsageError(f"weights file {path} is empty")
     state = _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch(path)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a state dict of tensors")
+        raise UsageError(f"{path} does not hold a state dict of tensors")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
@@ -43,7 +44,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors has its own error types for every kind of damage
-        raise ValueError(f"cannot read {path}: damaged or not a .safetensors file ({one_line(exc)})") from None
+        raise UsageError(f"cannot read {path}: damaged or not a .safetensors file ({one_line(exc)})") from None
 
 
 def _read_torch(path: Path):
@@ -55,11 +56,11 @@ def _read_torch(path: Path):
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # torch's own message suggests weights_only=False, i.e. running the file's code: never that.
-        raise ValueError(f"{path} is not a weights-only checkpoint: it holds Python objects besides tensors, "
+        raise UsageError(f"{path} is not a weights-only checkpoint: it holds Python objects besides tensors, "
                          f"which practise never unpickles; save model.state_dict() with torch.save, or convert "
                          f"it to .safetensors") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise ValueError(f"cannot read {path}: damaged or not a PyTorch checkpoint ({one_line(exc)[:200]})") from None
+        raise UsageError(f"cannot read {path}: damaged or not a PyTorch checkpoint ({one_line(exc)[:200]})") from None
 
 
 
@@ -68,7 +69,7 @@ def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
     for key, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
-            raise ValueError(f"{source}: tensor {key!r} holds {bad} NaN/Inf value(s) of {tensor.numel()}; "
+            raise UsageError(f"{source}: tensor {key!r} holds {bad} NaN/Inf value(s) of {tensor.numel()}; "
                              f"the weights are damaged (or came from a diverged training run)")
 
 
@@ -78,7 +79,7 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], sou
     missing = sorted(expected - set(state))
     unexpected = sorted(set(state) - expected)
     if missing or unexpected:
-        raise ValueError(
+        raise UsageError(
             f"{source} does not match the model: missing keys {missing[:20]}"
             f"{' ...' if len(missing) > 20 else ''}; unexpected keys {unexpected[:20]}"
             f"{' ...' if len(unexpected) > 20 else ''}"
@@ -87,7 +88,7 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], sou
     wrong = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}" for k, v in state.items()
              if v.shape != expected[k].shape]
     if wrong:
-        raise ValueError(f"{source} does not match the model: shape mismatch in {'; '.join(wrong[:5])}")
+        raise UsageError(f"{source} does not match the model: shape mismatch in {'; '.join(wrong[:5])}")
     check_finite(state, source)
     model.load_state_dict(state, strict=True)
 

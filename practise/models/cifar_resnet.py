@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from .registry import register_model
 from .resnet import BasicBlock, init_resnet_weights_, make_stage
+from ..errors import UsageError
 
 
 class CifarResNet(nn.Module):
@@ -20,7 +21,7 @@ class CifarResNet(nn.Module):
     def __init__(self, depth: int, *, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
         if (depth - 2) % 6 != 0:
-            raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+            raise UsageError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
         n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)

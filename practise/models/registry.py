@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch.nn as nn
+from ..errors import UsageError
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -17,7 +18,7 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _BUILDERS:
-            raise ValueError(f"model name {name!r} is already registered")
+            raise UsageError(f"model name {name!r} is already registered")
         _BUILDERS[name] = builder
         return builder
 
@@ -31,7 +32,7 @@ def list_models() -> list[str]:
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build a registered architecture with fresh (untrained) weights."""
     if name not in _BUILDERS:
-        raise ValueError(f"unknown model {name!r}; valid choices: {', '.join(list_models())}")
+        raise UsageError(f"unknown model {name!r}; valid choices: {', '.join(list_models())}")
     model = _BUILDERS[name](**kwargs)
     # Remember how to rebuild it: saved compressed models record this spec.
     model.practise_arch = {"name": name, "kwargs": dict(kwargs)}
@@ -41,5 +42,5 @@ def create_model(name: str, **kwargs) -> nn.Module:
 def builder_of(name: str) -> Callable[..., nn.Module]:
     """The registered builder itself (its signature tells which keyword arguments it takes)."""
     if name not in _BUILDERS:
-        raise ValueError(f"unknown model {name!r}; valid choices: {', '.join(list_models())}")
+        raise UsageError(f"unknown model {name!r}; valid choices: {', '.join(list_models())}")
     return _BUILDERS[name]

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from .registry import register_model
+from ..errors import UsageError
 
 
 class MLPBlock(nn.Sequential):
@@ -59,7 +60,7 @@ class VisionTransformer(nn.Module):
                  hidden: int = 128, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.0):
         super().__init__()
         if image_size % patch_size:
-            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+            raise UsageError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
         self.patch_size, self.width = patch_size, width
         self.conv_proj = nn.Conv2d(in_channels, width, kernel_size=patch_size, stride=patch_size)
         self.class_token = nn.Parameter(torch.zeros(1, 1, width))

@@ -13,6 +13,7 @@ import time
 
 import torch
 import torch.nn as nn
+from ..errors import UsageError
 
 
 @torch.inference_mode()
@@ -27,7 +28,7 @@ def decode_ms_per_token(models: dict[str, nn.Module], prompt_length: int = 32, n
                         batch: int = 1, repeats: int = 5, vocab_size: int | None = None) -> dict[str, float]:
     """Median milliseconds per generated token for each model (HF models with ``generate``)."""
     if new_tokens < 2:
-        raise ValueError(f"new_tokens must be at least 2 (the prefill is subtracted), got {new_tokens}")
+        raise UsageError(f"new_tokens must be at least 2 (the prefill is subtracted), got {new_tokens}")
     first = next(iter(models.values()))
     vocab = vocab_size or first.config.vocab_size
     prompt = torch.randint(min(1000, vocab // 2), vocab, (batch, prompt_length),

@@ -13,6 +13,7 @@ named with a ``model.`` prefix.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -22,7 +23,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import UntrustedFile
+from ..errors import PractiseError, UntrustedFile, UsageError
+from ..files import one_line
 
 log = logging.getLogger(__name__)
 HF_PREFIX = "hf:"
@@ -37,13 +39,13 @@ class SequenceModel(nn.Module):
         config = getattr(model, "config", None)
         self.vocab_size = vocab_size or getattr(config, "vocab_size", None)
         if not self.vocab_size:
-            raise ValueError("the token model's vocabulary size is unknown: pass vocab_size")
+            raise UsageError("the token model's vocabulary size is unknown: pass vocab_size")
         # a forward pass is one prefill without a KV cache unless asked (generation keeps its own)
         self.use_cache = use_cache
 
     def forward(self, tokens: torch.Tensor):
         if tokens.dim() != 3 or tokens.shape[1] != 2:
-            raise ValueError(f"a SequenceModel takes (batch, 2, tokens) ids and mask, got shape {tuple(tokens.shape)}")
+            raise RuntimeError(f"a SequenceModel takes (batch, 2, tokens) ids and mask, got shape {tuple(tokens.shape)}")
         kwargs = {} if self.use_cache is None else {"use_cache": self.use_cache}
         return self.model(input_ids=tokens[:, 0], attention_mask=tokens[:, 1], **kwargs)
 
@@ -78,17 +80,17 @@ def resolve_hf_path(spec: str) -> Path:
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ValueError(f"{path} has no config.json: not a Hugging Face model folder (save_pretrained writes one)")
+            raise UsageError(f"{path} has no config.json: not a Hugging Face model folder (save_pretrained writes one)")
         return path
     found = importlib.util.find_spec(name.replace("-", "_")) if name.replace("-", "_").isidentifier() else None
     if found is None or not found.submodule_search_locations:
-        raise ValueError(f"hf:{name} is neither a folder nor an installed Python package; give a local "
+        raise UsageError(f"hf:{name} is neither a folder nor an installed Python package; give a local "
                          "save_pretrained folder or install the package that ships the model (nothing is downloaded)")
     roots = [Path(p) for p in found.submodule_search_locations]
     configs = sorted((c for root in roots for c in root.rglob("config.json") if _is_model_config(c)),
                      key=lambda c: len(c.parts))
     if not configs:
-        raise ValueError(f"the package {name} ships no Hugging Face model (no config.json with a model_type)")
+        raise UsageError(f"the package {name} ships no Hugging Face model (no config.json with a model_type)")
     return configs[0].parent
 
 
@@ -129,8 +131,20 @@ def _transformers():
     try:
         import transformers
     except ImportError:
-        raise ValueError("Hugging Face models need the transformers package: pip install -e \".[transformers]\"") from None
+        raise UsageError("Hugging Face models need the transformers package: pip install -e \".[transformers]\"") from None
     return transformers
+
+
+@contextlib.contextmanager
+def refused_as_untrusted(path: Path, what: str):
+    """transformers' own refusals of a damaged or mismatched folder (bad JSON, an unknown
+    model type, missing files) as one :class:`UntrustedFile` line naming the folder."""
+    try:
+        yield
+    except PractiseError:
+        raise
+    except (ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
+        raise UntrustedFile(path, f"cannot load its {what}: {one_line(exc)[:300]}") from None
 
 
 def model_class(path: Path):
@@ -138,7 +152,8 @@ def model_class(path: Path):
     included), when transformers has it; else AutoModel (the base model)."""
     transformers = _transformers()
     refuse_remote_code(path)
-    config = transformers.AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    with refused_as_untrusted(path, "config.json"):
+        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     architectures = getattr(config, "architectures", None) or []
     found = getattr(transformers, architectures[0], None) if architectures else None
     return found if isinstance(found, type) else transformers.AutoModel
@@ -152,12 +167,14 @@ def load_hf(spec: str) -> HFBundle:
     progress_bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()  # a local load takes a moment; practise shows its own steps
     try:
-        model = model_class(path).from_pretrained(path, local_files_only=True, trust_remote_code=False).eval()
+        with refused_as_untrusted(path, "model"):
+            model = model_class(path).from_pretrained(path, local_files_only=True, trust_remote_code=False).eval()
     finally:
         if progress_bars:
             transformers.utils.logging.enable_progress_bar()
     config = model.config
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    with refused_as_untrusted(path, "tokenizer"):
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     log.info("loaded %s (%s) from %s", type(model).__name__, config.model_type, path)
     wrapped = SequenceModel(model)
     wrapped.practise_arch = {"name": f"hf:{type(model).__name__}", "source": str(path)}

@@ -77,7 +77,7 @@ def save_pretrained(hf_model: nn.Module, tokenizer, out_dir: str | Path, extra: 
     is saved) and its tokenizer into ``out_dir``, atomically (a temporary folder renamed)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} exists; pass overwrite (--overwrite) to replace it")
+        raise FileExistsError(f"{out_dir} exists; pass `overwrite` to replace it")
     model = copy.deepcopy(hf_model)
     removed = remove_dropped_layers_(model)
     branches = zero_branches(model)
@@ -105,13 +105,14 @@ def save_pretrained(hf_model: nn.Module, tokenizer, out_dir: str | Path, extra: 
 
 def load_pretrained(path: str | Path, auto_class=None) -> nn.Module:
     """Reload a folder written by :func:`save_pretrained` (dropped sub-layers put back)."""
-    from .model import model_class, refuse_remote_code
+    from .model import model_class, refuse_remote_code, refused_as_untrusted
 
     path = Path(path)
     refuse_remote_code(path)
     side = json.loads((path / SIDE_FILE).read_text()) if (path / SIDE_FILE).is_file() else {}
-    model = (auto_class or model_class(path)).from_pretrained(path, local_files_only=True,
-                                                                      trust_remote_code=False).eval()
+    with refused_as_untrusted(path, "model"):
+        model = (auto_class or model_class(path)).from_pretrained(path, local_files_only=True,
+                                                                  trust_remote_code=False).eval()
     for name, structure in side.get("zero_branches", {}).items():
         replace_module_(model, name, ZeroBranch(OutputStructure(structure["kind"], structure["length"])))
     for name in side.get("pass_throughs", []):

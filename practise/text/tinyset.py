@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..data.sampling import sample_tiny_set
+from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 TEXT_SUFFIXES = (".txt", ".jsonl")
@@ -30,10 +31,10 @@ def read_examples(path: str | Path) -> TextExamples:
     """Every example of a .txt or .jsonl file (the file is only read)."""
     path = Path(path)
     if path.suffix not in TEXT_SUFFIXES:
-        raise ValueError(f"{path}: text examples come from a .txt (one per line) or a .jsonl file, "
+        raise UsageError(f"{path}: text examples come from a .txt (one per line) or a .jsonl file, "
                          f"not {path.suffix or 'a file without suffix'}")
     if not path.is_file():
-        raise ValueError(f"{path} does not exist or is not a file")
+        raise UsageError(f"{path} does not exist or is not a file")
     texts, raw_labels, ids, skipped = [], [], [], []
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
@@ -56,7 +57,7 @@ def read_examples(path: str | Path) -> TextExamples:
     if skipped:
         log.warning("%s: skipped %d lines: %s", path, len(skipped), "; ".join(skipped[:3]))
     if not texts:
-        raise ValueError(f"{path} holds no text examples")
+        raise UsageError(f"{path} holds no text examples")
     labels, names = _label_indices(raw_labels) if raw_labels and all(v is not None for v in raw_labels) else (None, None)
     return TextExamples(texts, labels, ids, names, skipped)
 
@@ -92,7 +93,7 @@ class TextTinySet:
 
     def label_tensor(self) -> torch.Tensor:
         if self.labels is None:
-            raise ValueError("this text tiny set has no labels; use a .jsonl file with a \"label\" per line "
+            raise UsageError("this text tiny set has no labels; use a .jsonl file with a \"label\" per line "
                              "for label-based methods")
         return torch.tensor(self.labels, dtype=torch.long)
 
@@ -129,11 +130,11 @@ def build_text_tiny_set(path: str | Path, tokenizer, n: int | None, generator: t
                         max_length: int = 128) -> TextTinySet:
     """Sample ``n`` examples (all if None) with the paper's rule and tokenise them."""
     if max_length < 2:
-        raise ValueError(f"max_length must be at least 2 tokens, got {max_length}")
+        raise UsageError(f"max_length must be at least 2 tokens, got {max_length}")
     examples = read_examples(path)
     n = len(examples.texts) if n is None else n
     if n < 1:
-        raise ValueError(f"the tiny set needs at least 1 example, asked for {n}")
+        raise UsageError(f"the tiny set needs at least 1 example, asked for {n}")
     if n > len(examples.texts):
         log.warning("%s holds %d examples; using all of them", path, len(examples.texts))
         n = len(examples.texts)

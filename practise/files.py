@@ -13,7 +13,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None], overwrite: bool
     """Call ``write(tmp_path)`` and move the result onto ``path`` in one rename."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite (--overwrite) to replace it")
+        raise FileExistsError(f"{path} exists; pass `overwrite` to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
