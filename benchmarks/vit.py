@@ -55,12 +55,12 @@ def run_cell(arch: str, target: float, seed: int, args) -> dict:
                             recovery=RecoveryConfig(iterations=args.recovery_iterations, seed=seed, autocast=autocast),
                             latency=LatencyConfig())
     test = open_source("fashion-mnist:test")
-    result = compress(teacher, tiny, (1, 28, 28), config, test, tf, workdir=Path(args.workdir) / f"{arch}-{seed}")
+    result = compress(teacher, tiny, config, eval_source=test, eval_transforms=tf, workdir=Path(args.workdir) / f"{arch}-{seed}")
     plain = evaluate_models({"teacher": teacher, "dropped": drop_blocks(teacher, result.selection.blocks)}, test, tf,
                             reference="teacher")
     report = result.report
     return {"key": {"arch": arch, "target": target, "seed": seed}, "blocks": result.selection.blocks,
-            "candidates": len(result.blocks), "measured_reduction": result.selection.measured_reduction,
+            "candidates": len(result.candidates), "measured_reduction": result.selection.measured_reduction,
             "measured_interval": result.selection.measured_interval,
             "teacher_top1": report.evaluation["teacher"]["top1"],
             "compressed_top1": report.evaluation["compressed"]["top1"],

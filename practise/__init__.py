@@ -7,7 +7,8 @@ The public API, in the order of a run::
 
 Extension points (each a :class:`~practise.registry.Registry`; see docs/architecture.md):
 ``register_criterion``, ``register_backend``, ``register_placement_rule``,
-``register_recovery``, ``register_source``, ``register_model``.
+``register_recovery``, ``register_source``, ``register_exporter``, ``register_model``: each
+``register_<kind>(name, entry)``, or ``@register_<kind>(name)`` above the entry.
 """
 import logging
 
@@ -21,6 +22,7 @@ from .data import (ImageSource, TransformConfig, Transforms, TinySet, build_tiny
                    register_source)
 from .device import resolve_device
 from .evaluation import evaluate_models
+from .export import Exporter, export_model, register_exporter
 from .latency import LatencyBackend, LatencyConfig, measure_variants, register_backend
 from .model_io import load_compressed, load_model, save_compressed
 from .models import create_model, register_model
@@ -32,6 +34,7 @@ from .scoring import ScoringConfig, score_blocks
 from .seeding import seed_everything
 from .selection import UnreachableTarget
 from .surgery import drop_blocks
+from .tiny_set import TinySetProtocol
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -47,9 +50,10 @@ __all__ = [
     # models and files
     "create_model", "load_model", "load_compressed", "save_compressed", "resolve_device",
     # data
-    "open_source", "build_tiny_set", "ImageSource", "TinySet", "Transforms", "Preprocessing",
+    "open_source", "build_tiny_set", "ImageSource", "TinySet", "TinySetProtocol", "Transforms", "Preprocessing",
     "resolve_preprocessing", "seed_everything",
     # extension points
     "Registry", "register_criterion", "register_backend", "LatencyBackend", "register_placement_rule",
     "PlacementRule", "register_recovery", "RecoveryMethod", "register_source", "register_model",
+    "register_exporter", "Exporter", "export_model",
 ]

@@ -1,24 +1,39 @@
-"""The output folder of a compression run: model file, report.md / report.json, plot.
+"""The output folder of a compression run: the model, report.md / report.json, plot, model card.
 
-One library function writes them, so the Python API gives what the CLI gives. The folder
+An image model is written as ``model.safetensors`` (``load_compressed`` reloads it) with
+``README.md`` beside it; a token model as a Hugging Face folder ``model/`` (stock
+``from_pretrained`` reloads it; its ``README.md`` is the model card). One library function
+writes them, so the Python API gives what the CLI gives. The folder
 is checked before any long step (:func:`check_output_folder`), and every file is written
 atomically (a crash leaves the old file or the new one, never half of one).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
 import torch.nn as nn
 
+from .compress_report import CompressReport
 from .data.transforms import TransformConfig, Transforms
+from .files import atomic_write_text
+from .model_card import model_card
 from .model_io import arch_spec, save_compressed
 from .preprocessing import GIVEN, Preprocessing
-from .compress_report import CompressReport
-from .report import OUTPUT_FILES, write_report_files
+from .report import REPORT_FILES, write_report_files
+from .text.model import is_token_model, unwrap
+from .text.saving import SIDE_FILE, save_pretrained
 
 MODEL_FILE = "model.safetensors"
+HF_FOLDER = "model"  # a token model's save_pretrained folder inside the output folder
+CARD = "README.md"
+
+
+def output_names(token_model: bool) -> tuple[str, ...]:
+    """What a run writes into its output folder, for an image or a token model."""
+    return ((HF_FOLDER,) if token_model else (MODEL_FILE, CARD)) + REPORT_FILES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,26 +72,30 @@ def check_writable_file(path: str | Path, overwrite: bool, what: str = "`out`") 
     return path
 
 
-def check_output_folder(out_dir: str | Path, overwrite: bool) -> Path:
+def check_output_folder(out_dir: str | Path, overwrite: bool, token_model: bool = False) -> Path:
     """Fail before any work if the outputs cannot be written or may not be replaced."""
     out_dir = check_writable_folder(out_dir)
-    taken = [str(out_dir / f) for f in OUTPUT_FILES if (out_dir / f).exists()]
+    taken = [str(out_dir / f) for f in output_names(token_model) if (out_dir / f).exists()]
     if taken and not overwrite:
         raise FileExistsError(f"output files exist: {', '.join(taken)}; pass `overwrite` or choose another `out_dir`")
     return out_dir
 
 
 def write_compressed_outputs(result, teacher: nn.Module, preprocessing: Preprocessing | None = None,
-                             out_dir: str | Path = ".", overwrite: bool = False, spec: dict | None = None
-                             ) -> WrittenOutputs:
-    """Write ``result`` (a CompressResult) into ``out_dir``: the model file (with the
-    preprocessing it expects, and which of it was defaulted), report.json/.md and blocks.png.
+                             out_dir: str | Path = ".", overwrite: bool = False, spec: dict | None = None,
+                             tokenizer=None, command: str | None = None) -> WrittenOutputs:
+    """Write ``result`` (a CompressResult) into ``out_dir``: the model, report.json/.md,
+    blocks.png and the model card (``command``, if given, is recorded in it).
 
-    ``preprocessing`` defaults to the tiny set's transform settings (as the report records
-    them, taken as given); ``spec`` is how to rebuild the architecture (default:
-    ``arch_spec(teacher)``). ``result`` itself is left as it is; the report as written
-    (with the preprocessing) comes back with the paths."""
+    An image model: ``model.safetensors`` with the preprocessing it expects (and which of it
+    was defaulted); ``preprocessing`` defaults to the tiny set's transform settings (as the
+    report records them, taken as given); ``spec`` is how to rebuild the architecture
+    (default: ``arch_spec(teacher)``). A token model: a Hugging Face folder with
+    ``tokenizer`` saved beside the weights. ``result`` itself is left as it is; the report
+    as written comes back with the paths."""
     out_dir = Path(out_dir)
+    if is_token_model(result.model):
+        return _write_token_model(result, teacher, out_dir, overwrite, tokenizer, command)
     if preprocessing is None:
         preprocessing = preprocessing_of_report(result.report.preprocessing)
     c = preprocessing.transforms.config
@@ -87,7 +106,39 @@ def write_compressed_outputs(result, teacher: nn.Module, preprocessing: Preproce
         extra["preprocessing_defaults"] = preprocessing.defaulted
     model_path = save_compressed(out_dir / MODEL_FILE, result.model, result.selection.blocks, result.feature_layer,
                                  spec if spec is not None else arch_spec(teacher), extra, overwrite=overwrite)
-    return WrittenOutputs({MODEL_FILE: model_path, **write_report_files(report, out_dir)}, report)
+    base = _base_name(teacher)
+    card = atomic_write_text(out_dir / CARD, model_card(report, base, f'model = practise.load_compressed('
+                                                                      f'"{MODEL_FILE}")', command))
+    return WrittenOutputs({MODEL_FILE: model_path, **write_report_files(report, out_dir), CARD: card}, report)
+
+
+def _write_token_model(result, teacher: nn.Module, out_dir: Path, overwrite: bool, tokenizer,
+                       command: str | None) -> WrittenOutputs:
+    """The pruned HF model as a stock save_pretrained folder (plus practise.json when
+    sub-layers were dropped), the reports beside it and the model card inside it."""
+    source = (getattr(teacher, "practise_arch", None) or {}).get("source")
+    folder = save_pretrained(unwrap(result.model), tokenizer, out_dir / HF_FOLDER,
+                             extra={"dropped_blocks": result.selection.blocks, "source": source},
+                             overwrite=overwrite)
+    auto = "AutoModelForCausalLM" if unwrap(result.model).__class__.__name__.endswith("ForCausalLM") else "AutoModel"
+    load = (f'from practise.text.saving import load_pretrained\nmodel = load_pretrained("{HF_FOLDER}")'
+            if _has_sub_layer_drops(folder) else
+            f'from transformers import {auto}\nmodel = {auto}.from_pretrained("{HF_FOLDER}")')
+    atomic_write_text(folder / CARD, model_card(result.report, _base_name(teacher), load, command))
+    return WrittenOutputs({HF_FOLDER: folder, **write_report_files(result.report, out_dir)}, result.report)
+
+
+def _has_sub_layer_drops(folder: Path) -> bool:
+    """Whether stock from_pretrained would re-create dropped branches (practise.json says)."""
+    if not (folder / SIDE_FILE).is_file():
+        return False
+    side = json.loads((folder / SIDE_FILE).read_text())
+    return bool(side.get("zero_branches") or side.get("pass_throughs"))
+
+
+def _base_name(teacher: nn.Module) -> str:
+    arch = getattr(teacher, "practise_arch", None) or {}
+    return str(arch.get("source") or arch.get("name") or arch.get("factory") or type(teacher).__name__)
 
 
 def preprocessing_of_report(recorded: dict) -> Preprocessing:

@@ -21,7 +21,7 @@ from .compress_report import (Candidate, CompressReport, LatencyInfo, ModelInfo,
                               SizeAfter, SizeBefore, TinySetInfo)
 from .criteria import CRITERIA, RankingInputs, rank_blocks
 from .data.sources import ImageSource
-from .data.tinyset import TinySet
+from .tiny_set import TinySetProtocol
 from .data.transforms import Transforms
 from .evaluation import evaluate_models
 from .features import forward_features
@@ -38,9 +38,10 @@ from .distributed import current_group, machine_threads
 from .scoring import BlockScore, Scorer, ScoringConfig, block_scores, recoverabilities
 from .selection import Selection, measure_selection, select_in_order
 from .surgery import drop_blocks
-from .text.model import as_sequence_model
+from .text.decode import decode_record, is_causal_lm
+from .text.model import as_sequence_model, unwrap
 from .tracing import check_granularity, check_module_name, feature_chain, find_feature_layer, trace_model
-from .errors import UsageError
+from .errors import PractiseError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class CompressConfig:
 @dataclass
 class CompressResult:
     model: nn.Module
-    blocks: list[Block]
+    candidates: list[Block]        # every block that could be dropped (selection.blocks: the dropped ones)
     scores: list[BlockScore]       # empty when the criterion needs no recoverability scores
     selection: Selection
     feature_layer: str
@@ -131,7 +132,7 @@ def check_against_model(model: nn.Module, sample_shape: tuple[int, ...], config:
     return info
 
 
-def check_inputs_finite(teacher: nn.Module, tiny_set: TinySet, feature_layer: str, device: torch.device) -> None:
+def check_inputs_finite(teacher: nn.Module, tiny_set: TinySetProtocol, feature_layer: str, device: torch.device) -> None:
     """NaN/Inf in the tiny set or in the teacher's features on it, found before any long step."""
     images = tiny_set.eval_tensor()
     bad = (~torch.isfinite(images.flatten(1))).any(1)
@@ -146,19 +147,26 @@ def check_inputs_finite(teacher: nn.Module, tiny_set: TinySet, feature_layer: st
                          f"weights are finite: the weights overflow on these inputs (check the normalisation)")
 
 
-def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...], config: CompressConfig,
-             eval_source: ImageSource | None = None, eval_transforms: Transforms | None = None,
-             workdir: str | Path | None = None, progress: Progress = silent) -> CompressResult | None:
-    """Run PRACTISE on ``teacher`` (left untouched) with ``tiny_set``.
+def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConfig, *,
+             sample_shape: tuple[int, ...] | None = None, eval_source: ImageSource | None = None,
+             eval_transforms: Transforms | None = None, workdir: str | Path | None = None,
+             progress: Progress = silent) -> CompressResult | None:
+    """Run PRACTISE on ``teacher`` (left untouched) with ``tiny_set`` (images, or token
+    sequences for a token model: an HF model taking ``input_ids`` is wrapped as a
+    ``practise.text.SequenceModel``, and the result's model is that wrapper).
 
-    ``sample_shape`` is one input without batch dimension, e.g. (3, 224, 224); for a token
-    model (an HF model taking ``input_ids``, wrapped as a ``practise.text.SequenceModel``;
-    the result's model is that wrapper) (2, tokens) with a ``practise.text`` tiny set.
+    ``sample_shape`` (one input without the batch dimension) defaults to the tiny set's;
+    give it to time and trace at another size (e.g. a longer sequence).
+    ``eval_source`` (images) is evaluated after recovery, for image classifiers.
     ``workdir`` keeps the per-block scores so an interrupted run resumes. Under torchrun the
     scoring is spread over the ranks (``practise.distributed``) and only rank 0 returns a
     result (None elsewhere).
     """
     began = time.perf_counter()
+    sample_shape = tuple(sample_shape or tiny_set.sample_shape)
+    if eval_source is not None and tiny_set.kind != "images":
+        raise UsageError(f"`eval_source` holds images, but the tiny set holds {tiny_set.kind}: evaluate a token "
+                         "model on held-out text instead")
     device = resolve_device(config.device)
     if RECOVERY_METHODS[config.recovery.method].needs_labels:
         tiny_set.label_tensor()  # fail before the long steps if labels are missing
@@ -204,20 +212,26 @@ def compress(teacher: nn.Module, tiny_set: TinySet, sample_shape: tuple[int, ...
         t = time.perf_counter()
         try:
             evaluation = evaluate_models({"teacher": teacher, "compressed": student}, eval_source,
-                                         eval_transforms or tiny_set.transforms, device, reference="teacher")
-        except ValueError as exc:  # e.g. no readable image: keep the finished work, say why accuracy is missing
+                                         eval_transforms or tiny_set.transforms, device,  # type: ignore[attr-defined]
+                                         reference="teacher")
+        except PractiseError as exc:  # e.g. no readable image: keep the finished work, say why accuracy is missing
             log.warning("evaluation failed, the result is reported without accuracy: %s", exc)
             evaluation_error = str(exc)
         timings["evaluation_s"] = time.perf_counter() - t
+    decode = None
+    if is_causal_lm(unwrap(teacher)):  # what a chat user waits for per token, beside the prefill selected by
+        t = time.perf_counter()
+        decode = decode_record(unwrap(teacher), unwrap(student), sample_shape[-1])
+        timings["decode_latency_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - began
     report = build_report(teacher, student, sample_shape, info, order, r_b, scores, selection, config, tiny_set,
                           losses, evaluation, block_latency, latency_settings, timings)
-    report.evaluation_error = evaluation_error
+    report.evaluation_error, report.decode = evaluation_error, decode
     return CompressResult(student, info.blocks, scores, selection, info.feature_layer, report)
 
 
 def ranking_inputs(criterion: str, names: list[str], r_b: dict[str, float], scores: list[BlockScore], teacher: nn.Module,
-                   tiny_set: TinySet, seed: int) -> RankingInputs:
+                   tiny_set: TinySetProtocol, seed: int) -> RankingInputs:
     """Everything ``criterion`` ranks from (the tiny set's images only if it asks for them)."""
     wants_images = CRITERIA.get(criterion).needs_images
     return RankingInputs(names, r_b, seed=seed, scores={s.block: s.score for s in scores} if scores else None,
@@ -235,7 +249,7 @@ def select(teacher: nn.Module, sample_shape: tuple[int, ...], order: list[str], 
 
 
 def build_report(teacher, student, sample_shape, info: Inspection, order: list[str], r_b: dict[str, float],
-                 scores: list[BlockScore], selection: Selection, config: CompressConfig, tiny_set: TinySet, losses,
+                 scores: list[BlockScore], selection: Selection, config: CompressConfig, tiny_set: TinySetProtocol, losses,
                  evaluation, block_latency, latency_settings, timings) -> CompressReport:
     example = example_input(teacher, sample_shape)
     flops_before = info.flops
@@ -260,8 +274,7 @@ def build_report(teacher, student, sample_shape, info: Inspection, order: list[s
         model=ModelInfo(getattr(teacher, "practise_arch", None), info.feature_layer, list(sample_shape),
                         info.chain is not None),
         config=asdict(config),
-        tiny_set=TinySetInfo(len(tiny_set), tiny_set.labels is not None, tiny_set.skipped, tiny_set.non_images,
-                             tiny_set.identifiers, tiny_set.kind),
+        tiny_set=tiny_set.info(),
         candidates=candidates,
         selection=SelectionInfo("count" if config.num_blocks is not None else "latency target", config.target_latency,
                                 config.num_blocks, selection.blocks, selection.predicted_reduction,

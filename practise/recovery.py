@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data.tinyset import TinySet
+from .tiny_set import TinySetProtocol
 from .features import as_format, feature_mse, forward_features
 from .inputs import token_mask
 from .modes import eval_mode, flush_denormals, on_device
@@ -21,7 +21,7 @@ from .model_output import logits
 from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .precision import autocast, check_autocast, full_precision
 from .progress import Progress, silent
-from .registry import Registry
+from .registry import Registry, named
 from .errors import UsageError, NonFiniteError
 
 log = logging.getLogger(__name__)
@@ -67,18 +67,17 @@ class RecoveryMethod:
 RECOVERY_METHODS: Registry[RecoveryMethod] = Registry("recovery method")
 
 
-def register_recovery(cls: type[RecoveryMethod]) -> type[RecoveryMethod]:
-    """Class decorator: an instance of ``cls`` becomes the recovery method ``cls.name``."""
-    RECOVERY_METHODS.register(cls.name, cls())
-    return cls
+def register_recovery(name: str, method: RecoveryMethod | type[RecoveryMethod] | None = None):
+    """Add a recovery method (an instance, or a subclass to instantiate) under ``name``, a
+    valid ``RecoveryConfig.method`` value. Without ``method``, a class decorator."""
+    return RECOVERY_METHODS.add(name, method, lambda m: named(m, name))
 
 
-@register_recovery
+@register_recovery("mimic")
 class FeatureMimic(RecoveryMethod):
     """MSE between student and teacher feature maps before global pooling; no labels.
     The classifier gets no gradient (the forward stops at the feature layer)."""
 
-    name = "mimic"
 
     def losses(self, student, teacher, x, y, feature_layer, config):
         with torch.no_grad(), full_precision(x.device):
@@ -87,11 +86,10 @@ class FeatureMimic(RecoveryMethod):
         return {"loss": feature_mse(out, target, token_mask(teacher, x))}
 
 
-@register_recovery
+@register_recovery("ce")
 class CrossEntropy(RecoveryMethod):
     """Plain finetuning on the labelled tiny set (the paper's BP baseline)."""
 
-    name = "ce"
     needs_labels = True
     default_lr = 1e-4
 
@@ -103,13 +101,12 @@ class CrossEntropy(RecoveryMethod):
         return {"loss": F.cross_entropy(out.float(), y)}
 
 
-@register_recovery
+@register_recovery("kd")
 class LogitDistillation(RecoveryMethod):
     """Hinton's KD on logits: KL(teacher || student) at temperature T, times T^2; no labels.
     Per-token logits (batch, tokens, vocabulary) of a language model: the KL per real token
     (padding left out), averaged."""
 
-    name = "kd"
 
     def losses(self, student, teacher, x, y, feature_layer, config):
         t = config.kd_temperature
@@ -132,7 +129,7 @@ def divergence_message(what: str, step: int, loss: float, lr: float, parameter: 
     return f"{what} diverged at step {step} (loss {loss}) with lr {lr}; lower it ({parameter})"
 
 
-def recover_(student: nn.Module, teacher: nn.Module, tiny_set: TinySet, feature_layer: str,
+def recover_(student: nn.Module, teacher: nn.Module, tiny_set: TinySetProtocol, feature_layer: str,
             config: RecoveryConfig, device: torch.device | str = "cpu", progress: Progress = silent) -> list[float]:
     """Train all of ``student``'s parameters in place; student in train mode, teacher in eval mode.
 

@@ -1,14 +1,16 @@
 """One kind of extension point: a named registry.
 
 Every pluggable kind in practise (block-ranking criteria, latency backends, adaptor
-placement rules, recovery methods, named data sources) is a :class:`Registry`: entries
+placement rules, recovery methods, named data sources, export formats, architectures)
+is a :class:`Registry`, and every kind is added the same way: ``register_<kind>(name,
+entry)``, or ``@register_<kind>(name)`` above the entry (:meth:`Registry.add`). Entries
 are added by name, a second entry under a taken name is refused (two plug-ins silently
 replacing each other is a bug), and a lookup of an unknown name raises a ``ValueError``
 that lists the valid choices, so a typo on the command line names what would work.
 """
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 from .errors import UsageError
 
 T = TypeVar("T")
@@ -22,6 +24,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
 
     def register(self, name: str, entry: T) -> T:
+        """The primitive under ``register_<kind>``: add ``entry`` as it is."""
         if not isinstance(name, str) or not name:
             raise UsageError(f"a {self.kind} needs a non-empty name, got {name!r}")
         if name in self._entries:
@@ -29,9 +32,18 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
-    def decorator(self, name: str) -> Callable[[T], T]:
-        """``@REGISTRY.decorator("name")`` above a function or class registers it."""
-        return lambda entry: self.register(name, entry)
+    def add(self, name: str, entry: Any = None, make: Callable[[Any], T] | None = None):
+        """What every ``register_<kind>(name, entry=None)`` does: with an entry, register
+        ``make(entry)`` (``make`` turns what a user writes, e.g. a bare function or a class,
+        into the registry's entry type) and return it; without one, return a decorator that
+        registers what it decorates and gives it back unchanged."""
+        make = make or (lambda e: e)
+        if entry is None:
+            def decorate(obj):
+                self.register(name, make(obj))
+                return obj
+            return decorate
+        return self.register(name, make(entry))
 
     def unregister(self, name: str) -> T:
         """Remove an entry (tests and plug-ins that replace one on purpose)."""
@@ -62,3 +74,11 @@ class Registry(Generic[T]):
 
     def __getitem__(self, name: str) -> T:
         return self.get(name)
+
+
+def named(entry, name: str):
+    """``entry`` (an instance, or a class to instantiate) with its ``name`` attribute set to
+    the name it is registered under, so the two cannot disagree."""
+    entry = entry() if isinstance(entry, type) else entry
+    entry.name = name
+    return entry

@@ -175,7 +175,7 @@ def plot(report: CompressReport, path: str | Path) -> Path:
     return Path(path)
 
 
-OUTPUT_FILES = ("model.safetensors", "report.json", "report.md", "blocks.png")
+REPORT_FILES = ("report.json", "report.md", "blocks.png")
 
 
 def write_report_files(report: CompressReport, out_dir: str | Path) -> dict[str, Path]:

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 
 from .adaptors import adaptor_sites, insert_adaptors_
-from .data.tinyset import TinySet
+from .tiny_set import TinySetProtocol
 from .distributed import ScoringGroup, current_group
 from .features import as_format, feature_error, feature_mse, forward_features, run_chain
 from .inputs import token_mask
@@ -141,7 +141,7 @@ class _Student:
 class Scorer:
     """Scores blocks of one teacher on one tiny set; holds the caches shared by blocks."""
 
-    def __init__(self, teacher: nn.Module, tiny_set: TinySet, trace: ModelTrace, chain: list[str] | None,
+    def __init__(self, teacher: nn.Module, tiny_set: TinySetProtocol, trace: ModelTrace, chain: list[str] | None,
                  feature_layer: str, config: ScoringConfig, device: torch.device | str = "cpu"):
         self.teacher = teacher = on_device(teacher, device)  # the caller's teacher stays where it is
         self.device = torch.device(device)
@@ -256,7 +256,7 @@ def _settings_json(config: ScoringConfig) -> str:
     return json.dumps(settings, sort_keys=True)
 
 
-def scoring_fingerprint(teacher: nn.Module, tiny_set: TinySet, config: ScoringConfig, feature_layer: str) -> str:
+def scoring_fingerprint(teacher: nn.Module, tiny_set: TinySetProtocol, config: ScoringConfig, feature_layer: str) -> str:
     """Identifies what the cached scores depend on (weights, images, settings); the same on
     any thread count."""
     digest = hashlib.sha256(b"v2")
@@ -269,7 +269,7 @@ def scoring_fingerprint(teacher: nn.Module, tiny_set: TinySet, config: ScoringCo
     return digest.hexdigest()[:16]
 
 
-def legacy_scoring_fingerprint(teacher: nn.Module, tiny_set: TinySet, config: ScoringConfig,
+def legacy_scoring_fingerprint(teacher: nn.Module, tiny_set: TinySetProtocol, config: ScoringConfig,
                                feature_layer: str) -> str:
     """The fingerprint caches were written with before v2 (float sums: it matches only on the
     thread count they were written with); still accepted so those caches stay usable."""
@@ -288,7 +288,7 @@ class CacheKey:
     """What a score cache must have been written for: the current fingerprint, or the legacy
     one (computed only when a file carries something other than the current one)."""
 
-    def __init__(self, teacher: nn.Module, tiny_set: TinySet, config: ScoringConfig, feature_layer: str):
+    def __init__(self, teacher: nn.Module, tiny_set: TinySetProtocol, config: ScoringConfig, feature_layer: str):
         self._args = (teacher, tiny_set, config, feature_layer)
         self.current = scoring_fingerprint(*self._args)
         self._legacy: str | None = None

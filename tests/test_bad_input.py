@@ -334,11 +334,11 @@ def test_api_rejects_nan_teacher_and_too_many_blocks_before_any_long_step(monkey
     monkeypatch.setattr(pipeline, "block_latency_reductions", no_timing)
     teacher = tiny_resnet()
     with pytest.raises(ValueError, match="cannot drop 50 blocks: the model has"):
-        compress(teacher, tiny_set(12), (1, 16, 16), CompressConfig(num_blocks=50, device="cpu"))
+        compress(teacher, tiny_set(12), CompressConfig(num_blocks=50, device="cpu"))
     with torch.no_grad():
         teacher.layer3[0].bn1.running_var[0] = float("inf")
     with pytest.raises(ValueError, match="'layer3.0.bn1.running_var' holds 1 NaN/Inf"):
-        compress(teacher, tiny_set(12), (1, 16, 16), CompressConfig(num_blocks=1, device="cpu"))
+        compress(teacher, tiny_set(12), CompressConfig(num_blocks=1, device="cpu"))
 
 
 def test_a_model_returning_no_tensor_is_refused_at_inspection():

@@ -54,6 +54,9 @@ def test_compress_end_to_end_on_an_image_folder(tmp_path, image_folder, weights,
     assert "top1" in report["evaluation"]["compressed"] and (out / "blocks.png").stat().st_size > 1000
     markdown = (out / "report.md").read_text()
     assert "Candidate blocks" in markdown
+    card = (out / "README.md").read_text()  # the model card: what was dropped, what it cost, how to load it
+    assert all(f"`{b}`" in card for b in chosen) and "top-1 accuracy" in card and "practise.load_compressed" in card
+    assert "practise -q compress --model resnet20" in card
     # the noise warning follows the final measurement, in the JSON, the Markdown and the printed summary
     lat = report["latency"]
     low, high = report["selection"]["measured_interval"]  # the warning follows the paired interval
@@ -101,8 +104,8 @@ def test_python_api_on_a_custom_model():
     config = CompressConfig(num_blocks=2, device="cpu", scoring=ScoringConfig(iterations=5, batch_size=16),
                             recovery=RecoveryConfig(iterations=5, batch_size=16),
                             latency=LatencyConfig(batch_size=2, repeats=3, warmup=1))
-    result = compress(model, tiny_set(32), (1, 16, 16), config)
-    assert [b.name for b in result.blocks] == WEIRD_BLOCKS and result.feature_layer == "trunk"
+    result = compress(model, tiny_set(32), config)
+    assert [b.name for b in result.candidates] == WEIRD_BLOCKS and result.feature_layer == "trunk"
     assert len(result.selection.blocks) == 2 and set(result.selection.blocks) <= set(WEIRD_BLOCKS)
     for name in result.selection.blocks:
         assert isinstance(result.model.get_submodule(name), PassThrough)

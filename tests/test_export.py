@@ -52,7 +52,7 @@ def test_custom_model_needs_factory_or_instance(tmp_path):
     try:
         assert torch.equal(load_compressed(path2)(x), student(x))
     finally:
-        del registry._BUILDERS["helpers:Weird"]
+        registry.MODELS.unregister("helpers:Weird")
 
 
 def _tampered(tmp_path, name="t.safetensors", **changes):

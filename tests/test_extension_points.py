@@ -14,7 +14,7 @@ from practise.adaptors import PLACEMENT_RULES, AdaptorSite, PlacementRule, adapt
 from practise.cli import main
 from practise.compress_report import CompressReport
 from practise.criteria import CRITERIA, Criterion
-from practise.data import SOURCES, TensorSource, build_tiny_set, open_source, register_source, source_preprocessing
+from practise.data import SOURCES, NamedSource, TensorSource, build_tiny_set, open_source, register_source, source_preprocessing
 from practise.latency import BACKENDS, EagerBackend, LatencyConfig, measure_variants, register_backend
 from practise.pipeline import CompressConfig, compress
 from practise.preprocessing import resolve_preprocessing
@@ -41,7 +41,7 @@ def registered(registry: Registry, name: str, entry):
 def test_registry_refuses_duplicates_and_lists_the_valid_names():
     r = Registry("widget")
     r.register("a", 1)
-    r.decorator("b")(2)
+    assert r.add("b")(2) == 2  # the decorator form gives back what it decorates
     with pytest.raises(ValueError, match="widget 'a' is already registered"):
         r.register("a", 3)
     with pytest.raises(ValueError, match=r"unknown widget 'c'; valid choices: a, b"):
@@ -66,7 +66,7 @@ def last_blocks_first(inputs):
 
 def test_a_registered_criterion_drives_compress_without_scoring(tmp_path):
     with registered(CRITERIA, "last-first", Criterion(last_blocks_first, description="last block first")):
-        result = compress(tiny_resnet(), tiny_set(16), (1, 16, 16),
+        result = compress(tiny_resnet(), tiny_set(16),
                           CompressConfig(num_blocks=2, criterion="last-first", **FAST), workdir=tmp_path)
     assert result.selection.blocks == ["layer3.2", "layer3.1"]
     assert result.scores == [] and not (tmp_path / "scores.json").exists()  # no recoverability was needed
@@ -111,7 +111,7 @@ class CountingBackend(EagerBackend):
 
 def test_a_registered_latency_backend_times_every_variant():
     backend = CountingBackend()
-    register_backend(backend)
+    register_backend("counting-eager", backend)
     try:
         config = LatencyConfig(backend="counting-eager", repeats=3, warmup=1, batch_size=2)
         stats, settings = measure_variants(tiny_resnet(), (1, 16, 16), {"full": [], "drop": ["layer1.1"]}, config)
@@ -154,7 +154,7 @@ def test_a_registered_placement_rule_comes_before_the_generic_fallback():
     units = chain or trace.call_order
     generic = adaptor_sites(model, "1.1", trace, units)
     assert [s.module for s in generic] == ["1.0", "1.2"]  # on the stream: one adaptor per unit
-    register_placement_rule(BodyRule())  # registered after the fallback, still tried first
+    register_placement_rule("test-body", BodyRule)  # registered after the fallback, still tried first
     try:
         specific = adaptor_sites(model, "1.1", trace, units)
     finally:
@@ -169,8 +169,8 @@ def checkerboard(argument: str) -> TensorSource:
 
 
 def test_a_registered_data_source_opens_by_name_with_its_preprocessing():
-    register_source("checkerboard", checkerboard, {"image_size": 12, "mean": [0.5], "std": [0.5]},
-                    "checkerboard[:size]")
+    register_source("checkerboard", NamedSource(checkerboard, {"image_size": 12, "mean": [0.5], "std": [0.5]},
+                                                 "checkerboard[:size]"))
     try:
         source = open_source("checkerboard:12")
         assert len(source) == 4 and source.load(0, 1).shape == (1, 12, 12)
@@ -199,7 +199,7 @@ def package_imports() -> dict[str, set[str]]:
     for name, path in modules.items():
         package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
         deps = set()
-        for node in ast.parse(path.read_text()).body:
+        for node in ast.walk(ast.parse(path.read_text())):  # imports inside functions too
             if isinstance(node, ast.ImportFrom):
                 base = ".".join(package[:len(package) - node.level + 1] + [node.module or ""]).rstrip(".") \
                     if node.level else node.module
@@ -236,3 +236,38 @@ def test_committed_reports_round_trip_through_the_typed_report(run):
     report = CompressReport.from_dict(data)
     assert json.dumps(report.to_dict()) == json.dumps(data)
     assert to_markdown(report) == (folder / "report.md").read_text()
+
+
+REGISTER_FUNCTIONS = ["register_criterion", "register_backend", "register_placement_rule", "register_recovery",
+                      "register_source", "register_exporter", "register_model"]
+
+
+@pytest.mark.parametrize("function", REGISTER_FUNCTIONS)
+def test_every_kind_registers_the_same_way(function):
+    """register_<kind>(name, entry) or @register_<kind>(name): one shape, exported at the top."""
+    import inspect
+
+    import practise
+
+    register = getattr(practise, function)
+    assert list(inspect.signature(register).parameters)[:2][0] == "name"
+    assert len(inspect.signature(register).parameters) == 2
+    registry = {"register_criterion": CRITERIA, "register_backend": BACKENDS, "register_placement_rule": PLACEMENT_RULES,
+                "register_recovery": RECOVERY_METHODS, "register_source": SOURCES,
+                "register_exporter": practise.export.EXPORTERS, "register_model": practise.models.MODELS}[function]
+    entry = {"register_criterion": lambda inputs: list(inputs.names), "register_backend": EagerBackend,
+             "register_placement_rule": BodyRule, "register_recovery": type(RECOVERY_METHODS.get("mimic")),
+             "register_source": checkerboard, "register_exporter": practise.export.EXPORTERS.get("onnx"),
+             "register_model": lambda: nn.Identity()}[function]
+    try:
+        assert register("shape-test-a")(entry) is entry  # decorator: gives back what it decorates
+        register("shape-test-b", entry)                  # plain call
+        assert {"shape-test-a", "shape-test-b"} <= set(registry.names())
+        with pytest.raises(ValueError, match="already registered"):
+            register("shape-test-b", entry)
+        if hasattr(registry.get("shape-test-b"), "name") and not callable(registry.get("shape-test-b")):
+            assert registry.get("shape-test-b").name == "shape-test-b"
+    finally:
+        for name in ("shape-test-a", "shape-test-b"):
+            if name in registry:
+                registry.unregister(name)

@@ -72,7 +72,7 @@ class SimulatedVariant:
 @contextmanager
 def noisy_clock(seed: int):
     backend = NoisyClockBackend(seed)
-    register_backend(backend)
+    register_backend(backend.name, backend)
     try:
         yield backend
     finally:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from practise import machine
-from practise.cli import common
+from practise.precision import resolve_autocast
 
 XEON = {"cpu": "Intel(R) Xeon(R) Processor", "cores": 2, "torch_threads": 2, "torch": "2.13.0",
         "fp32_gflops": 369.0, "bf16_gflops": 2506.0}
@@ -54,12 +54,14 @@ def test_auto_autocast_follows_the_measurement(monkeypatch, caplog):
     slow_bf16 = dict(XEON, bf16_gflops=194.0, fp32_gflops=316.0)  # flags say bf16, kernels don't use it
     monkeypatch.setattr(machine, "machine_info", lambda: slow_bf16)
     with caplog.at_level(logging.INFO, logger="practise"):
-        assert common.autocast_setting("auto", "cpu") is None
+        assert resolve_autocast("auto", "cpu") is None
     assert "0.6x" in caplog.text
     monkeypatch.setattr(machine, "machine_info", lambda: XEON)
-    assert common.autocast_setting("auto", "cpu") == "bfloat16"
-    assert common.autocast_setting("none", "cpu") is None
-    assert common.autocast_setting("bfloat16", "cpu") == "bfloat16"
+    assert resolve_autocast("auto", "cpu") == "bfloat16"
+    assert resolve_autocast("none", "cpu") is None
+    assert resolve_autocast("bfloat16", "cpu") == "bfloat16"
+    with pytest.raises(ValueError, match="valid choices: auto, none, bfloat16"):
+        resolve_autocast("fp8", "cpu")
 
 
 def test_description_names_usable_cores_and_isa_limits():

@@ -49,7 +49,7 @@ def test_models_returning_tuples_or_dicts_compress_end_to_end(make, method):
     images = torch.stack(tiny.images)
     evaluation = TensorSource(images, tiny.labels)
     config = CompressConfig(num_blocks=2, recovery=RecoveryConfig(method=method, iterations=2, batch_size=8), **FAST)
-    result = compress(teacher, tiny, (1, 16, 16), config, evaluation)
+    result = compress(teacher, tiny, config, eval_source=evaluation)
     assert len(result.selection.blocks) == 2 and all(b.startswith("net.") for b in result.selection.blocks)
     assert 0 <= result.report.evaluation["compressed"]["top1"] <= 1
 

@@ -161,11 +161,10 @@ def test_unknown_hf_package_is_one_line(tmp_path, capsys):
     assert code == 2 and "neither a folder nor an installed Python package" in err and len(err.splitlines()) == 1
 
 
-@pytest.mark.slow
-def test_compress_cli_on_a_local_causal_lm_reports_decode_latency_and_reloads(hf_folder, sentences, tmp_path):
-    from practise.cli import main
-
-    folder = tmp_path / "tiny-llama"
+@pytest.fixture(scope="module")
+def llama_folder(hf_folder, tmp_path_factory):
+    """A tiny random Llama causal LM with a tokenizer, saved like any HF model folder."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = transformers.AutoTokenizer.from_pretrained(hf_folder)
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
@@ -173,17 +172,50 @@ def test_compress_cli_on_a_local_causal_lm_reports_decode_latency_and_reloads(hf
         intermediate_size=64))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    out = tmp_path / "out"
-    code = main(["compress", "--model", f"hf:{folder}", "--data", str(sentences), "--num-examples", "24",
-                 "--num-blocks", "1", "--granularity", "layer", "--score-iterations", "3", "--recovery-iterations", "3",
-                 "--repeats", "3", "--max-repeats", "6", "--out", str(out), "-q"])
-    assert code in (0, None)
+    return folder
+
+
+def check_saved_causal_lm(out, dropped: list[str]):
     report = json.loads((out / "report.json").read_text())
     assert report["decode"]["teacher_ms"] > 0 and report["decode"]["compressed_ms"] > 0
+    assert report["selection"]["blocks"] == dropped
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(out / "model", local_files_only=True)
     assert reloaded.config.num_hidden_layers == 3
     prompt = torch.tensor([[5, 6, 7]])
     assert reloaded.generate(prompt, max_new_tokens=3, min_new_tokens=3, do_sample=False, pad_token_id=0).shape == (1, 6)
+    card = (out / "model" / "README.md").read_text()
+    assert f"`{dropped[0]}`" in card and "AutoModelForCausalLM.from_pretrained" in card and "decode" in card
+    return report, card
+
+
+@pytest.mark.slow
+def test_compress_cli_on_a_local_causal_lm_reports_decode_latency_and_reloads(llama_folder, sentences, tmp_path):
+    from practise.cli import main
+
+    out = tmp_path / "out"
+    argv = ["compress", "--model", f"hf:{llama_folder}", "--data", str(sentences), "--num-examples", "24",
+            "--num-blocks", "1", "--granularity", "layer", "--score-iterations", "3", "--recovery-iterations", "3",
+            "--repeats", "3", "--max-repeats", "6", "--out", str(out), "-q"]
+    assert main(argv) in (0, None)
+    report, card = check_saved_causal_lm(out, json.loads((out / "report.json").read_text())["selection"]["blocks"])
+    assert "practise compress --model" in card  # the command that made it
+
+
+@pytest.mark.slow
+def test_the_python_api_writes_what_the_cli_writes_for_a_causal_lm(llama_folder, sentences, tmp_path):
+    """compress + write_compressed_outputs: decode latency, the stock HF folder, the model card."""
+    from practise import CompressConfig, LatencyConfig, RecoveryConfig, ScoringConfig, compress, write_compressed_outputs
+    from practise.text import build_text_tiny_set, load_hf
+
+    bundle = load_hf(f"hf:{llama_folder}")
+    tiny = build_text_tiny_set(sentences, bundle.tokenizer, 24, torch.Generator().manual_seed(0))
+    result = compress(bundle.model, tiny, CompressConfig(
+        num_blocks=1, scoring=ScoringConfig(iterations=3), recovery=RecoveryConfig(iterations=3),
+        latency=LatencyConfig(repeats=3, max_repeats=6)))
+    written = write_compressed_outputs(result, bundle.model, out_dir=tmp_path / "out", tokenizer=bundle.tokenizer)
+    assert set(written.paths) == {"model", "report.json", "report.md", "blocks.png"}
+    check_saved_causal_lm(tmp_path / "out", result.selection.blocks)
+    assert transformers.AutoTokenizer.from_pretrained(tmp_path / "out" / "model")("a b")["input_ids"]
 
 
 @pytest.mark.slow
@@ -243,7 +275,7 @@ def test_compress_takes_a_plain_hf_model_in_python(hf_folder, sentences):
     bundle = load_hf(f"hf:{hf_folder}")
     plain = bundle.model.model  # a BertModel, as a user has it
     tiny = build_text_tiny_set(sentences, bundle.tokenizer, 12, torch.Generator().manual_seed(0), max_length=12)
-    result = compress(plain, tiny, tiny.sample_shape, CompressConfig(
+    result = compress(plain, tiny, CompressConfig(
         num_blocks=1, scoring=ScoringConfig(iterations=2), recovery=RecoveryConfig(iterations=2),
         latency=LatencyConfig(repeats=3, max_repeats=6)))
     assert isinstance(result.model, SequenceModel) and result.selection.blocks[0].startswith("model.encoder.layer.")

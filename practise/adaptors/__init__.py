@@ -12,11 +12,11 @@ from .resnet_basic import ResNetBasicRule
 from .resnet_bottleneck import ResNetBottleneckRule
 from .token_stream import TokenStreamRule
 
-register_placement_rule(ResNetBasicRule())
-register_placement_rule(ResNetBottleneckRule())
-register_placement_rule(MobileNetV2Rule())
-register_placement_rule(TokenStreamRule())
-register_placement_rule(GenericStreamRule())
+register_placement_rule("resnet-basic", ResNetBasicRule())
+register_placement_rule("resnet-bottleneck", ResNetBottleneckRule())
+register_placement_rule("mobilenet-v2", MobileNetV2Rule())
+register_placement_rule("token-stream", TokenStreamRule())
+register_placement_rule("generic-stream", GenericStreamRule())
 
 __all__ = ["PLACEMENT_RULES", "Adaptor", "AdaptorSite", "TokenAdaptor", "PlacementRule", "conv_site", "ordered_rules",
            "register_placement_rule", "adaptor_sites", "block_group", "insert_adaptors_", "unit_sites"]

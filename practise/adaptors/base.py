@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..registry import Registry
+from ..registry import Registry, named
 from ..tracing import ModelTrace
 
 WRITER, READER = "writer", "reader"
@@ -69,8 +69,10 @@ class PlacementRule:
 PLACEMENT_RULES: Registry[PlacementRule] = Registry("adaptor placement rule")
 
 
-def register_placement_rule(rule: PlacementRule) -> PlacementRule:
-    return PLACEMENT_RULES.register(rule.name, rule)
+def register_placement_rule(name: str, rule: PlacementRule | type[PlacementRule] | None = None):
+    """Add a placement rule (an instance, or a subclass to instantiate) under ``name``;
+    rules are tried in registration order, ``fallback`` ones last. Without ``rule``, a decorator."""
+    return PLACEMENT_RULES.add(name, rule, lambda r: named(r, name))
 
 
 def ordered_rules() -> list[PlacementRule]:

@@ -9,7 +9,6 @@ from .base import WRITER, AdaptorSite, PlacementRule
 
 
 class GenericStreamRule(PlacementRule):
-    name = "generic-stream"
     fallback = True
 
     def sites(self, unit_name, unit, role, trace) -> list[AdaptorSite] | None:

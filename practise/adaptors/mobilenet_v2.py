@@ -8,7 +8,6 @@ from .base import WRITER, AdaptorSite, PlacementRule, conv_site
 
 
 class MobileNetV2Rule(PlacementRule):
-    name = "mobilenet-v2"
 
     def sites(self, unit_name, unit, role, trace) -> list[AdaptorSite] | None:
         body = getattr(unit, "conv", None)

@@ -20,7 +20,6 @@ def has_convs(unit: nn.Module, *names: str) -> bool:
 
 
 class ResNetBasicRule(PlacementRule):
-    name = "resnet-basic"
 
     def sites(self, unit_name, unit, role, trace) -> list[AdaptorSite] | None:
         if not has_convs(unit, "conv1", "conv2") or has_convs(unit, "conv3"):

@@ -7,7 +7,6 @@ from .resnet_basic import downsample_conv, has_convs
 
 
 class ResNetBottleneckRule(PlacementRule):
-    name = "resnet-bottleneck"
 
     def sites(self, unit_name, unit, role, trace) -> list[AdaptorSite] | None:
         if not has_convs(unit, "conv1", "conv2", "conv3"):

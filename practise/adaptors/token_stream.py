@@ -7,7 +7,6 @@ from .base import WRITER, AdaptorSite, PlacementRule
 
 
 class TokenStreamRule(PlacementRule):
-    name = "token-stream"
 
     def sites(self, unit_name, unit, role, trace) -> list[AdaptorSite] | None:
         shape = trace.output_shapes.get(unit_name) if role == WRITER else trace.input_shapes.get(unit_name)

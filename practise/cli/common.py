@@ -9,21 +9,21 @@ from pathlib import Path
 import torch
 
 from ..artifacts import check_writable_folder
-from ..compress_report import CompressReport
 from ..data import Transforms, build_tiny_set, open_source
 from ..device import resolve_device
 from ..latency import LatencyConfig
-from ..machine import bf16_pays_off, bf16_speedup
+from ..precision import resolve_autocast
 from ..model_io import input_channels, load_model
 from ..pipeline import CompressConfig
 from ..preprocessing import Preprocessing, resolve_preprocessing
 from ..progress import Progress
 from ..recovery import RecoveryConfig
-from ..report import summary_rows
 from ..scoring import ScoringConfig
 from ..seeding import seed_everything
 from ..synthesis import SynthesisConfig
+from ..text import SequenceModel, load_hf
 from .arguments import csv
+from .text import is_hf_spec, token_shape
 
 log = logging.getLogger("practise")
 
@@ -65,32 +65,12 @@ def latency_config(a) -> LatencyConfig:
 
 def scoring_config(a) -> ScoringConfig:
     return ScoringConfig(iterations=a.score_iterations, protocol=a.score_protocol, lr=a.score_lr, seed=a.seed,
-                         autocast=autocast_setting(getattr(a, "score_autocast", "none"), a.device))
-
-
-def autocast_setting(choice: str, device: str) -> str | None:
-    """--score-autocast / --recovery-autocast as a config value; "auto" decided here (the
-    config, and so the score cache and the report, record what was used)."""
-    if choice == "auto":
-        return auto_autocast(device)
-    return None if choice == "none" else choice
-
-
-def auto_autocast(device: str) -> str | None:
-    """bf16 on a CPU whose measured bf16 speed (matmul and small convs) makes it worth it, else float32
-    (a CUDA/MPS device keeps float32: its speed does not come from this choice here)."""
-    if resolve_device(device).type != "cpu":
-        return None
-    speedup = bf16_speedup()
-    chosen = "bfloat16" if bf16_pays_off() else None
-    log.info("autocast auto: %s (bf16 over float32, the lower of matmul and conv: %s)", chosen or "float32",
-             "no native bf16" if speedup is None else f"{speedup:.1f}x")
-    return chosen
+                         autocast=resolve_autocast(getattr(a, "score_autocast", "none"), a.device))
 
 
 def recovery_config(a) -> RecoveryConfig:
     return RecoveryConfig(method=a.recovery, iterations=a.recovery_iterations, lr=a.recovery_lr, seed=a.seed,
-                          autocast=autocast_setting(getattr(a, "recovery_autocast", "none"), a.device))
+                          autocast=resolve_autocast(getattr(a, "recovery_autocast", "none"), a.device))
 
 
 def synthesis_config(a) -> SynthesisConfig:
@@ -109,11 +89,7 @@ def compress_config(a) -> CompressConfig:
 # ---- model, preprocessing, data --------------------------------------------------------
 
 def model_from_args(a) -> torch.nn.Module:
-    from .text import is_hf_spec
-
     if is_hf_spec(a.model):
-        from ..text import load_hf
-
         return load_hf(a.model).model
     return load_model(a.model, a.weights, num_classes=a.num_classes, in_channels=a.in_channels)
 
@@ -139,9 +115,6 @@ def sample_shape(transforms: Transforms) -> tuple[int, int, int]:
 
 def shape_for(a, model: torch.nn.Module) -> tuple[int, int, int]:
     """The input shape alone (blocks, latency): only a defaulted size is worth a warning."""
-    from ..text import SequenceModel
-    from .text import token_shape
-
     if isinstance(model, SequenceModel):
         return token_shape(a)
     pre = resolve_preprocessing(model, input_channels(model), None, a.image_size)
@@ -163,22 +136,3 @@ def tiny_set_from_args(a, transforms: Transforms):
 def check_workdir(workdir: str | None) -> None:
     if workdir:
         check_writable_folder(workdir, "--workdir")
-
-
-def print_summary(report: CompressReport, out: Path, written: list[Path] | None = None) -> None:
-    rows = summary_rows(report)
-    width = max(len(r[0]) for r in rows) + 2
-    print(f"\n{'':<{width}}{'before':>18}{'after':>18}")
-    for name, before, after in rows:
-        if name == "dropped blocks":
-            print(f"{name:<{width}}{after}")
-        else:
-            print(f"{name:<{width}}{before:>18}{after:>18}")
-    if report.latency.warning:
-        print(f"\nwarning: {report.latency.warning}")
-    if (report.preprocessing or {}).get("note"):
-        print(f"\nnote: {report.preprocessing['note']}")
-    if report.evaluation_error:
-        print(f"\nwarning: no accuracy: {report.evaluation_error}")
-    written = written or [out / f for f in ("model.safetensors", "report.md", "report.json", "blocks.png")]
-    print(f"\nwrote {', '.join(str(p) for p in written)}")

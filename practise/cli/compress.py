@@ -8,10 +8,11 @@ from ..pipeline import check_against_model, compress
 from .arguments import (POSITIVE, add_candidate_args, add_criterion_arg, add_data_args, add_latency_args,
                         add_model_args, add_output_args, add_recovery_args, add_scoring_args, add_synthesis_args,
                         latency_target)
-from .common import (check_workdir, compress_config, model_from_args, preprocessing_for, print_summary, progress_for,
-                     sample_shape, tiny_set_from_args)
+from .common import (check_workdir, compress_config, model_from_args, preprocessing_for, progress_for, sample_shape,
+                     tiny_set_from_args)
+from .summary import print_summary
 from .synthesize import synthesize_from_args
-from .text import is_hf_spec, run_text_compress
+from .text import command_line, is_hf_spec, run_text_compress
 from ..errors import UsageError
 
 
@@ -52,9 +53,9 @@ def run(a) -> None:
         synthesize_from_args(a, model, transforms, a.data_free, out / "synthesized", a.overwrite)
         a.data, a.num_images = str(out / "synthesized"), a.data_free
     tiny = tiny_set_from_args(a, transforms)
-    result = compress(model, tiny, sample_shape(transforms), config, eval_source, transforms,
+    result = compress(model, tiny, config, eval_source=eval_source, eval_transforms=transforms,
                       workdir=a.workdir or out / "work", progress=progress_for(a))
     if result is None:  # a torchrun rank other than 0: its share of the scoring is done
         return
-    written = write_compressed_outputs(result, model, preprocessing, out, a.overwrite)
-    print_summary(written.report, out)
+    written = write_compressed_outputs(result, model, preprocessing, out, a.overwrite, command=command_line(a))
+    print_summary(written.report, written.paths.values())

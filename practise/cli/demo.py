@@ -13,7 +13,9 @@ from ..scoring import ScoringConfig
 from ..seeding import seed_everything
 from .arguments import (POSITIVE, add_device_arg, add_eval_limit_arg, add_latency_args, add_output_args,
                         add_recovery_autocast_arg, add_score_autocast_arg, add_seed_arg, int_at_least, latency_target)
-from .common import compress_config, print_summary, progress_for
+from .common import compress_config, progress_for
+from .summary import print_summary
+from .text import command_line
 
 
 def add_parser(sub, common) -> None:
@@ -52,7 +54,7 @@ def run(a) -> None:
           f"scoring {a.score_iterations} ({precision['scoring']}) and recovery {a.recovery_iterations} "
           f"({precision['recovery']}) iterations per block/model.")
     test = demo_source("test")
-    result = compress(teacher, tiny, (1, 28, 28), config, HeadSource(test, a.eval_limit or len(test)), transforms,
-                      workdir=out / "work", progress=progress_for(a))
-    written = write_compressed_outputs(result, teacher, preprocessing, out, a.overwrite)
-    print_summary(written.report, out)
+    result = compress(teacher, tiny, config, eval_source=HeadSource(test, a.eval_limit or len(test)),
+                      eval_transforms=transforms, workdir=out / "work", progress=progress_for(a))
+    written = write_compressed_outputs(result, teacher, preprocessing, out, a.overwrite, command=command_line(a))
+    print_summary(written.report, written.paths.values())

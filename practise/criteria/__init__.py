@@ -1,7 +1,7 @@
 """Orders in which to drop blocks: PRACTISE's score and the criteria it is compared with.
 
 A new criterion is one file with a ``RankingInputs -> list[str]`` function plus one
-``register_criterion`` line (below for the built-in ones; anywhere for a plug-in).
+``register_criterion(name, Criterion(...))`` line (below for the built-in ones; anywhere for a plug-in).
 
 * ``practise``: score R_b / r_b ascending (needs recoverability scores).
 * ``random``: a seeded shuffle.
@@ -16,11 +16,12 @@ from .last_layers import rank_last
 from .practise_score import rank_practise
 from .random_order import rank_random
 
-register_criterion("practise", rank_practise, needs_scores=True,
-                   description="recoverability / latency saving, lowest first (the paper)")
-register_criterion("random", rank_random, description="a seeded shuffle")
-register_criterion("latency", rank_latency, description="largest latency saving first")
-register_criterion("cosine", rank_cosine, needs_images=True, description="smallest 1 - cos(block input, output) first")
-register_criterion("last", rank_last, description="the deepest blocks first")
+register_criterion("practise", Criterion(rank_practise, needs_scores=True,
+                                         description="recoverability / latency saving, lowest first (the paper)"))
+register_criterion("random", Criterion(rank_random, description="a seeded shuffle"))
+register_criterion("latency", Criterion(rank_latency, description="largest latency saving first"))
+register_criterion("cosine", Criterion(rank_cosine, needs_images=True,
+                                       description="smallest 1 - cos(block input, output) first"))
+register_criterion("last", Criterion(rank_last, description="the deepest blocks first"))
 
 __all__ = ["CRITERIA", "Criterion", "RankingInputs", "rank_blocks", "register_criterion", "cosine_dissimilarity"]

@@ -39,11 +39,15 @@ class Criterion:
 CRITERIA: Registry[Criterion] = Registry("criterion")
 
 
-def register_criterion(name: str, rank: Callable[[RankingInputs], list[str]], needs_scores: bool = False,
-                       needs_images: bool = False, description: str = "") -> Criterion:
-    """Add a criterion under ``name`` (refused if taken); it is then a valid
-    ``CompressConfig.criterion`` and ``--criterion`` value."""
-    return CRITERIA.register(name, Criterion(rank, needs_scores, needs_images, description))
+def as_criterion(entry: Criterion | Callable[[RankingInputs], list[str]]) -> Criterion:
+    return entry if isinstance(entry, Criterion) else Criterion(entry)
+
+
+def register_criterion(name: str, criterion: Criterion | Callable[[RankingInputs], list[str]] | None = None):
+    """Add a criterion under ``name`` (refused if taken): a :class:`Criterion`, or a bare
+    ranking function (then it needs neither scores nor images). It is then a valid
+    ``CompressConfig.criterion`` value. Without ``criterion``, a decorator."""
+    return CRITERIA.add(name, criterion, as_criterion)
 
 
 def need(inputs: RankingInputs, field: str, criterion: str):

@@ -29,9 +29,11 @@ class NamedSource:
 SOURCES: Registry[NamedSource] = Registry("data source")
 
 
-def register_source(name: str, open: Callable[[str], ImageSource], preprocessing: dict | None = None,
-                    usage: str = "") -> NamedSource:
-    return SOURCES.register(name, NamedSource(open, preprocessing, usage or name))
+def register_source(name: str, source: NamedSource | Callable[[str], ImageSource] | None = None):
+    """Add a named data set: a :class:`NamedSource`, or a bare ``argument -> ImageSource``
+    function (then it implies no preprocessing). ``--data name[:argument]`` opens it.
+    Without ``source``, a decorator."""
+    return SOURCES.add(name, source, lambda s: s if isinstance(s, NamedSource) else NamedSource(s))
 
 
 def _no_argument(name: str, make: Callable[[], ImageSource]) -> Callable[[str], ImageSource]:
@@ -71,13 +73,13 @@ def source_preprocessing(spec: str | Path) -> dict | None:
     return dict(found[0].preprocessing) if found and found[0].preprocessing else None
 
 
-register_source("fashion-mnist", fashion_mnist.open_fashion_mnist, fashion_mnist.PREPROCESSING,
-                "fashion-mnist:train | fashion-mnist:test [@/folder/with/idx]")
-register_source("demo", fashion_mnist.demo_source, fashion_mnist.PREPROCESSING,
-                "demo:train | demo:test (the Fashion-MNIST subset shipped with the package)")
-register_source("sklearn-digits", _no_argument("sklearn-digits", out_of_domain.sklearn_digits), None,
-                "sklearn-digits (unlabelled, out of domain)")
-register_source("photo-crops", _no_argument("photo-crops", out_of_domain.photo_crops), None,
-                "photo-crops (unlabelled, out of domain)")
-register_source("gaussian-noise", _no_argument("gaussian-noise", out_of_domain.gaussian_noise), None,
-                "gaussian-noise (unlabelled, out of domain)")
+register_source("fashion-mnist", NamedSource(fashion_mnist.open_fashion_mnist, fashion_mnist.PREPROCESSING,
+                                             "fashion-mnist:train | fashion-mnist:test [@/folder/with/idx]"))
+register_source("demo", NamedSource(fashion_mnist.demo_source, fashion_mnist.PREPROCESSING,
+                                    "demo:train | demo:test (the Fashion-MNIST subset shipped with the package)"))
+register_source("sklearn-digits", NamedSource(_no_argument("sklearn-digits", out_of_domain.sklearn_digits), None,
+                                              "sklearn-digits (unlabelled, out of domain)"))
+register_source("photo-crops", NamedSource(_no_argument("photo-crops", out_of_domain.photo_crops), None,
+                                           "photo-crops (unlabelled, out of domain)"))
+register_source("gaussian-noise", NamedSource(_no_argument("gaussian-noise", out_of_domain.gaussian_noise), None,
+                                              "gaussian-noise (unlabelled, out of domain)"))

@@ -9,6 +9,7 @@ import torch
 from .sampling import sample_tiny_set
 from .sources import ImageSource, UnreadableImage
 from .transforms import Transforms, resize_shorter
+from ..compress_report import TinySetInfo
 from ..errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,15 @@ class TinySet:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        c = self.transforms.config
+        return (c.channels, c.image_size, c.image_size)
+
+    def info(self) -> TinySetInfo:
+        return TinySetInfo(len(self), self.labels is not None, self.skipped, self.non_images, self.identifiers,
+                           self.kind)
 
     def eval_tensor(self) -> torch.Tensor:
         """All images under the evaluation transform, (N, C, H, W) float; computed once."""

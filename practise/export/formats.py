@@ -148,9 +148,17 @@ class Exporter:
 
 
 EXPORTERS: Registry[Exporter] = Registry("export format")
-EXPORTERS.register("onnx", Exporter(".onnx", _write_onnx))
-EXPORTERS.register("torchscript", Exporter(".torchscript.pt", _write_torchscript))
-EXPORTERS.register("torch-export", Exporter(".pt2", _write_torch_export))
+
+
+def register_exporter(name: str, exporter: Exporter | None = None):
+    """Add an export format under ``name`` (a valid ``export_model(formats=)`` value).
+    Without ``exporter``, a decorator."""
+    return EXPORTERS.add(name, exporter)
+
+
+register_exporter("onnx", Exporter(".onnx", _write_onnx))
+register_exporter("torchscript", Exporter(".torchscript.pt", _write_torchscript))
+register_exporter("torch-export", Exporter(".pt2", _write_torch_export))
 
 
 def export_model(model: nn.Module, sample_shape: tuple[int, ...], out_dir: str | Path, formats: list[str],

@@ -4,13 +4,14 @@ line below."""
 from .backend import BACKENDS, LatencyBackend, Runnable, register_backend
 from .eager import EagerBackend
 from .onnxruntime_backend import OnnxRuntimeBackend
-from .measure import (DTYPES, FULL, LatencyConfig, LatencySettings, LatencyStats, measure_models, measure_variants,
+from .config import DTYPES, LatencyConfig
+from .measure import (FULL, LatencySettings, LatencyStats, measure_models, measure_variants,
                       noise_warning, reduction)
 from .savings import (BlockLatency, Saving, block_latency_reductions, interval_warning, measure_saving, paired_savings,
                       structural_groups)
 
-register_backend(EagerBackend())
-register_backend(OnnxRuntimeBackend())  # needs onnxruntime installed when used
+register_backend("eager", EagerBackend())
+register_backend("onnxruntime", OnnxRuntimeBackend())  # needs onnxruntime installed when used
 
 __all__ = ["BACKENDS", "LatencyBackend", "Runnable", "register_backend", "EagerBackend", "OnnxRuntimeBackend", "DTYPES", "FULL",
            "LatencyConfig", "LatencySettings", "LatencyStats", "block_latency_reductions", "measure_models",

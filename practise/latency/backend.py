@@ -10,15 +10,13 @@ subclass plus one ``register_backend`` line.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager
 
 import torch
 import torch.nn as nn
 
-from ..registry import Registry
-
-if TYPE_CHECKING:
-    from .measure import LatencyConfig
+from ..registry import named
+from .config import BACKENDS, LatencyConfig
 
 # entered (outside the timed region) for every pass, so it must be reusable, not a one-shot
 # generator context manager; yields the function that is timed on the input
@@ -29,13 +27,13 @@ class LatencyBackend:
     name = ""
 
     def prepare(self, model: nn.Module, variants: dict[str, list[str]], sample_shape: tuple[int, ...],
-                config: "LatencyConfig", device: torch.device) -> dict[str, Runnable]:
+                config: LatencyConfig, device: torch.device) -> dict[str, Runnable]:
         """One runnable per variant (variant name -> blocks of ``model`` to drop), for inputs
         of ``sample_shape`` (without the batch) in ``config``'s dtype, memory format and
         threads. The caller's ``model`` must stay untouched."""
         raise NotImplementedError
 
-    def prepare_models(self, models: dict[str, nn.Module], sample_shape: tuple[int, ...], config: "LatencyConfig",
+    def prepare_models(self, models: dict[str, nn.Module], sample_shape: tuple[int, ...], config: LatencyConfig,
                        device: torch.device) -> dict[str, Runnable]:
         """One runnable per distinct model (e.g. a teacher and a channel-pruned copy)."""
         return {name: self.prepare(m, {name: []}, sample_shape, config, device)[name] for name, m in models.items()}
@@ -50,9 +48,7 @@ class LatencyBackend:
             torch.cuda.synchronize(device)
 
 
-BACKENDS: Registry[LatencyBackend] = Registry("latency backend")
-
-
-def register_backend(backend: LatencyBackend) -> LatencyBackend:
-    """Make ``backend`` a valid ``LatencyConfig.backend`` / ``--latency-backend`` value."""
-    return BACKENDS.register(backend.name, backend)
+def register_backend(name: str, backend: LatencyBackend | type[LatencyBackend] | None = None):
+    """Make ``backend`` (an instance, or a subclass to instantiate) a valid
+    ``LatencyConfig.backend`` value under ``name``. Without ``backend``, a decorator."""
+    return BACKENDS.add(name, backend, lambda b: named(b, name))

@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from ..surgery import drop_module_, replace_module_
 from .backend import LatencyBackend
+from .config import DTYPES
 
 
 class SwappedVariant:
@@ -32,11 +33,8 @@ class SwappedVariant:
 
 
 class EagerBackend(LatencyBackend):
-    name = "eager"
 
     def prepare(self, model, variants, sample_shape, config, device):
-        from .measure import DTYPES, weights_format
-
         private = copy.deepcopy(model).to(device=device, dtype=DTYPES[config.dtype],
-                                          memory_format=weights_format(config)).eval()
+                                          memory_format=config.memory_format).eval()
         return {name: SwappedVariant(private, blocks) for name, blocks in variants.items()}

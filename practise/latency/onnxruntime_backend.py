@@ -27,7 +27,6 @@ class SessionRunner:
 
 
 class OnnxRuntimeBackend(LatencyBackend):
-    name = "onnxruntime"
 
     def prepare(self, model, variants, sample_shape, config, device):
         from ..export.formats import onnx_bytes, onnx_session

@@ -34,7 +34,8 @@ from ..modes import eval_mode, hooks_removed
 from ..progress import Progress, silent
 from ..tracing import check_module_name
 from .backend import BACKENDS
-from .measure import FULL, LatencyConfig, LatencySettings, LatencyStats, TimingSession
+from .config import LatencyConfig
+from .measure import FULL, LatencySettings, LatencyStats, TimingSession
 
 ROUND = 10  # repeats added per round once the minimum is done
 

@@ -8,12 +8,15 @@ interleaved repeat by repeat and medians reported.
 """
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 
 import torch
 import torch.nn as nn
+
 from ..errors import UsageError
+from .saving import remove_dropped_layers_
 
 
 @torch.inference_mode()
@@ -49,3 +52,13 @@ def decode_ms_per_token(models: dict[str, nn.Module], prompt_length: int = 32, n
 def is_causal_lm(model: nn.Module) -> bool:
     """An HF model that generates text (a causal-LM head with ``generate``)."""
     return hasattr(model, "generate") and type(model).__name__.endswith(("ForCausalLM", "LMHeadModel"))
+
+
+def decode_record(teacher: nn.Module, student: nn.Module, prompt_length: int, new_tokens: int = 32) -> dict:
+    """Per-token decode latency of both HF causal LMs (batch 1, a ``prompt_length`` prompt),
+    the student with its dropped layers removed, as it is saved and deployed."""
+    student = copy.deepcopy(student)
+    remove_dropped_layers_(student)
+    times = decode_ms_per_token({"teacher": teacher, "compressed": student}, prompt_length, new_tokens)
+    return {"prompt_length": prompt_length, "new_tokens": new_tokens, "batch": 1, "teacher_ms": times["teacher"],
+            "compressed_ms": times["compressed"]}

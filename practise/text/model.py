@@ -183,3 +183,8 @@ def load_hf(spec: str) -> HFBundle:
 
 def is_token_model(model: nn.Module) -> bool:
     return isinstance(model, SequenceModel)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The Hugging Face model inside a :class:`SequenceModel` (any other model as it is)."""
+    return model.model if isinstance(model, SequenceModel) else model

@@ -26,6 +26,7 @@ import torch.nn as nn
 
 from ..surgery import PassThrough, ZeroBranch, replace_module_
 from ..call_structure import OutputStructure
+from .model import model_class, refuse_remote_code, refused_as_untrusted
 
 log = logging.getLogger(__name__)
 SIDE_FILE = "practise.json"
@@ -105,8 +106,6 @@ def save_pretrained(hf_model: nn.Module, tokenizer, out_dir: str | Path, extra: 
 
 def load_pretrained(path: str | Path, auto_class=None) -> nn.Module:
     """Reload a folder written by :func:`save_pretrained` (dropped sub-layers put back)."""
-    from .model import model_class, refuse_remote_code, refused_as_untrusted
-
     path = Path(path)
     refuse_remote_code(path)
     side = json.loads((path / SIDE_FILE).read_text()) if (path / SIDE_FILE).is_file() else {}

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..data.sampling import sample_tiny_set
+from ..compress_report import TinySetInfo
 from ..errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,6 @@ class TextTinySet:
     tokenizer_name: str
     max_length: int
     skipped: list[str] = field(default_factory=list)
-    non_images: list[str] = field(default_factory=list)  # (image sets' field; always empty here)
     kind: str = "texts"
 
     def __len__(self) -> int:
@@ -100,6 +100,9 @@ class TextTinySet:
     @property
     def sample_shape(self) -> tuple[int, int]:
         return (2, self.tokens.shape[-1])
+
+    def info(self) -> TinySetInfo:
+        return TinySetInfo(len(self), self.labels is not None, self.skipped, [], self.identifiers, self.kind)
 
     def preprocessing_record(self) -> dict:
         return {"kind": "text", "tokenizer": self.tokenizer_name, "max_length": self.max_length,
