@@ -32,7 +32,8 @@ from practise.files import atomic_write_text
 from practise.machine import describe, machine_info
 from practise.latency import LatencyConfig, block_latency_reductions
 from practise.pipeline import inspect_model
-from practise.scoring import CacheKey, Scorer, ScoringConfig, load_score_cache, score_blocks, upgrade_cache_fingerprint
+from practise.score_cache import load_score_cache
+from practise.scoring import Scorer, ScoringConfig, score_blocks, scoring_fingerprint
 from practise.seeding import seed_everything
 
 log = logging.getLogger("scoring_speed")
@@ -61,9 +62,8 @@ def run_scoring(teacher, tiny, info, config: ScoringConfig, r_b: dict, cache: Pa
     scorer = Scorer(teacher, tiny, info.trace, info.chain, info.feature_layer, config)
     setup_s = time.perf_counter() - began
     names = order
-    key = CacheKey(teacher, tiny, config, info.feature_layer)
+    key = scoring_fingerprint(teacher, tiny, config, info.feature_layer)
     done = load_score_cache(cache, key)
-    upgrade_cache_fingerprint(cache, key)
     for name in names:
         if name in done:
             continue
@@ -115,10 +115,10 @@ def main() -> None:
             cache = workdir / f"fast-{label}.json"
             fresh = not cache.is_file()
             done, setup_s = run_scoring(teacher, tiny, info, config, r_b, cache, None, names)
-            entry = {"recoverability": {b: done[b]["recoverability"] for b in names},
-                     "protocol": sorted({done[b]["protocol"] for b in names}), "autocast": autocast}
+            entry = {"recoverability": {b: done[b].recoverability for b in names},
+                     "protocol": sorted({done[b].protocol for b in names}), "autocast": autocast}
             if fresh or "scoring_s" not in results["fast"].get(label, {}):  # a rerun from cache keeps the time
-                entry |= {"setup_s": setup_s, "scoring_s": setup_s + sum(done[b]["seconds"] for b in names)}
+                entry |= {"setup_s": setup_s, "scoring_s": setup_s + sum(done[b].seconds for b in names)}
             if fresh:
                 entry |= {"machine_info": machine_info(), "measured_on": provenance()["machine"]}
             results["fast"][label] = {**results["fast"].get(label, {}), **entry}
@@ -131,14 +131,14 @@ def main() -> None:
         before = earlier.get("slow") or {}
         unchanged = before.get("finished_blocks") == finished and "scoring_s" in before
         results["slow"] = {"iterations": args.slow_iterations, "finished_blocks": finished,
-                           "recoverability": {b: done[b]["recoverability"] for b in finished},
+                           "recoverability": {b: done[b].recoverability for b in finished},
                            # nothing scored in this invocation: the time recorded when it was
                            "scoring_s": before["scoring_s"] if unchanged else
-                           setup_s + sum(done[b]["seconds"] for b in finished)}
+                           setup_s + sum(done[b].seconds for b in finished)}
         for fast in results["fast"].values():
             if len(finished) >= 3:
                 rec_f = [fast["recoverability"][b] for b in finished]
-                rec_s = [done[b]["recoverability"] for b in finished]
+                rec_s = [done[b].recoverability for b in finished]
                 fast["spearman_recoverability"] = float(spearmanr(rec_f, rec_s).statistic)
                 fast["spearman_score"] = float(spearmanr([f / r_b[b] for f, b in zip(rec_f, finished)],
                                                          [s / r_b[b] for s, b in zip(rec_s, finished)]).statistic)

@@ -18,7 +18,7 @@ import torch.nn as nn
 from .version import __version__
 from .blocks import Block, count_flops, count_params, find_blocks
 from .compress_report import (Candidate, CompressReport, LatencyInfo, ModelInfo, RecoveryInfo, SelectionInfo,
-                              SizeAfter, SizeBefore, TinySetInfo)
+                              SizeAfter, SizeBefore)
 from .criteria import CRITERIA, RankingInputs, rank_blocks
 from .data.sources import ImageSource
 from .tiny_set import TinySetProtocol

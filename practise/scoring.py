@@ -14,14 +14,12 @@ Two protocols, chosen by ``ScoringConfig.protocol``:
 * ``"paper"``: the authors' loop: augmented batches, a full teacher and student
   forward pass every step.
 
-Scores are written to ``cache_path`` after each block, so an interrupted run resumes
-without recomputing finished blocks.
+Scores are written to ``cache_path`` after each block (``score_cache.py``), so an
+interrupted run resumes without recomputing finished blocks.
 """
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 import math
 import time
@@ -29,7 +27,6 @@ import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -38,7 +35,7 @@ from .tiny_set import TinySetProtocol
 from .distributed import ScoringGroup, current_group
 from .features import as_format, feature_error, feature_mse, forward_features, run_chain
 from .inputs import token_mask
-from .files import atomic_write_text
+from .score_cache import ScoreRecord, fingerprint, load_all_caches, rank_cache_path, write_score_cache
 from .modes import eval_mode, flush_denormals, on_device
 from .precision import autocast, check_autocast
 from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
@@ -231,142 +228,24 @@ class Scorer:
         return total / count
 
 
-# Weights are fingerprinted by their exact bytes, never by float sums: a float sum's rounding
-# depends on the thread count and the CPU's vector width, and a cache must stay valid when a
-# rerun (or a torchrun rank) uses other threads. Tensors up to 64 MiB are hashed whole; larger
-# ones (LLM weights) by evenly spread chunks plus an exact integer sum of all their words.
-_WHOLE_BYTES, _CHUNKS, _CHUNK_BYTES = 64 << 20, 1024, 4096
-
-
-def _tensor_digest(digest, value: torch.Tensor) -> None:
-    data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
-    digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
-    if data.size <= _WHOLE_BYTES:
-        digest.update(data)  # the buffer itself: no copy
-        return
-    stride = (data.size - _CHUNK_BYTES) // (_CHUNKS - 1)
-    for i in range(_CHUNKS):
-        digest.update(data[i * stride:i * stride + _CHUNK_BYTES])
-    words = data[:data.size // 4 * 4].view(np.uint32)
-    digest.update(str(int(words.sum(dtype=np.uint64))).encode())
-
-
-def _settings_json(config: ScoringConfig) -> str:
-    settings = {k: v for k, v in asdict(config).items() if not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
-    return json.dumps(settings, sort_keys=True)
+def _settings(config: ScoringConfig) -> dict:
+    return {k: v for k, v in asdict(config).items() if not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
 
 
 def scoring_fingerprint(teacher: nn.Module, tiny_set: TinySetProtocol, config: ScoringConfig, feature_layer: str) -> str:
-    """Identifies what the cached scores depend on (weights, images, settings); the same on
-    any thread count."""
-    digest = hashlib.sha256(b"v2")
-    for key, value in teacher.state_dict().items():
-        digest.update(key.encode())
-        _tensor_digest(digest, value)
-    digest.update("\n".join(tiny_set.identifiers).encode())
-    digest.update(_settings_json(config).encode())
-    digest.update(feature_layer.encode())
-    return digest.hexdigest()[:16]
-
-
-def legacy_scoring_fingerprint(teacher: nn.Module, tiny_set: TinySetProtocol, config: ScoringConfig,
-                               feature_layer: str) -> str:
-    """The fingerprint caches were written with before v2 (float sums: it matches only on the
-    thread count they were written with); still accepted so those caches stay usable."""
-    digest = hashlib.sha256()
-    for key, value in teacher.state_dict().items():
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().float().numpy().tobytes()[:4096])
-        digest.update(str(float(value.float().sum())).encode())
-    digest.update("\n".join(tiny_set.identifiers).encode())
-    digest.update(_settings_json(config).encode())
-    digest.update(feature_layer.encode())
-    return digest.hexdigest()[:16]
-
-
-class CacheKey:
-    """What a score cache must have been written for: the current fingerprint, or the legacy
-    one (computed only when a file carries something other than the current one)."""
-
-    def __init__(self, teacher: nn.Module, tiny_set: TinySetProtocol, config: ScoringConfig, feature_layer: str):
-        self._args = (teacher, tiny_set, config, feature_layer)
-        self.current = scoring_fingerprint(*self._args)
-        self._legacy: str | None = None
-
-    def is_legacy(self, stored) -> bool:
-        if stored == self.current:
-            return False
-        if self._legacy is None:
-            self._legacy = legacy_scoring_fingerprint(*self._args)
-        return stored == self._legacy
-
-    def accepts(self, stored) -> bool:
-        return stored == self.current or self.is_legacy(stored)
-
-
-def load_score_cache(path: Path | None, key: CacheKey | str) -> dict[str, dict]:
-    """The finished blocks in ``path`` if it was written for ``key`` (a CacheKey, or one fingerprint)."""
-    if path is None or not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-        blocks = data.get("blocks", {})
-        valid = all(isinstance(v["recoverability"], (int, float)) and isinstance(v["mse_before"], (int, float))
-                    and isinstance(v["protocol"], str) and isinstance(v["seconds"], (int, float))
-                    for v in blocks.values())
-    except (ValueError, UnicodeDecodeError, AttributeError, KeyError, TypeError):
-        valid = False
-    if not valid:  # our own work file, damaged (e.g. edited): rescore rather than fail or trust it
-        log.warning("ignoring %s: it is not a readable score cache; the blocks are scored again", path)
-        return {}
-    stored = data.get("fingerprint")
-    if not (key.accepts(stored) if isinstance(key, CacheKey) else stored == key):
-        log.warning("ignoring %s: it was computed for other weights, images or settings", path)
-        return {}
-    return blocks
-
-
-def upgrade_cache_fingerprint(path: Path | None, key: CacheKey) -> None:
-    """Rewrite a cache written with the legacy fingerprint with the current one, so a later
-    run on another thread count still finds it."""
-    if path is None or not path.is_file():
-        return
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError):
-        return
-    if isinstance(data, dict) and key.is_legacy(data.get("fingerprint")):
-        atomic_write_text(path, json.dumps({**data, "fingerprint": key.current}, indent=1))
-        log.info("%s: cache fingerprint updated to the thread-independent form", path)
-
-
-def rank_cache_path(path: Path, rank: int) -> Path:
-    """The work file one rank of a torchrun group writes its finished blocks to."""
-    return path.with_name(f"{path.name}.rank{rank}")
-
-
-def load_all_caches(path: Path | None, key: CacheKey | str) -> dict[str, dict]:
-    """The blocks finished in ``path`` and in every rank's work file beside it."""
-    if path is None:
-        return {}
-    done = load_score_cache(path, key)
-    for rank_file in sorted(path.parent.glob(f"{path.name}.rank*")):
-        done.update(load_score_cache(rank_file, key))
-    return done
+    """Identifies what cached scores depend on (weights, examples, settings); the same on any thread count."""
+    return fingerprint(teacher.state_dict(), tiny_set.identifiers, _settings(config), feature_layer)
 
 
 def recoverabilities(scorer: Scorer, blocks: list[str], cache_path: str | Path | None = None,
-                     progress: Progress = silent, group: ScoringGroup | None = None) -> dict[str, dict]:
+                     progress: Progress = silent, group: ScoringGroup | None = None) -> dict[str, ScoreRecord]:
     """R_b (and MSE before, protocol, seconds, device, rank) of every block, resuming from
     ``cache_path``; under torchrun the blocks still to score are sharded over the ranks
     (``practise.distributed``) and every rank returns all of them."""
     group = group or current_group()
     cache_path = Path(cache_path) if cache_path is not None else None
-    key = CacheKey(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
-    fingerprint = key.current
+    key = scoring_fingerprint(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
     done = load_all_caches(cache_path, key)
-    if group.is_main:
-        upgrade_cache_fingerprint(cache_path, key)
     if group.distributed:  # hosts without shared storage: every rank learns what any rank finished before
         for part in group.gather(done):
             done.update({b: r for b, r in part.items() if b not in done})
@@ -381,29 +260,28 @@ def recoverabilities(scorer: Scorer, blocks: list[str], cache_path: str | Path |
     for block in mine:
         began = time.perf_counter()
         after, before, protocol = scorer.recoverability(block, progress)
-        done[block] = {"recoverability": after, "mse_before": before, "protocol": protocol,
-                       "seconds": time.perf_counter() - began, "device": str(scorer.device), "rank": group.rank}
-        log.info("%s%s: feature MSE %.5f -> %.5f (%.1f s)", who, block, before, after, done[block]["seconds"])
+        done[block] = ScoreRecord(after, before, protocol, time.perf_counter() - began, str(scorer.device),
+                                  group.rank)
+        log.info("%s%s: feature MSE %.5f -> %.5f (%.1f s)", who, block, before, after, done[block].seconds)
         if own_file is not None:
-            own = done if not group.distributed else {b: done[b] for b in mine if b in done}
-            atomic_write_text(own_file, json.dumps({"fingerprint": fingerprint, "blocks": own}, indent=1))
+            write_score_cache(own_file, key, done if not group.distributed else {b: done[b] for b in mine if b in done})
     progress.end()
     if group.distributed:
         for part in group.gather({b: done[b] for b in mine}):
             done.update(part)
         if group.is_main and cache_path is not None:  # every rank has written its file: merge them into one
-            atomic_write_text(cache_path, json.dumps({"fingerprint": fingerprint, "blocks": done}, indent=1))
+            write_score_cache(cache_path, key, done)
             for rank_file in cache_path.parent.glob(f"{cache_path.name}.rank*"):
                 rank_file.unlink()
     return done
 
 
-def block_scores(done: dict[str, dict], blocks: list[str], latency_reduction: dict[str, float],
+def block_scores(done: dict[str, ScoreRecord], blocks: list[str], latency_reduction: dict[str, float],
                  iterations: int) -> list[BlockScore]:
     """BlockScores from recoverabilities and latency savings, best (lowest score) first."""
-    scores = [BlockScore(b, done[b]["recoverability"], done[b]["mse_before"], latency_reduction[b],
-                         practise_score(done[b]["recoverability"], latency_reduction[b]), done[b]["protocol"],
-                         iterations, done[b]["seconds"], done[b].get("device"), done[b].get("rank"))
+    scores = [BlockScore(b, done[b].recoverability, done[b].mse_before, latency_reduction[b],
+                         practise_score(done[b].recoverability, latency_reduction[b]), done[b].protocol,
+                         iterations, done[b].seconds, done[b].device, done[b].rank)
               for b in blocks]
     return sorted(scores, key=lambda s: (s.score, s.block))
 

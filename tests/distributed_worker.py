@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import os
 from pathlib import Path
 
@@ -47,5 +48,5 @@ def score(rank: int, world: int, port: int, workdir: str, out: str, die: bool = 
     progress = DieAfterFirstBlock() if die and rank == 1 else silent
     done = recoverabilities(scorer, names, Path(workdir) / "scores.json", progress, group)
     if group.is_main:
-        Path(out).write_text(json.dumps({"threads": torch.get_num_threads(), "blocks": done}))
+        Path(out).write_text(json.dumps({"threads": torch.get_num_threads(), "blocks": {b: asdict(r) for b, r in done.items()}}))
     finish()

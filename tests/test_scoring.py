@@ -107,6 +107,7 @@ def test_bf16_autocast_scores_close_to_float32_and_is_part_of_the_cache_key():
 
 
 def test_fingerprint_ignores_thread_count_and_sees_any_weight_change(monkeypatch):
+    import practise.score_cache as score_cache
     import practise.scoring as scoring
 
     teacher = tiny_resnet()
@@ -121,29 +122,26 @@ def test_fingerprint_ignores_thread_count_and_sees_any_weight_change(monkeypatch
     finally:
         torch.set_num_threads(threads)
     # a large tensor is sampled, but its exact word sum still notices one changed element
-    monkeypatch.setattr(scoring, "_WHOLE_BYTES", 1 << 16)
+    monkeypatch.setattr(score_cache, "_WHOLE_BYTES", 1 << 16)
     sampled = scoring.scoring_fingerprint(teacher, tiny, config, "layer3")
     with torch.no_grad():
         teacher.big[123_457] += 1e-3
     assert scoring.scoring_fingerprint(teacher, tiny, config, "layer3") != sampled
 
 
-def test_cache_written_with_the_legacy_fingerprint_is_resumed_and_upgraded(tmp_path):
-    from practise.scoring import (CacheKey, legacy_scoring_fingerprint, load_score_cache, recoverabilities,
-                                  scoring_fingerprint)
+def test_a_cache_resumes_as_typed_records_and_is_ignored_for_other_settings(tmp_path):
+    from practise.score_cache import ScoreRecord, load_score_cache
+    from practise.scoring import recoverabilities, scoring_fingerprint
 
     scorer = make_scorer(tiny_resnet(), iterations=2)
     cache = tmp_path / "scores.json"
+    key = scoring_fingerprint(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
     old = {"recoverability": 0.5, "mse_before": 1.0, "protocol": "cached", "seconds": 1.0}
-    legacy = legacy_scoring_fingerprint(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
-    cache.write_text(json.dumps({"fingerprint": legacy, "blocks": {"layer2.1": old}}))
+    cache.write_text(json.dumps({"fingerprint": key, "blocks": {"layer2.1": old}}))
     done = recoverabilities(scorer, ["layer2.1", "layer3.1"], cache)
-    assert done["layer2.1"]["recoverability"] == 0.5  # read, not rescored
-    written = json.loads(cache.read_text())
-    assert written["fingerprint"] == scoring_fingerprint(scorer.teacher, scorer.tiny_set, scorer.config,
-                                                         scorer.feature_layer) != legacy
-    assert set(written["blocks"]) == {"layer2.1", "layer3.1"}
-    key = CacheKey(scorer.teacher, scorer.tiny_set, scorer.config, scorer.feature_layer)
+    assert done["layer2.1"] == ScoreRecord(0.5, 1.0, "cached", 1.0)  # read, not rescored
+    assert isinstance(done["layer3.1"], ScoreRecord) and done["layer3.1"].device == "cpu"
     assert set(load_score_cache(cache, key)) == {"layer2.1", "layer3.1"}
-    assert key._legacy is None  # a cache with the current key never pays for the legacy one
     assert load_score_cache(cache, "something else") == {}
+    cache.write_text(json.dumps({"fingerprint": key, "blocks": {"layer2.1": {**old, "seconds": "soon"}}}))
+    assert load_score_cache(cache, key) == {}  # a malformed record: rescored, never trusted

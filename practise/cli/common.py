@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import torch
 
 from ..artifacts import check_writable_folder
 from ..data import Transforms, build_tiny_set, open_source
-from ..device import resolve_device
 from ..latency import LatencyConfig
 from ..precision import resolve_autocast
 from ..model_io import input_channels, load_model

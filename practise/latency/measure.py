@@ -25,7 +25,6 @@ from ..progress import Progress, silent
 from ..tracing import check_module_name
 from .backend import BACKENDS, LatencyBackend, Runnable
 from .config import DTYPES, LatencyConfig
-from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 
