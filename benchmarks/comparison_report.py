@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from comparison import (IN_DOMAIN, METHODS, SOURCE_LABELS, PlannedCell, Settings, load_scores,  # noqa: E402
-                        plan_cells, selection_key, target_key, tiny_key, tiny_set_for)
+                        plan_cells, selection_key, synthesized_dir, target_key, tiny_key, tiny_set_for)
 from practise.data import FASHION_MNIST_CLASSES  # noqa: E402
 from practise.files import atomic_write, atomic_write_text  # noqa: E402
 
@@ -253,6 +253,10 @@ def source_samples(plan: dict, workdir: Path, seed: int = 0, count: int = 12) ->
     settings = Settings.from_dict(plan["settings"])
     n = min(n for source, n, s in settings.source_tiny_sets() if tiny_key(n, s, source) in plan["tiny_sets"])
     sources = [s for s in SOURCE_LABELS if tiny_key(n, seed, s) in plan["tiny_sets"]]
+    if "synthesized" in sources and not synthesized_dir(workdir, seed).is_dir():
+        # the synthesized images are not kept in git (`comparison.py synth` makes them again):
+        # the committed sheet stays as it is
+        return
     fig, axes = plt.subplots(len(sources), count, figsize=(count * 0.8, len(sources) * 0.9), squeeze=False)
     for row, source in zip(axes, sources):
         tiny = tiny_set_for(n, seed, None, source, workdir)
