@@ -21,6 +21,20 @@ def calibrate_bn_(model: nn.Module, images: torch.Tensor) -> nn.Module:
     return model.eval()
 
 
+def write_png_folder(root, classes: int = 3, per_class: int = 8, size: int = 20, seed: int = 0, prefix: str = "class"):
+    """Random grey PNGs: one subfolder per class (``<prefix><c>``), or flat when ``classes`` is 0."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folders = [root / f"{prefix}{c}" for c in range(classes)] or [root]
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8), "L").save(folder / f"{i}.png")
+    return root
+
+
 def tiny_images(n: int = 96, size: int = 16, channels: int = 1, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(n, channels, size, size, generator=g) * 255).to(torch.uint8)

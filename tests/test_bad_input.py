@@ -10,12 +10,10 @@ import hashlib
 import json
 import os
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from helpers import tiny_resnet
+from helpers import tiny_resnet, write_png_folder
 from practise.cli import main
 
 PRE = ["--image-size", "16", "--mean", "0.5", "--std", "0.25"]
@@ -42,14 +40,8 @@ class _RunsCode:
 def inputs(tmp_path_factory):
     """One folder of good and bad inputs, shared by every case (none may change it)."""
     root = tmp_path_factory.mktemp("inputs")
-    rng = np.random.default_rng(0)
-    for c in range(3):
-        (root / "images" / f"class{c}").mkdir(parents=True)
-        for i in range(8):
-            Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8), "L").save(root / "images" / f"class{c}" / f"{i}.png")
-    (root / "flat").mkdir()
-    for i in range(12):
-        Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8), "L").save(root / "flat" / f"{i}.png")
+    write_png_folder(root / "images")
+    write_png_folder(root / "flat", classes=0, per_class=12, seed=1)
     (root / "empty_dir").mkdir()
     teacher = tiny_resnet()
     torch.save(teacher.state_dict(), root / "teacher.pth")

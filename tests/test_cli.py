@@ -1,12 +1,10 @@
 import json
 
-import numpy as np
 import pytest
 import torch
 from practise.surgery import PassThrough
-from PIL import Image
 
-from helpers import tiny_resnet, weird_model, WEIRD_BLOCKS, tiny_set
+from helpers import weird_model, WEIRD_BLOCKS, tiny_set
 from practise.blocks import count_flops
 from practise.cli import main
 from practise.model_io import load_compressed
@@ -18,23 +16,6 @@ from practise.scoring import ScoringConfig
 
 QUICK = ["--score-iterations", "3", "--recovery-iterations", "3", "--repeats", "3", "--warmup", "1",
          "--batch-size", "2", "--device", "cpu", "--image-size", "16", "-q"]
-
-
-@pytest.fixture
-def image_folder(tmp_path):
-    rng = np.random.default_rng(0)
-    for c in range(3):
-        (tmp_path / "images" / f"class{c}").mkdir(parents=True)
-        for i in range(8):
-            Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8), "L").save(
-                tmp_path / "images" / f"class{c}" / f"{i}.png")
-    return tmp_path / "images"
-
-
-@pytest.fixture
-def weights(tmp_path):
-    torch.save(tiny_resnet().state_dict(), tmp_path / "teacher.pth")
-    return tmp_path / "teacher.pth"
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from helpers import WEIRD_BLOCKS, modelled_saving, tiny_images, tiny_resnet, weird_model
+from helpers import WEIRD_BLOCKS, tiny_images, tiny_resnet, weird_model
 from practise.blocks import count_flops, count_params
 from practise.criteria import CRITERIA, RankingInputs, cosine_dissimilarity, rank_blocks
 from practise.latency import LatencyConfig, LatencyStats, measure_models
@@ -48,13 +48,6 @@ def test_cosine_ranks_a_block_with_a_silenced_branch_first():
 
 
 COST_MS = {"a": 1.0, "b": 1.0, "c": 4.0, "d": 4.0}  # latency = 1 ms + the blocks still present
-
-
-@pytest.fixture
-def modelled_latency(monkeypatch):
-    import practise.selection as selection
-
-    monkeypatch.setattr(selection, "measure_saving", modelled_saving(COST_MS))
 
 
 def test_select_in_order_follows_the_order(modelled_latency):

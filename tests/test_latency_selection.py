@@ -2,7 +2,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from helpers import modelled_saving
 
 from practise.device import resolve_device
 from practise.latency import FULL, LatencyConfig, LatencyStats, block_latency_reductions, measure_variants, noise_warning
@@ -84,14 +83,6 @@ def test_select_by_count_takes_lowest_scores():
 
 
 COST_MS = {"1": 8.0, "2": 1.0}  # a cost model: latency = 1 ms base + the blocks still present
-
-
-@pytest.fixture
-def modelled_latency(monkeypatch):
-    """Deterministic latency for selection logic: measurements follow COST_MS exactly."""
-    import practise.selection as selection
-
-    monkeypatch.setattr(selection, "measure_saving", modelled_saving(COST_MS))
 
 
 def test_select_by_target_measures_and_stops_when_reached(modelled_latency):

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from helpers import tiny_resnet, tiny_set
+from helpers import tiny_resnet, tiny_set, write_png_folder
 from practise.cli import main
 from practise.model_output import select_logits
 from practise.pipeline import CompressConfig, compress
@@ -71,12 +71,7 @@ def test_output_selection_rule():
 
 
 def _png_folder(root, n=6, size=20):
-    rng = np.random.default_rng(1)
-    for c in range(2):
-        (root / f"c{c}").mkdir(parents=True)
-        for i in range(n):
-            Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8), "L").save(root / f"c{c}" / f"{i}.png")
-    return root
+    return write_png_folder(root, classes=2, per_class=n, size=size, seed=1, prefix="c")
 
 
 @pytest.mark.slow
