@@ -9,7 +9,6 @@ import torch.nn as nn
 from .latency import LatencyConfig, LatencySettings, LatencyStats, interval_warning, measure_saving, noise_warning
 from .latency.savings import Saving
 from .progress import Progress, silent
-from .scoring import BlockScore
 from .errors import UnreachableTarget, UsageError
 
 log = logging.getLogger(__name__)
@@ -53,14 +52,6 @@ def parse_target(text: str | float) -> float:
     return value
 
 
-def select_by_count(scores: list[BlockScore], count: int) -> Selection:
-    """The ``count`` best-scoring blocks (the paper's one-shot rule)."""
-    if not 1 <= count <= len(scores):
-        raise UsageError(f"number of blocks must be between 1 and {len(scores)}, got {count}")
-    chosen = sorted(scores, key=lambda s: (s.score, s.block))[:count]
-    return Selection([s.block for s in chosen], sum(s.latency_reduction for s in chosen))
-
-
 def measure_selection(model: nn.Module, sample_shape: tuple[int, ...], selection: Selection,
                       config: LatencyConfig, progress: Progress = silent) -> Selection:
     """Measure ``selection``'s pruned network against the full one (paired repeats) into it."""
@@ -71,17 +62,6 @@ def measure_selection(model: nn.Module, sample_shape: tuple[int, ...], selection
     selection.trials.append({"blocks": list(selection.blocks), "predicted": selection.predicted_reduction,
                              "measured": selection.measured_reduction, "interval": [saving.low, saving.high]})
     return selection
-
-
-def select_by_target(model: nn.Module, sample_shape: tuple[int, ...], scores: list[BlockScore], target: float,
-                     config: LatencyConfig, progress: Progress = silent) -> Selection:
-    """Add blocks in score order until the *measured* reduction of the pruned network reaches ``target``.
-
-    Blocks with no measured saving (infinite score) come last.
-    """
-    ordered = sorted(scores, key=lambda s: (s.score, s.block))
-    return select_in_order(model, sample_shape, [s.block for s in ordered],
-                           {s.block: s.latency_reduction for s in scores}, target, config, progress)
 
 
 def select_in_order(model: nn.Module, sample_shape: tuple[int, ...], order: list[str], latency_reduction: dict[str, float],

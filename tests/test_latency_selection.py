@@ -5,8 +5,9 @@ import torch.nn as nn
 
 from practise.device import resolve_device
 from practise.latency import FULL, LatencyConfig, LatencyStats, block_latency_reductions, measure_variants, noise_warning
-from practise.scoring import BlockScore
-from practise.selection import Selection, UnreachableTarget, parse_target, select_by_count, select_by_target
+from practise.criteria import RankingInputs
+from practise.criteria.practise_score import rank_practise
+from practise.selection import Selection, UnreachableTarget, parse_target, select_in_order
 
 
 class Heavy(nn.Module):
@@ -71,15 +72,16 @@ def test_parse_target():
             parse_target(bad)
 
 
-def fake_scores(pairs):
-    return [BlockScore(b, rec, 0.0, r, rec / r, "cached", 1, 0.0) for b, rec, r in pairs]
+def practise_order(pairs):
+    """The PRACTISE ranking of (block, R_b, r_b) triples and the r_b table, as compress makes them."""
+    r_b = {b: r for b, _, r in pairs}
+    order = rank_practise(RankingInputs([b for b, _, _ in pairs], r_b, scores={b: rec / r for b, rec, r in pairs}))
+    return order, r_b
 
 
-def test_select_by_count_takes_lowest_scores():
-    scores = fake_scores([("a", 1.0, 0.1), ("b", 0.1, 0.1), ("c", 0.5, 0.1)])
-    assert select_by_count(scores, 2).blocks == ["b", "c"]
-    with pytest.raises(ValueError, match="between 1 and 3"):
-        select_by_count(scores, 4)
+def test_the_practise_ranking_takes_the_lowest_scores_first():
+    order, _ = practise_order([("a", 1.0, 0.1), ("b", 0.1, 0.1), ("c", 0.5, 0.1)])
+    assert order[:2] == ["b", "c"]
 
 
 COST_MS = {"1": 8.0, "2": 1.0}  # a cost model: latency = 1 ms base + the blocks still present
@@ -87,19 +89,19 @@ COST_MS = {"1": 8.0, "2": 1.0}  # a cost model: latency = 1 ms base + the blocks
 
 def test_select_by_target_measures_and_stops_when_reached(modelled_latency):
     # the prediction says block "2" alone is enough; the measurement (10%) says no, so "1" is added
-    scores = fake_scores([("2", 0.01, 0.5), ("1", 1.0, 0.5)])
-    selection = select_by_target(heavy_model(), (1, 32, 32), scores, 0.5, FAST)
+    selection = select_in_order(heavy_model(), (1, 32, 32), *practise_order([("2", 0.01, 0.5), ("1", 1.0, 0.5)]),
+                                0.5, FAST)
     assert selection.blocks == ["2", "1"] and selection.measured_reduction == pytest.approx(0.9)
     assert [t["blocks"] for t in selection.trials] == [["2"], ["2", "1"]]
     assert selection.trials[0]["measured"] == pytest.approx(0.1)
     # a prediction that falls short keeps adding blocks before measuring; then one block
     # fewer is measured too, in case the prediction undershot
-    scores = fake_scores([("2", 0.01, 0.05), ("1", 1.0, 0.5)])
-    trials = select_by_target(heavy_model(), (1, 32, 32), scores, 0.5, FAST).trials
+    trials = select_in_order(heavy_model(), (1, 32, 32), *practise_order([("2", 0.01, 0.05), ("1", 1.0, 0.5)]),
+                             0.5, FAST).trials
     assert [t["blocks"] for t in trials] == [["2", "1"], ["2"]]
 
 
 def test_unreachable_target_reports_best_achievable(modelled_latency):
-    scores = fake_scores([("2", 0.01, 0.01), ("1", 1.0, 0.01)])
+    order, r_b = practise_order([("2", 0.01, 0.01), ("1", 1.0, 0.01)])
     with pytest.raises(UnreachableTarget, match=r"95.0% is not reachable.*gives 90.0% measured"):
-        select_by_target(heavy_model(), (1, 32, 32), scores, 0.95, FAST)
+        select_in_order(heavy_model(), (1, 32, 32), order, r_b, 0.95, FAST)

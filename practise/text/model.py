@@ -70,10 +70,6 @@ def as_sequence_model(model: nn.Module) -> nn.Module:
     return SequenceModel(model) if takes_ids else model
 
 
-def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    return torch.stack([input_ids, attention_mask], 1)
-
-
 def resolve_hf_path(spec: str) -> Path:
     """The folder holding config.json for ``hf:<folder or installed package>``."""
     name = spec[len(HF_PREFIX):] if spec.startswith(HF_PREFIX) else spec
