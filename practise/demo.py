@@ -11,6 +11,6 @@ DEMO_TEACHER = Path(__file__).resolve().parent / "assets" / "teachers" / "resnet
 # iterations still rank blocks like the authors' protocol (Spearman 0.958 over 25 blocks with
 # 500 images, benchmarks/results/scoring_speed), and 300 recovery iterations (the protocol of
 # benchmarks/results/comparison) cost 0.07 point of top-1 on the 10,000 test images against
-# 500 (benchmarks/results/demo/README.md).
+# 500 (benchmarks/results/demo/NOTES.md).
 DEMO_SCORE_ITERATIONS, DEMO_RECOVERY_ITERATIONS = 30, 300
 DEMO_AUTOCAST = "auto"  # bf16 autocast for scoring and recovery where it measures clearly faster

@@ -3,7 +3,7 @@
 One forward pass's wall time wanders by a few percent on a shared CPU, as much as one
 block of a deep network costs, and the full model's own time drifts between runs; timing
 every variant separately and subtracting medians therefore ranks blocks by noise
-(../shared/latency-notes.md: Spearman 0.04 between two runs of resnet56's 25 blocks).
+(Spearman 0.04 between two runs of resnet56's 25 blocks timed that way).
 Three things make the estimate reproducible:
 
 * **paired differences**: every repeat times the full model and the variant back to back
