@@ -106,11 +106,6 @@ def transforms_for(a, model: torch.nn.Module, data: str | None) -> Transforms:
     return preprocessing_for(a, model, data).transforms
 
 
-def sample_shape(transforms: Transforms) -> tuple[int, int, int]:
-    c = transforms.config
-    return (c.channels, c.image_size, c.image_size)
-
-
 def shape_for(a, model: torch.nn.Module) -> tuple[int, int, int]:
     """The input shape alone (blocks, latency): only a defaulted size is worth a warning."""
     if isinstance(model, SequenceModel):
@@ -120,7 +115,7 @@ def shape_for(a, model: torch.nn.Module) -> tuple[int, int, int]:
         log.warning("no input size is recorded with the weights and none was given: using %d px (%s); "
                     "pass --image-size if the model runs at another size",
                     pre.transforms.config.image_size, pre.origins["image_size"])
-    return sample_shape(pre.transforms)
+    return pre.transforms.config.sample_shape
 
 
 def tiny_set_from_args(a, transforms: Transforms):

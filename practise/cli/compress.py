@@ -8,7 +8,7 @@ from ..pipeline import check_against_model, compress
 from .arguments import (POSITIVE, add_candidate_args, add_criterion_arg, add_data_args, add_latency_args,
                         add_model_args, add_output_args, add_recovery_args, add_scoring_args, add_synthesis_args,
                         latency_target)
-from .common import (check_workdir, compress_config, model_from_args, preprocessing_for, progress_for, sample_shape,
+from .common import (check_workdir, compress_config, model_from_args, preprocessing_for, progress_for,
                      tiny_set_from_args)
 from .summary import print_summary
 from .synthesize import synthesize_from_args
@@ -48,7 +48,7 @@ def run(a) -> None:
     if eval_source is not None and a.eval_limit:
         eval_source = HeadSource(eval_source, a.eval_limit)
     # candidates, patterns, feature layer and block count checked before synthesis or scoring
-    check_against_model(model, sample_shape(transforms), config)
+    check_against_model(model, transforms.config.sample_shape, config)
     if a.data_free is not None:  # the synthesized folder then serves as the tiny set, like any other
         synthesize_from_args(a, model, transforms, a.data_free, out / "synthesized", a.overwrite)
         a.data, a.num_images = str(out / "synthesized"), a.data_free

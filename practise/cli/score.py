@@ -15,7 +15,7 @@ from ..scoring import Scorer, block_scores, recoverabilities
 from .arguments import add_candidate_args, add_data_args, add_latency_args, add_model_args, add_scoring_args, csv
 from ..text import load_hf
 from .text import check_text_data, is_hf_spec, text_tiny_set, token_shape
-from .common import (check_workdir, latency_config, model_from_args, progress_for, sample_shape, scoring_config,
+from .common import (check_workdir, latency_config, model_from_args, progress_for, scoring_config,
                      tiny_set_from_args, transforms_for)
 
 
@@ -41,7 +41,7 @@ def run(a) -> None:
         model = model_from_args(a)
         transforms = transforms_for(a, model, a.data)
         tiny = tiny_set_from_args(a, transforms)
-        shape = sample_shape(transforms)
+        shape = transforms.config.sample_shape
     model = model.to(device)
     info = inspect_model(model, shape, csv(a.include), csv(a.exclude), a.feature_layer, a.granularity)
     names = [b.name for b in info.blocks]

@@ -11,7 +11,7 @@ from ..data import Transforms
 from ..device import resolve_device
 from ..synthesis import synthesize
 from .arguments import POSITIVE, add_model_args, add_normalisation_args, add_output_args, add_seed_arg, add_synthesis_args
-from .common import model_from_args, progress_for, sample_shape, synthesis_config, transforms_for
+from .common import model_from_args, progress_for, synthesis_config, transforms_for
 
 
 def add_parser(sub, common) -> None:
@@ -31,7 +31,7 @@ def add_parser(sub, common) -> None:
 def synthesize_from_args(a, model: torch.nn.Module, transforms: Transforms, num_images: int, out: Path,
                          overwrite: bool) -> dict:
     tc = transforms.config
-    return synthesize(model, num_images, sample_shape(transforms), out, tc.mean, tc.std, synthesis_config(a),
+    return synthesize(model, num_images, transforms.config.sample_shape, out, tc.mean, tc.std, synthesis_config(a),
                       resolve_device(a.device), progress_for(a), overwrite=overwrite)
 
 

@@ -31,8 +31,7 @@ class TinySet:
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:
-        c = self.transforms.config
-        return (c.channels, c.image_size, c.image_size)
+        return self.transforms.config.sample_shape
 
     def info(self) -> TinySetInfo:
         return TinySetInfo(len(self), self.labels is not None, self.skipped, self.non_images, self.identifiers,

@@ -35,6 +35,11 @@ class TransformConfig:
     augment: str = "auto"
     padding: int = 4
 
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """One input as the network takes it, without the batch dimension: (C, H, W)."""
+        return (self.channels, self.image_size, self.image_size)
+
     def __post_init__(self) -> None:
         if not 1 <= self.image_size <= MAX_IMAGE_SIZE:
             raise UsageError(f"image size must be between 1 and {MAX_IMAGE_SIZE} pixels, got {self.image_size}")
