@@ -303,3 +303,16 @@ def test_tokenize_pads_to_a_fixed_length_with_or_without_a_pad_token(hf_folder):
         packed = tokenize(tok, texts, max_length=32, pad_to=6)
         assert packed.shape == (2, 2, 6)
         assert packed[1, 1].all() and not packed[0, 1].all()  # the long text is cut at 6, the short one padded
+
+
+def test_an_image_eval_source_with_a_text_tiny_set_is_a_usage_error(hf_folder, sentences):
+    from practise import CompressConfig, compress
+    from practise.data import TensorSource
+    from practise.errors import UsageError
+    from practise.text import build_text_tiny_set, load_hf
+
+    bundle = load_hf(f"hf:{hf_folder}")
+    tiny = build_text_tiny_set(sentences, bundle.tokenizer, 8, torch.Generator().manual_seed(0))
+    images = TensorSource(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(UsageError, match="`eval_source` holds images, but the tiny set holds texts"):
+        compress(bundle.model, tiny, CompressConfig(num_blocks=1), eval_source=images)
