@@ -10,7 +10,6 @@ atomically (a crash leaves the old file or the new one, never half of one).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from .model_io import arch_spec, save_compressed
 from .preprocessing import GIVEN, Preprocessing
 from .report import REPORT_FILES, write_report_files
 from .text.model import is_token_model, unwrap
-from .text.saving import SIDE_FILE, save_pretrained
+from .text.saving import PRACTISE, save_pretrained
 
 MODEL_FILE = "model.safetensors"
 HF_FOLDER = "model"  # a token model's save_pretrained folder inside the output folder
@@ -117,23 +116,16 @@ def _write_token_model(result, teacher: nn.Module, out_dir: Path, overwrite: boo
     """The pruned HF model as a stock save_pretrained folder (plus practise.json when
     sub-layers were dropped), the reports beside it and the model card inside it."""
     source = (getattr(teacher, "practise_arch", None) or {}).get("source")
-    folder = save_pretrained(unwrap(result.model), tokenizer, out_dir / HF_FOLDER,
-                             extra={"dropped_blocks": result.selection.blocks, "source": source},
-                             overwrite=overwrite)
+    saved = save_pretrained(unwrap(result.model), tokenizer, out_dir / HF_FOLDER,
+                            extra={"dropped_blocks": result.selection.blocks, "source": source},
+                            overwrite=overwrite)
+    report = dataclasses.replace(result.report, saved={**saved.as_dict(), "path": HF_FOLDER})
     auto = "AutoModelForCausalLM" if unwrap(result.model).__class__.__name__.endswith("ForCausalLM") else "AutoModel"
     load = (f'from practise.text.saving import load_pretrained\nmodel = load_pretrained("{HF_FOLDER}")'
-            if _has_sub_layer_drops(folder) else
+            if saved.form == PRACTISE else
             f'from transformers import {auto}\nmodel = {auto}.from_pretrained("{HF_FOLDER}")')
-    atomic_write_text(folder / CARD, model_card(result.report, _base_name(teacher), load, command))
-    return WrittenOutputs({HF_FOLDER: folder, **write_report_files(result.report, out_dir)}, result.report)
-
-
-def _has_sub_layer_drops(folder: Path) -> bool:
-    """Whether stock from_pretrained would re-create dropped branches (practise.json says)."""
-    if not (folder / SIDE_FILE).is_file():
-        return False
-    side = json.loads((folder / SIDE_FILE).read_text())
-    return bool(side.get("zero_branches") or side.get("pass_throughs"))
+    atomic_write_text(saved.path / CARD, model_card(report, _base_name(teacher), load, command))
+    return WrittenOutputs({HF_FOLDER: saved.path, **write_report_files(report, out_dir)}, report)
 
 
 def _base_name(teacher: nn.Module) -> str:

@@ -119,6 +119,7 @@ class CompressReport:
     machine: dict | None = None        # machine.machine_info(): CPU model and measured throughput
     decode: dict | None = None         # causal LMs: per-token decode latency, teacher and compressed (text/decode.py)
     world_size: int | None = None      # processes that scored the candidates (torchrun; 1 without)
+    saved: dict | None = None          # token models: the folder's form (stock / practise), why, its reload check
 
     @property
     def has_accuracy(self) -> bool:

@@ -12,7 +12,7 @@ import sys
 from ..device import resolve_device
 from ..distributed import finish, init_from_environment
 from ..files import one_line
-from .errors import flag_message
+from .errors import FlagFormatter, flag_message
 from ..errors import USER_ERRORS
 from . import blocks, compress, demo, evaluate, export, latency, score, synthesize, train
 from .arguments import OneLineParser
@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # recorded in model cards
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    for handler in logging.getLogger().handlers:  # library logs name parameters; show the flags
+        handler.setFormatter(FlagFormatter("%(levelname)s %(name)s: %(message)s"))
     try:
         check_common(args)
         if args.command in DISTRIBUTED_COMMANDS:

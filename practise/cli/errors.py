@@ -6,6 +6,7 @@ prints the flag that sets it instead.
 """
 from __future__ import annotations
 
+import logging
 import re
 
 from ..files import one_line
@@ -21,6 +22,18 @@ PARAMETER_FLAGS = {
 PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_.]*)`")
 
 
+def with_flags(text: str) -> str:
+    """``text`` with each known `parameter` shown as its flag."""
+    return PARAMETER.sub(lambda m: PARAMETER_FLAGS.get(m.group(1), m.group(0)), text)
+
+
+class FlagFormatter(logging.Formatter):
+    """Log lines as the command line shows them: library parameter names as flags."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return with_flags(super().format(record))
+
+
 def flag_message(exc: BaseException) -> str:
     """``exc``'s message on one line, with each known `parameter` shown as its flag."""
-    return PARAMETER.sub(lambda m: PARAMETER_FLAGS.get(m.group(1), m.group(0)), one_line(exc))
+    return with_flags(one_line(exc))

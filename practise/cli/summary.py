@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..compress_report import CompressReport
 from ..report import summary_rows
+from .errors import with_flags
 
 
 def print_summary(report: CompressReport, written: Iterable[Path]) -> None:
@@ -18,9 +19,9 @@ def print_summary(report: CompressReport, written: Iterable[Path]) -> None:
         else:
             print(f"{name:<{width}}{before:>18}{after:>18}")
     if report.latency.warning:
-        print(f"\nwarning: {report.latency.warning}")
+        print(f"\nwarning: {with_flags(report.latency.warning)}")
     if (report.preprocessing or {}).get("note"):
-        print(f"\nnote: {report.preprocessing['note']}")
+        print(f"\nnote: {with_flags(report.preprocessing['note'])}")
     if report.evaluation_error:
-        print(f"\nwarning: no accuracy: {report.evaluation_error}")
+        print(f"\nwarning: no accuracy: {with_flags(report.evaluation_error)}")
     print(f"\nwrote {', '.join(str(p) for p in written)}")

