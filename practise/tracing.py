@@ -103,6 +103,8 @@ class ModelTrace:
     undecided: dict[str, str] = field(default_factory=dict)  # might be a unit, cannot tell (warned)
     rejected: dict[str, str] = field(default_factory=dict)   # looked residual, is not one (info)
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)  # kept only when asked
+    classes: dict[str, str] = field(default_factory=dict)    # module class names
+    list_entries: set[str] = field(default_factory=set)      # modules that are entries of an nn.ModuleList
     _candidates: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     def is_residual_block(self, name: str, granularity: str = LAYER) -> bool:
@@ -115,12 +117,19 @@ class ModelTrace:
             self._candidates[granularity] = self._choose(granularity)
         return self._candidates[granularity]
 
+    def _layer_of_sublayers(self, name: str, inner: list[str]) -> bool:
+        """A layer-list entry made of residual sub-modules of different kinds, each run once
+        (T5's self-attention + feed-forward block): one layer, not a stack of layers."""
+        kinds = [self.classes.get(v) for v in inner]
+        return (name in self.list_entries and len(set(kinds)) == len(kinds)
+                and all(self.call_counts[v] == 1 for v in inner))
+
     def _choose(self, granularity: str) -> list[str]:
         seen = [n for n in self.call_order if n in self.units]  # a shared unit counts once per call
         stacks: set[str] = set()
         for u in sorted(seen, key=lambda n: -n.count(".")):  # inner stacks are known before outer ones
             inner = _outermost([v for v in seen if _nested(v, u) and v not in stacks])
-            if sum(self.call_counts[v] for v in inner) >= 2:
+            if sum(self.call_counts[v] for v in inner) >= 2 and not self._layer_of_sublayers(u, inner):
                 stacks.add(u)
                 self.rejected[u] = f"a stack of residual units ({', '.join(inner[:3])}{', ...' if len(inner) > 3 else ''})"
         for u in seen:  # a module adding list elements one after another to its stream iterates layers
@@ -188,6 +197,7 @@ class _Recorder:
         self.producers: dict[int, tuple[torch.Tensor, list[str]]] = {}  # output tensor -> modules returning it
         self.inputs: dict[str, torch.Tensor] = {}
         self.derived: dict[int, tuple] = {}  # result -> (result, *sources) of PASS_ON ops and sums
+        self.side_outputs: dict[int, tuple[torch.Tensor, list[str]]] = {}  # made by modules, returned beside the hidden
 
     def pre_hook(self, module, args, kwargs):
         trace, name = self.trace, self.names[module]
@@ -196,8 +206,10 @@ class _Recorder:
         if trace.call_counts[name] == 1 and name:
             trace.call_order.append(name)
             trace.params[name] = sum(p.numel() for p in module.parameters())
+            trace.classes[name] = type(module).__name__
         elif name:
             trace.undecided[name] = f"called {trace.call_counts[name]} times in one forward pass (shared module)"
+        self._note_side_output_readers(name, args, kwargs)
         if x is not None:
             trace.input_shapes.setdefault(name, tuple(x.shape))
             self.inputs.setdefault(name, x)
@@ -206,6 +218,16 @@ class _Recorder:
         frame = _Frame(name, x, x._version if x is not None else 0)
         frame.add_to_skip(x)
         self.stack.append(frame)
+
+    def _note_side_output_readers(self, name: str, args, kwargs) -> None:
+        """A module that returned a tensor it made besides its hidden state (a position bias),
+        read by a later module, cannot be dropped: the later one would miss it."""
+        for t in _tensors(args, kwargs) if name else []:
+            made = self.side_outputs.get(id(t))
+            for maker in made[1] if made is not None and made[0] is t else []:
+                if not _nested(name, maker):
+                    self.trace.undecided.setdefault(maker, f"{name} reads a tensor it returns besides its hidden "
+                                                           "state (e.g. a position bias shared with later layers)")
 
     def post_hook(self, module, args, kwargs, output):
         frame = self.stack.pop()
@@ -224,6 +246,13 @@ class _Recorder:
             return
         trace.output_shapes.setdefault(name, tuple(hidden.shape))
         trace.structures.setdefault(name, structure)
+        given = {id(t) for t in _tensors(args, kwargs)}
+        for extra in _tensors(tuple(output[1:]) if isinstance(output, (tuple, list)) else (), {}):
+            if id(extra) not in given:  # made here (or by a child), not passed through
+                entry = self.side_outputs.get(id(extra))
+                if entry is None or entry[0] is not extra:
+                    entry = self.side_outputs[id(extra)] = (extra, [])
+                entry[1].append(name)
         entry = self.producers.setdefault(id(hidden), (hidden, []))
         if entry[0] is hidden:
             entry[1].append(name)
@@ -309,6 +338,22 @@ class _Recorder:
         return [b for x in sources for b in self._branches_of(frame, x, depth + 1)]
 
 
+def _mark_hookless_calls(model: nn.Module, trace: ModelTrace) -> None:
+    """A module with a forward of its own whose parts ran although its own hooks never did was
+    called through ``.forward()`` (SqueezeBERT's encoder calls its layers so): the units
+    around it cannot be judged from what the hooks saw, so they are undecided."""
+    called = set(trace.call_counts)
+    for name, module in model.named_modules():
+        if not name or name in called or type(module).forward is nn.Module.forward:
+            continue  # containers without a forward (ModuleList, ModuleDict, holders) are never called
+        # its parts ran through their hooks, its own never did (a parent reading a child's
+        # weights, as nn.MultiheadAttention does with out_proj, runs no part of the child)
+        if any(_nested(c, name) for c in called):
+            for unit in [u for u in trace.units if _nested(name, u)]:
+                trace.undecided.setdefault(unit, f"runs {name} without its hooks (called through .forward()), "
+                                                 "so its layers cannot be seen")
+
+
 def _is_normalisation(module: nn.Module) -> bool:
     return "norm" in type(module).__name__.lower() and not list(module.children())
 
@@ -336,6 +381,9 @@ def trace_model(model: nn.Module, example_input: torch.Tensor, keep_outputs: boo
             handles.append(module.register_forward_hook(recorder.post_hook, with_kwargs=True))
         with _FunctionWatcher(recorder):
             model(example_input)
+    trace.list_entries = {f"{n}.{i}" if n else str(i) for n, m in model.named_modules() if isinstance(m, nn.ModuleList)
+                          for i in range(len(m))}
+    _mark_hookless_calls(model, trace)
     for name in trace.units:
         record_removal(model, name, IDENTITY, trace.structures[name])
     for name in trace.branches:
