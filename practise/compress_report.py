@@ -36,11 +36,11 @@ class Candidate:
     name: str
     kind: str
     params: int
-    flops: int
+    flops: int | None                  # None: torch's FLOP counter could not run on the model
     shape: list[int]
     rank: int                          # in the criterion's order, 1 = dropped first
     chosen: bool
-    flops_reduction: float
+    flops_reduction: float | None
     latency_ms_without: float
     latency_reduction: float
     recoverability: float | None       # None: the criterion needed no scoring
@@ -80,13 +80,13 @@ class LatencyInfo:
 @dataclass
 class SizeBefore:
     params: int
-    flops: int
+    flops: int | None
 
 
 @dataclass
 class SizeAfter:
     params: int
-    flops: int
+    flops: int | None
     params_removed: int
 
 

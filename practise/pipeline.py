@@ -91,7 +91,7 @@ class Inspection:
     feature_layer: str
     chain: list[str] | None
     trace: object
-    flops: int  # of the whole model, one input
+    flops: int | None  # of the whole model, one input (None: torch's counter could not run)
 
 
 def inspect_model(model: nn.Module, sample_shape: tuple[int, ...], include: list[str] | None = None,
@@ -262,7 +262,7 @@ def build_report(teacher, student, sample_shape, info: Inspection, order: list[s
         block, s, lat = blocks[name], by_name.get(name), block_latency[name]
         candidates.append(Candidate(
             **block.as_dict(), rank=rank, chosen=name in chosen,
-            flops_reduction=block.flops / flops_before if flops_before else 0.0,
+            flops_reduction=block.flops / flops_before if flops_before and block.flops is not None else None,
             latency_ms_without=lat.ms_without, latency_reduction=r_b[name],
             recoverability=s.recoverability if s else None, mse_before=s.mse_before if s else None,
             score=s.score if s else None, scoring_protocol=s.protocol if s else None,

@@ -21,6 +21,10 @@ def _num(value: float | None) -> str:
     return "inf" if math.isinf(value) else f"{value:.4g}"
 
 
+def _mflops(flops: int | None) -> str:
+    return "unknown" if flops is None else f"{flops / 1e6:.1f} M"
+
+
 def _median_iqr(stats: dict) -> str:
     return f"{stats['median_ms']:.2f} ({stats['q75_ms'] - stats['q25_ms']:.2f})"
 
@@ -29,7 +33,7 @@ def summary_rows(report: CompressReport) -> list[tuple[str, str, str]]:
     """(quantity, before, after) rows for the before/after table."""
     rows = [("latency (median ms, IQR)", _median_iqr(report.latency.full_ms), _median_iqr(report.latency.compressed_ms)),
             ("latency reduction (measured)", "", _pct(report.selection.measured_reduction)),
-            (f"FLOPs (per {'sequence' if report.tiny_set.kind == 'texts' else 'image'})", f"{report.before.flops / 1e6:.1f} M", f"{report.after.flops / 1e6:.1f} M"),
+            (f"FLOPs (per {'sequence' if report.tiny_set.kind == 'texts' else 'image'})", _mflops(report.before.flops), _mflops(report.after.flops)),
             ("parameters", f"{report.before.params:,}", f"{report.after.params:,}")]
     evaluation = report.evaluation
     if evaluation:

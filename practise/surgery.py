@@ -72,7 +72,18 @@ def stand_in(model: nn.Module, name: str) -> nn.Module:
 
 def drop_module_(model: nn.Module, name: str) -> nn.Module:
     """Drop one block in place; returns the module that was there (to put it back)."""
-    return replace_module_(model, name, stand_in(model, name))
+    new = stand_in(model, name)
+    copy_plain_attributes_(model.get_submodule(name), new)
+    return replace_module_(model, name, new)
+
+
+def copy_plain_attributes_(original: nn.Module, new: nn.Module) -> None:
+    """The original's plain attributes (strings, numbers, flags: ModernBERT's ``attention_type``,
+    a layer's index) on its stand-in, so callers that read them find them."""
+    for key, value in vars(original).items():
+        if not key.startswith("_") and key != "training" and not hasattr(new, key) \
+                and (value is None or isinstance(value, (str, int, float, bool))):
+            setattr(new, key, value)
 
 
 def drop_blocks_(model: nn.Module, names: list[str]) -> nn.Module:

@@ -37,7 +37,7 @@ def run(a) -> None:
     if a.latency:
         r_b, details, settings = block_latency_reductions(model, shape, [b.name for b in info.blocks],
                                                           latency_config(a), progress_for(a))
-    rows = [{**b.as_dict(), "flops_share": b.flops / total, **(latency_row(details[b.name]) if details else {})}
+    rows = [{**b.as_dict(), "flops_share": b.flops / total if total and b.flops is not None else None, **(latency_row(details[b.name]) if details else {})}
             for b in info.blocks]
     if a.json:
         extra = {"latency_settings": settings.as_dict()} if details else {}
@@ -49,7 +49,7 @@ def run(a) -> None:
     print(f"{'block':<{width}}{'kind':<{kind_width}}{'params':>12}{'FLOPs share':>13}"
           + (f"{'latency share':>15}{'95% interval':>16}  group (tie)" if details else ""))
     for r in rows:
-        line = f"{r['name']:<{width}}{r['kind']:<{kind_width}}{r['params']:>12,}{100 * r['flops_share']:>12.1f}%"
+        line = f"{r['name']:<{width}}{r['kind']:<{kind_width}}{r['params']:>12,}{share(r['flops_share'])}"
         if details:
             low, high = r["latency_interval"]
             line += (f"{100 * r['latency_reduction']:>14.2f}%{100 * low:>8.2f}-{100 * high:.2f}%"
@@ -63,3 +63,8 @@ def run(a) -> None:
 def latency_row(latency) -> dict:
     return {"latency_reduction": latency.reduction, "latency_interval": [latency.low, latency.high],
             "latency_group": latency.group, "latency_group_size": latency.group_size, "latency_tie": latency.tie}
+
+
+def share(fraction: float | None) -> str:
+    """A FLOPs share in a 13-character column ("n/a" where torch's counter could not run)."""
+    return f"{'n/a':>13}" if fraction is None else f"{100 * fraction:>12.1f}%"

@@ -34,7 +34,7 @@ from safetensors.torch import load_model, save_model
 
 from ..call_structure import OutputStructure
 from ..errors import UntrustedFile
-from ..surgery import PassThrough, ZeroBranch, _StandIn, replace_module_
+from ..surgery import PassThrough, ZeroBranch, _StandIn, copy_plain_attributes_, replace_module_
 from .layers import layer_count_key, layer_lists, remove_dropped_layers_
 from .model import model_class, refuse_remote_code, refused_as_untrusted
 from .verify import GENERATION_OK, Mismatch, check_reload
@@ -303,8 +303,10 @@ def _load_practise_form(path: Path, cls, side: dict) -> nn.Module:
     for name, record in side["dropped"].items():
         if name not in candidates:
             raise UntrustedFile(path / SIDE_FILE, f"{name} is not a droppable module of {type(model).__name__}")
-        stand_in = PassThrough if record["kind"] == "pass_through" else ZeroBranch
-        replace_module_(model, name, stand_in(_output_structure(path / SIDE_FILE, name, record["output"])))
+        stand_in = (PassThrough if record["kind"] == "pass_through" else ZeroBranch)(
+            _output_structure(path / SIDE_FILE, name, record["output"]))
+        copy_plain_attributes_(model.get_submodule(name), stand_in)
+        replace_module_(model, name, stand_in)
     try:
         missing, unexpected = load_model(model, str(weights), strict=False)
     except (OSError, ValueError, RuntimeError) as exc:
