@@ -188,7 +188,19 @@ def _resume_state(out_dir: Path, settings: dict, overwrite: bool) -> dict | None
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} is not empty and holds no interrupted synthesis with these settings; "
                               "pass `overwrite` or choose another folder")
+    if overwrite:
+        remove_earlier_synthesis_(out_dir)
     return None
+
+
+def remove_earlier_synthesis_(out_dir: Path) -> None:
+    """Delete what an earlier synthesis wrote here (its images and state), so none of its
+    images joins the new set; files it did not write are left alone."""
+    for path in list(out_dir.glob("class_*/synth_*.png")) + [out_dir / STATE_FILE]:
+        path.unlink(missing_ok=True)
+    for folder in out_dir.glob("class_*"):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def synthesize(model: nn.Module, num_images: int, shape: tuple[int, ...], out_dir: str | Path,

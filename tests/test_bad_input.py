@@ -378,3 +378,32 @@ def test_an_input_the_model_cannot_take_is_a_value_error_at_inspection():
     inspect_model(model, (1, 16, 16), feature_layer="1")
     with pytest.raises(ValueError, match=r"does not run on an input of shape \(1, 20, 20\).*`image_size`"):
         inspect_model(model, (1, 20, 20), feature_layer="1")
+
+
+def test_binary_or_non_utf8_text_is_not_a_tiny_set(tmp_path):
+    from practise.text.tinyset import read_examples
+
+    (tmp_path / "bin.txt").write_bytes(b"a line\n\x00\x01\x02 more\n")
+    with pytest.raises(ValueError, match="NUL bytes: a binary file"):
+        read_examples(tmp_path / "bin.txt")
+    (tmp_path / "latin.txt").write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="not UTF-8 text \\(line 2"):
+        read_examples(tmp_path / "latin.txt")
+    (tmp_path / "crlf.txt").write_bytes(b"one\r\ntwo\r\n\r\nthree")
+    assert read_examples(tmp_path / "crlf.txt").identifiers == ["crlf.txt:1", "crlf.txt:2", "crlf.txt:4"]
+
+
+def test_export_names_stay_inside_the_output_folder(tmp_path, capsys):
+    from practise.cli import main
+
+    code = main(["export", "--model", "resnet20", "--num-classes", "10", "--in-channels", "1", "--image-size", "16",
+                 "--out", str(tmp_path / "deploy"), "--name", "../escaped"])
+    assert code == 2 and "must be a plain file name" in capsys.readouterr().err
+    assert not list(tmp_path.glob("escaped*"))
+
+
+def test_seq_len_with_an_image_model_is_refused(capsys):
+    from practise.cli import main
+
+    assert main(["blocks", "--model", "resnet20", "--seq-len", "64"]) == 2
+    assert "--seq-len does not apply to an image model" in capsys.readouterr().err

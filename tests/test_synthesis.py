@@ -75,3 +75,13 @@ def test_synthesize_writes_a_labelled_image_folder_and_never_overwrites(tmp_path
         synthesize(bn_model(), 2, SHAPE, out, (0.5,), (0.25,), SynthesisConfig(steps=1))
     with pytest.raises(ValueError, match="one per input channel"):
         synthesize(bn_model(), 2, SHAPE, tmp_path / "other", (0.5, 0.5), (0.25,), SynthesisConfig(steps=1))
+
+
+def test_overwrite_leaves_no_image_of_an_earlier_synthesis(tmp_path):
+    out = tmp_path / "synth"
+    synthesize(bn_model(), 7, SHAPE, out, (0.5,), (0.25,), SynthesisConfig(steps=2, batch_size=4))
+    (out / "notes.txt").write_text("mine")
+    synthesize(bn_model(), 3, SHAPE, out, (0.5,), (0.25,), SynthesisConfig(steps=2, batch_size=4, seed=1),
+               overwrite=True)
+    assert len(ImageFolderSource(out)) == 3  # not 3 new + 4 left over from the first run
+    assert (out / "notes.txt").read_text() == "mine"  # a file synthesis did not write stays

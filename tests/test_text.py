@@ -136,7 +136,9 @@ def test_compress_cli_on_a_local_hf_encoder(hf_folder, sentences, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--data", "{folder}/config.csv"], "a .txt (one example per line) or .jsonl file"),
-    (["--data-free", "8"], "token models need --data with a .txt or .jsonl file"),
+    (["--data-free", "8"], "--data-free does not apply to a Hugging Face token model"),
+    (["--data", "{sentences}", "--weights", "w.pth", "--image-size", "32"],
+     "--weights, --image-size do not apply to a Hugging Face token model"),
     (["--data", "{sentences}", "--eval-data", "x"], "--eval-data is for image classifiers"),
     (["--data", "{sentences}", "--granularity", "token"], "invalid choice: 'token'"),
 ])
@@ -316,3 +318,15 @@ def test_an_image_eval_source_with_a_text_tiny_set_is_a_usage_error(hf_folder, s
     images = TensorSource(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
     with pytest.raises(UsageError, match="`eval_source` holds images, but the tiny set holds texts"):
         compress(bundle.model, tiny, CompressConfig(num_blocks=1), eval_source=images)
+
+
+@pytest.mark.parametrize("argv", [["export", "--out", "{tmp}/deploy"],
+                                  ["latency", "--latency-backend", "onnxruntime", "--seq-len", "8"]])
+def test_export_and_the_onnxruntime_backend_refuse_token_models_in_one_line(hf_folder, tmp_path, capsys, argv):
+    pytest.importorskip("onnxruntime")
+    from practise.cli import main
+
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main([argv[0], "--model", f"hf:{hf_folder}", *argv[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "of token models (hf:) is not supported" in err

@@ -13,7 +13,8 @@ from ..device import resolve_device
 from ..distributed import finish, init_from_environment
 from ..files import one_line
 from .errors import FlagFormatter, flag_message
-from ..errors import USER_ERRORS
+from .text import is_hf_spec
+from ..errors import USER_ERRORS, UsageError
 from . import blocks, compress, demo, evaluate, export, latency, score, synthesize, train
 from .arguments import OneLineParser
 
@@ -35,10 +36,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# image-model flags, meaningless for a token model (hf:): given with one, they are a mistake
+IMAGE_ONLY_FLAGS = {"weights": "--weights", "image_size": "--image-size", "mean": "--mean", "std": "--std",
+                    "num_classes": "--num-classes", "in_channels": "--in-channels", "data_free": "--data-free"}
+# token-model flags, meaningless for an image model
+TOKEN_ONLY_FLAGS = {"seq_len": "--seq-len"}
+
+
 def check_common(a) -> None:
-    """What every subcommand can check before loading anything: the device exists here."""
+    """What every subcommand can check before loading anything: the device exists here, and
+    no flag was given that the model kind ignores."""
     if getattr(a, "device", None):
         resolve_device(a.device)
+    token_model = is_hf_spec(getattr(a, "model", None))
+    wrong = IMAGE_ONLY_FLAGS if token_model else TOKEN_ONLY_FLAGS
+    given = [flag for key, flag in wrong.items() if getattr(a, key, None) is not None]
+    if given:
+        kind = "a Hugging Face token model (hf:)" if token_model else "an image model"
+        raise UsageError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to {kind}; "
+                         "leave them out")
 
 
 # subcommands whose scoring torchrun spreads over processes (practise.distributed)

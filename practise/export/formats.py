@@ -28,6 +28,7 @@ from ..files import atomic_write
 from ..model_output import select_logits
 from ..registry import Registry
 from ..errors import UsageError
+from ..text.model import is_token_model
 
 log = logging.getLogger(__name__)
 ONNX_OPSET = 18
@@ -161,12 +162,23 @@ register_exporter("torchscript", Exporter(".torchscript.pt", _write_torchscript)
 register_exporter("torch-export", Exporter(".pt2", _write_torch_export))
 
 
+def refuse_token_models(model: nn.Module, what: str) -> None:
+    """Export and the onnxruntime backend trace image inputs; token models are refused in one line."""
+    if is_token_model(model):
+        raise UsageError(f"{what} of token models (hf:) is not supported: it traces float image inputs, and a "
+                         "token model takes integer ids and a mask; deploy the saved Hugging Face folder with "
+                         "its own tooling (e.g. optimum's ONNX export)")
+
+
 def export_model(model: nn.Module, sample_shape: tuple[int, ...], out_dir: str | Path, formats: list[str],
                  stem: str = "model", tolerance: float = 1e-4, check_batch: int = 4,
                  overwrite: bool = False) -> list[ExportResult]:
     """Write ``model`` in each of ``formats`` into ``out_dir`` (``<stem><suffix>``), each
     checked against PyTorch on a seeded batch of ``check_batch`` inputs."""
     exporters = {f: EXPORTERS.get(f) for f in formats}  # an unknown name lists the valid ones
+    if not stem or stem in (".", "..") or Path(stem).name != stem or "\\" in stem:
+        raise UsageError(f"`name` {stem!r} must be a plain file name (no folders): the files go into `out_dir`")
+    refuse_token_models(model, "export")
     out_dir = Path(out_dir)
     paths = {f: out_dir / f"{stem}{e.suffix}" for f, e in exporters.items()}
     taken = [str(p) for p in paths.values() if p.exists()]

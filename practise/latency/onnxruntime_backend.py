@@ -29,8 +29,9 @@ class SessionRunner:
 class OnnxRuntimeBackend(LatencyBackend):
 
     def prepare(self, model, variants, sample_shape, config, device):
-        from ..export.formats import onnx_bytes, onnx_session
+        from ..export.formats import onnx_bytes, onnx_session, refuse_token_models
 
+        refuse_token_models(model, "the onnxruntime latency backend")
         if device.type != "cpu" or config.dtype != "float32":
             raise UsageError(f"the onnxruntime latency backend runs float32 on the CPU; got {config.dtype} on "
                              f"{device} (use `device` cpu and `dtype` float32, or the eager backend)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import pickle
 import logging
 from pathlib import Path
 
@@ -130,6 +131,9 @@ def refused_as_untrusted(path: Path, what: str):
         yield
     except PractiseError:
         raise
+    except pickle.UnpicklingError:  # torch's message advises unpickling anyway: never pass that on
+        raise UntrustedFile(path, f"its {what} weights are a pickled checkpoint holding Python objects besides "
+                                  "tensors; practise reads weights only (safetensors, or a tensors-only .bin)") from None
     except (ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
         raise UntrustedFile(path, f"cannot load its {what}: {one_line(exc)[:300]}") from None
 

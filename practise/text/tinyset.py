@@ -28,6 +28,19 @@ class TextExamples:
     skipped: list[str] = field(default_factory=list)
 
 
+def _text_lines(path: Path) -> list[str]:
+    """The file's lines; a binary file or one that is not UTF-8 text is an error, not garbage examples."""
+    raw = path.read_bytes()
+    if b"\x00" in raw:
+        raise UsageError(f"{path} holds NUL bytes: a binary file, not text (one example per line, UTF-8)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise UsageError(f"{path} is not UTF-8 text (line {line}, byte {exc.start}); save it as UTF-8") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # lines as open() numbers them
+
+
 def read_examples(path: str | Path) -> TextExamples:
     """Every example of a .txt or .jsonl file (the file is only read)."""
     path = Path(path)
@@ -37,24 +50,22 @@ def read_examples(path: str | Path) -> TextExamples:
     if not path.is_file():
         raise UsageError(f"{path} does not exist or is not a file")
     texts, raw_labels, ids, skipped = [], [], [], []
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            if path.suffix == ".txt":
-                texts.append(line), ids.append(f"{path.name}:{number}")
-                continue
-            try:
-                record = json.loads(line)
-                text = record.get("text", record.get("sentence"))
-            except (ValueError, AttributeError):
-                skipped.append(f"{path.name}:{number}: not a JSON object")
-                continue
-            if not isinstance(text, str) or not text.strip():
-                skipped.append(f"{path.name}:{number}: no \"text\" string")
-                continue
-            texts.append(text), ids.append(f"{path.name}:{number}"), raw_labels.append(record.get("label"))
+    for number, line in enumerate(_text_lines(path), 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".txt":
+            texts.append(line), ids.append(f"{path.name}:{number}")
+            continue
+        try:
+            record = json.loads(line)
+            text = record.get("text", record.get("sentence"))
+        except (ValueError, AttributeError):
+            skipped.append(f"{path.name}:{number}: not a JSON object")
+            continue
+        if not isinstance(text, str) or not text.strip():
+            skipped.append(f"{path.name}:{number}: no \"text\" string")
+            continue
+        texts.append(text), ids.append(f"{path.name}:{number}"), raw_labels.append(record.get("label"))
     if skipped:
         log.warning("%s: skipped %d lines: %s", path, len(skipped), "; ".join(skipped[:3]))
     if not texts:
