@@ -407,3 +407,13 @@ def test_seq_len_with_an_image_model_is_refused(capsys):
 
     assert main(["blocks", "--model", "resnet20", "--seq-len", "64"]) == 2
     assert "--seq-len does not apply to an image model" in capsys.readouterr().err
+
+
+def test_an_image_folder_with_class_subfolders_and_loose_images_is_ambiguous(tmp_path):
+    from helpers import write_png_folder
+    from practise.data import ImageFolderSource
+
+    write_png_folder(tmp_path / "data", classes=1, per_class=3)
+    write_png_folder(tmp_path / "data", classes=0, per_class=2)
+    with pytest.raises(ValueError, match="holds class subfolders \\(class0\\) and 2 images beside them"):
+        ImageFolderSource(tmp_path / "data")

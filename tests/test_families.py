@@ -159,3 +159,23 @@ def test_practise_json_is_checked_against_its_schema(tmp_path, edit, message):
     (saved.path / "practise.json").write_text(json.dumps(side))
     with pytest.raises(UntrustedFile, match=message):
         load_pretrained(saved.path)
+
+
+@pytest.mark.parametrize("change, message", [({"num_hidden_layers": 1_000_000}, "describes 1000000 layers"),
+                                              ({"hidden_size": 1 << 20}, "larger than any weight's dimension")])
+def test_a_config_far_beyond_its_weights_is_refused_before_building(tmp_path, change, message):
+    import json
+
+    from practise.errors import UntrustedFile
+
+    T.LlamaForCausalLM(T.LlamaConfig(**S, num_hidden_layers=2, num_key_value_heads=1)).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(UntrustedFile, match=message):
+        load_pretrained(tmp_path)
+
+
+def test_a_sequence_longer_than_the_position_table_is_refused_up_front():
+    model = build("gptneo")  # 2048 positions by default
+    with pytest.raises(UsageError, match="longer than the 2048 positions"):
+        inspect_model(model, (2, 100_000))

@@ -79,6 +79,11 @@ class ImageFolderSource(ImageSource):
             raise NotADirectoryError(f"not a folder: {self.root}")
         self.skipped_files: list[str] = []
         subdirs = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        loose = [p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        if subdirs and loose:  # labelled by subfolder, or not: the folder cannot say which it meant
+            raise UsageError(f"{self.root} holds class subfolders ({', '.join(p.name for p in subdirs[:3])}) and "
+                             f"{len(loose)} images beside them ({loose[0].name}); put every image in a class "
+                             "subfolder (labelled) or all in the folder itself (unlabelled)")
         if subdirs:
             self.classes = [p.name for p in subdirs]
             pairs = [(f, i) for i, d in enumerate(subdirs) for f in self._images_in(d)]

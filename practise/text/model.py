@@ -27,6 +27,7 @@ from ..files import one_line
 
 log = logging.getLogger(__name__)
 HF_PREFIX = "hf:"
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "max_sequence_length")
 
 
 class SequenceModel(nn.Module):
@@ -48,9 +49,19 @@ class SequenceModel(nn.Module):
         kwargs = {} if self.use_cache is None else {"use_cache": self.use_cache}
         return self.model(input_ids=tokens[:, 0], attention_mask=tokens[:, 1], **kwargs)
 
+    @property
+    def max_positions(self) -> int | None:
+        """The longest sequence the model's position embeddings cover, if its config says."""
+        config = getattr(self.model, "config", None)
+        found = [getattr(config, k, None) for k in POSITION_KEYS]
+        return next((v for v in found if type(v) is int and v > 0), None)
+
     def practise_example_input(self, batch: int, sample_shape: tuple[int, ...], generator: torch.Generator):
         """Random ids (special tokens avoided: the first 1000 ids, where vocabularies keep them) and no padding."""
         length = sample_shape[-1]
+        if self.max_positions is not None and length > self.max_positions:
+            raise UsageError(f"sequences of {length} tokens are longer than the {self.max_positions} positions the "
+                             f"model covers; give a `seq_len` of at most {self.max_positions}")
         low = min(1000, self.vocab_size // 2)
         ids = torch.randint(low, self.vocab_size, (batch, length), generator=generator)
         return torch.stack([ids, torch.ones_like(ids)], 1)

@@ -277,9 +277,47 @@ def load_pretrained(path: str | Path, auto_class=None) -> nn.Module:
     return _load_practise_form(path, cls, side)
 
 
+def check_config_fits_weights(path: Path) -> None:
+    """Refuse, before anything is built, a config.json that describes more layers or another
+    width than the safetensors weights beside it hold (a million layers would take minutes to
+    build, then be filled with random weights)."""
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), "pt") as handle:
+                shapes |= {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            raise UntrustedFile(file, f"not a readable safetensors file ({type(exc).__name__})") from None
+    if not shapes:
+        return  # .bin weights: transformers reads them (weights only) and the loading report is checked
+    with open(path / "config.json", encoding="utf-8") as handle:
+        config = json.load(handle)
+    count_key = next((k for k in ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+                      if type(config.get(k)) is int), None)
+    # loose bounds, so that layouts counting layers differently (stages, blocks) never trip them
+    stored = _stored_layer_count(shapes)
+    if count_key and stored and config[count_key] > 8 * stored:
+        raise UntrustedFile(path, f"config.json describes {config[count_key]} layers ({count_key}) but the weights "
+                                  f"hold about {stored}")
+    largest = max((d for shape in shapes.values() for d in shape), default=0)
+    for key in ("hidden_size", "d_model", "n_embd", "intermediate_size"):
+        if type(config.get(key)) is int and config[key] > largest:
+            raise UntrustedFile(path, f"config.json's {key} {config[key]} is larger than any weight's dimension "
+                                      f"({largest})")
+
+
+def _stored_layer_count(shapes: dict) -> int:
+    """The layers the weights hold: the largest N+1 over keys with a numbered list entry."""
+    numbers = [int(m.group(1)) for key in shapes for m in [re.search(r"\.(\d+)\.", key)] if m]
+    return max(numbers) + 1 if numbers else 0
+
+
 def _load_stock_form(path: Path, cls) -> nn.Module:
     """``from_pretrained``, refused if any weight is missing, unexpected or of another shape
     (transformers would fill a missing one with random values and go on)."""
+    check_config_fits_weights(path)
     with refused_as_untrusted(path, "model"):
         model, info = cls.from_pretrained(path, local_files_only=True, trust_remote_code=False,
                                           output_loading_info=True)
