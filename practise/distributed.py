@@ -62,6 +62,46 @@ class ScoringGroup:
         return values
 
 
+def check_ranks_agree(group: ScoringGroup, description: dict) -> None:
+    """Every rank must run the same job on the same data: ``description`` (arguments, file
+    fingerprints) is gathered, and a rank that differs from rank 0 stops every rank, before
+    any work, with one UsageError naming the first difference."""
+    if not group.distributed:
+        return
+    described = group.gather(description)
+    for rank, other in enumerate(described[1:], 1):
+        differing = sorted(k for k in set(other) | set(described[0]) if other.get(k) != described[0].get(k))
+        if differing:
+            key = differing[0]
+            raise UsageError(f"the ranks of this torchrun job differ: rank {rank}'s {key} is "
+                             f"{str(other.get(key))[:80]!r}, rank 0's {str(described[0].get(key))[:80]!r}; "
+                             "start every rank with the same arguments and data")
+
+
+def path_fingerprint(path: str | os.PathLike | None) -> str | None:
+    """What a file or folder holds, cheaply: names and sizes, and the first and last MiB of
+    each file (the same on every host that has the same data, whatever its mtimes)."""
+    import hashlib
+    from pathlib import Path
+
+    if path is None:
+        return None
+    root = Path(path)
+    if not root.exists():
+        return f"missing:{path}"
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files[:100_000]:
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(root) if file != root else file.name}:{size}".encode())
+        with open(file, "rb") as handle:
+            digest.update(handle.read(1 << 20))
+            if size > 2 << 20:
+                handle.seek(-(1 << 20), os.SEEK_END)
+                digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
 def current_group() -> ScoringGroup:
     """The running process group (torchrun's environment names the local rank), or one process."""
     if not (dist.is_available() and dist.is_initialized()):

@@ -50,3 +50,18 @@ def score(rank: int, world: int, port: int, workdir: str, out: str, die: bool = 
     if group.is_main:
         Path(out).write_text(json.dumps({"threads": torch.get_num_threads(), "blocks": {b: asdict(r) for b, r in done.items()}}))
     finish()
+
+
+def run_cli(rank: int, world: int, port: int, argvs: list[list[str]], out: str) -> None:
+    """One rank of a torchrun-like job running the command line with its own arguments."""
+    import contextlib
+    import io
+
+    from practise.cli import main
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argvs[rank])
+    Path(f"{out}.rank{rank}").write_text(json.dumps({"code": code, "stderr": err.getvalue()}))

@@ -81,3 +81,19 @@ def test_compress_under_torchrun_records_the_world_and_who_scored_what(tmp_path)
     assert {c["scoring_rank"] for c in report["candidates"]} == {0, 1}
     assert {c["scoring_device"] for c in report["candidates"]} == {"cpu"}
     assert done.stdout.count("dropped blocks") == 1  # rank 0 alone reports
+
+
+def test_ranks_given_different_data_stop_before_any_work_with_one_line(tmp_path):
+    from distributed_worker import run_cli
+    from helpers import write_png_folder
+
+    folders = [write_png_folder(tmp_path / f"data{r}", seed=r) for r in range(2)]  # same names, other pixels
+    argvs = [["score", "--model", "resnet20", "--in-channels", "1", "--num-classes", "10", "--image-size", "16",
+              "--data", str(folders[0]), "--score-iterations", "2", "--device", "cpu", "-q"] for _ in range(2)]
+    argvs[1] = [a.replace("data0", "data1") for a in argvs[0]]
+    mp.spawn(run_cli, args=(2, free_port(), argvs, str(tmp_path / "result")), nprocs=2, join=True)
+    results = [json.loads((tmp_path / f"result.rank{r}").read_text()) for r in range(2)]
+    assert [r["code"] for r in results] == [2, 2]
+    assert results[1]["stderr"] == ""  # one line in all, from rank 0
+    lines = results[0]["stderr"].strip().splitlines()
+    assert len(lines) == 1 and "the ranks of this torchrun job differ" in lines[0]

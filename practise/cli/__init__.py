@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from ..device import resolve_device
-from ..distributed import finish, init_from_environment
+from ..distributed import check_ranks_agree, current_group, finish, init_from_environment, path_fingerprint
 from ..files import one_line
 from .errors import FlagFormatter, flag_message
 from .text import is_hf_spec
@@ -61,6 +62,16 @@ def check_common(a) -> None:
 DISTRIBUTED_COMMANDS = ("score", "compress")
 
 
+def job_description(a) -> dict:
+    """What every rank of a torchrun job must agree on: its arguments and what its files hold."""
+    files = {key: path_fingerprint(getattr(a, key)) for key in ("data", "weights", "eval_data")
+             if getattr(a, key, None) and not str(getattr(a, key)).split(":")[0] in ("demo", "fashion-mnist")}
+    model = getattr(a, "model", None)
+    if model and (is_hf_spec(model) or Path(model).exists()):
+        files["model"] = path_fingerprint(model[len("hf:"):] if is_hf_spec(model) else model)
+    return {"arguments": " ".join(a.argv), **files}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
@@ -71,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_common(args)
         if args.command in DISTRIBUTED_COMMANDS:
-            init_from_environment()  # under torchrun: join the group (one process: nothing happens)
+            group = init_from_environment()  # under torchrun: join the group (one process: nothing happens)
+            check_ranks_agree(group, job_description(args))
         args.func(args)
     except USER_ERRORS as exc:  # what the user gave (PractiseError kinds) or a file system refusal
-        print(f"practise {args.command}: error: {flag_message(exc)}", file=sys.stderr)
+        if current_group().is_main:  # under torchrun one line in all, from rank 0
+            print(f"practise {args.command}: error: {flag_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"practise {args.command}: interrupted; finished work is kept in the work folder, and rerunning "
@@ -83,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not a user mistake: say so in one line; -v shows the traceback
         if args.verbose:
             raise
-        print(f"practise {args.command}: internal error: {type(exc).__name__}: {one_line(exc)} "
+        group = current_group()
+        rank = f" (rank {group.rank} of {group.world_size})" if group.distributed else ""
+        print(f"practise {args.command}: internal error{rank}: {type(exc).__name__}: {one_line(exc)[:300]} "
               f"(rerun with -v for the traceback, and please report it)", file=sys.stderr)
         return 1
     finally:
