@@ -128,6 +128,8 @@ def _try_stock(hf_model, tokenizer, out_dir: Path, dropped: dict, extra) -> tupl
             return saved, None
         except Mismatch as exc:
             failures.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - stock saving itself fails (shared tensors): the practise form
+            failures.append(f"save_pretrained fails: {type(exc).__name__}: {str(exc)[:160]}")
     return None, f"the stock form would not reload as the pruned model ({failures[0]})"
 
 
