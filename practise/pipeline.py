@@ -39,6 +39,7 @@ from .scoring import BlockScore, Scorer, ScoringConfig, block_scores, recoverabi
 from .selection import Selection, measure_selection, select_in_order
 from .surgery import drop_blocks
 from .text.decode import decode_record, is_causal_lm
+from .text.evaluation import evaluate_text
 from .text.model import as_sequence_model, unwrap
 from .tracing import check_granularity, check_module_name, feature_chain, find_feature_layer, trace_model
 from .errors import PractiseError, UsageError
@@ -148,7 +149,7 @@ def check_inputs_finite(teacher: nn.Module, tiny_set: TinySetProtocol, feature_l
 
 
 def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConfig, *,
-             sample_shape: tuple[int, ...] | None = None, eval_source: ImageSource | None = None,
+             sample_shape: tuple[int, ...] | None = None, eval_source: ImageSource | TinySetProtocol | None = None,
              eval_transforms: Transforms | None = None, workdir: str | Path | None = None,
              progress: Progress = silent) -> CompressResult | None:
     """Run PRACTISE on ``teacher`` (left untouched) with ``tiny_set`` (images, or token
@@ -157,16 +158,19 @@ def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConf
 
     ``sample_shape`` (one input without the batch dimension) defaults to the tiny set's;
     give it to time and trace at another size (e.g. a longer sequence).
-    ``eval_source`` (images) is evaluated after recovery, for image classifiers.
+    ``eval_source`` is held-out data of the tiny set's kind, evaluated after recovery: images
+    (top-1 and agreement for classifiers), or a text set (``practise.text.build_text_tiny_set``:
+    perplexity and next-token agreement for causal LMs, embedding cosine for encoders).
     ``workdir`` keeps the per-block scores so an interrupted run resumes. Under torchrun the
     scoring is spread over the ranks (``practise.distributed``) and only rank 0 returns a
     result (None elsewhere).
     """
     began = time.perf_counter()
     sample_shape = tuple(sample_shape or tiny_set.sample_shape)
-    if eval_source is not None and tiny_set.kind != "images":
-        raise UsageError(f"`eval_source` holds images, but the tiny set holds {tiny_set.kind}: evaluate a token "
-                         "model on held-out text instead")
+    held_out_kind = getattr(eval_source, "kind", "images")
+    if eval_source is not None and held_out_kind != tiny_set.kind:
+        raise UsageError(f"`eval_source` holds {held_out_kind}, but the tiny set holds {tiny_set.kind}: evaluate "
+                         f"on held-out {tiny_set.kind}")
     device = resolve_device(config.device)
     if RECOVERY_METHODS[config.recovery.method].needs_labels:
         tiny_set.label_tensor()  # fail before the long steps if labels are missing
@@ -211,9 +215,7 @@ def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConf
     if eval_source is not None:
         t = time.perf_counter()
         try:
-            evaluation = evaluate_models({"teacher": teacher, "compressed": student}, eval_source,
-                                         eval_transforms or tiny_set.transforms, device,  # type: ignore[attr-defined]
-                                         reference="teacher")
+            evaluation = evaluate_held_out(teacher, student, tiny_set, eval_source, eval_transforms, device)
         except PractiseError as exc:  # e.g. no readable image: keep the finished work, say why accuracy is missing
             log.warning("evaluation failed, the result is reported without accuracy: %s", exc)
             evaluation_error = str(exc)
@@ -228,6 +230,16 @@ def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConf
                           losses, evaluation, block_latency, latency_settings, timings)
     report.evaluation_error, report.decode = evaluation_error, decode
     return CompressResult(student, info.blocks, scores, selection, info.feature_layer, report)
+
+
+def evaluate_held_out(teacher: nn.Module, student: nn.Module, tiny_set: TinySetProtocol, eval_source,
+                      eval_transforms: Transforms | None, device: torch.device) -> dict:
+    """Top-1 and agreement on held-out images; perplexity / embedding similarity on held-out text."""
+    if tiny_set.kind == "texts":
+        return evaluate_text(teacher, student, eval_source.eval_tensor(), device=device)
+    return evaluate_models({"teacher": teacher, "compressed": student}, eval_source,
+                           eval_transforms or tiny_set.transforms, device,  # type: ignore[attr-defined]
+                           reference="teacher")
 
 
 def ranking_inputs(criterion: str, names: list[str], r_b: dict[str, float], scores: list[BlockScore], teacher: nn.Module,

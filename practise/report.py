@@ -40,7 +40,16 @@ def summary_rows(report: CompressReport) -> list[tuple[str, str, str]]:
         if report.has_accuracy:
             rows.append((f"top-1 accuracy ({evaluation['teacher']['images']} images)",
                          _pct(evaluation["teacher"]["top1"]), _pct(evaluation["compressed"]["top1"])))
-        rows.append(("agreement with teacher", "100.0%", _pct(evaluation["compressed"]["agreement_with_teacher"])))
+        compressed = evaluation["compressed"]
+        if "agreement_with_teacher" in compressed:
+            rows.append(("agreement with teacher", "100.0%", _pct(compressed["agreement_with_teacher"])))
+        if "perplexity" in compressed:
+            rows.append((f"perplexity ({compressed['tokens']:,} held-out tokens)",
+                         f"{evaluation['teacher']['perplexity']:.2f}", f"{compressed['perplexity']:.2f}"))
+            rows.append(("next-token agreement with teacher", "100.0%", _pct(compressed["next_token_agreement"])))
+        if "embedding_cosine_to_teacher" in compressed:
+            rows.append((f"embedding cosine to teacher ({compressed['sequences']} texts)", "1.000",
+                         f"{compressed['embedding_cosine_to_teacher']:.3f}"))
     rows.append(("dropped blocks", "", ", ".join(report.selection.blocks)))
     return rows
 

@@ -139,7 +139,7 @@ def test_compress_cli_on_a_local_hf_encoder(hf_folder, sentences, tmp_path):
     (["--data-free", "8"], "--data-free does not apply to a Hugging Face token model"),
     (["--data", "{sentences}", "--weights", "w.pth", "--image-size", "32"],
      "--weights, --image-size do not apply to a Hugging Face token model"),
-    (["--data", "{sentences}", "--eval-data", "x"], "--eval-data is for image classifiers"),
+    (["--data", "{sentences}", "--eval-data", "x"], "--eval-data x: a token model takes text from a .txt"),
     (["--data", "{sentences}", "--granularity", "token"], "invalid choice: 'token'"),
 ])
 def test_text_cli_bad_input_is_one_line(hf_folder, sentences, tmp_path, capsys, extra, message):
@@ -330,3 +330,60 @@ def test_export_and_the_onnxruntime_backend_refuse_token_models_in_one_line(hf_f
     assert main([argv[0], "--model", f"hf:{hf_folder}", *argv[1:]]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "of token models (hf:) is not supported" in err
+
+
+def test_perplexity_is_lower_on_memorised_text_than_on_shuffled_text(llama_folder, tmp_path):
+    """A causal LM trained to memorise some lines: their perplexity is far below that of the
+    same words shuffled, and a model is in full agreement with itself."""
+    from practise.text import build_text_tiny_set, load_hf
+    from practise.text.evaluation import evaluate_text
+
+    bundle = load_hf(f"hf:{llama_folder}")
+    lines = [" ".join(WORDS[(i + j) % len(WORDS)] for j in range(8)) for i in range(6)]
+    g = torch.Generator().manual_seed(0)
+    shuffled = [" ".join(WORDS[int(k)] for k in torch.randint(0, len(WORDS), (8,), generator=g)) for _ in lines]
+    (tmp_path / "seen.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "shuffled.txt").write_text("\n".join(shuffled) + "\n")
+    seen = build_text_tiny_set(tmp_path / "seen.txt", bundle.tokenizer, None, torch.Generator().manual_seed(0))
+    model = bundle.model.model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        ids, mask = seen.tokens[:, 0], seen.tokens[:, 1]
+        loss = model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+        optimizer.zero_grad(), loss.backward(), optimizer.step()
+    model.eval()
+    other = build_text_tiny_set(tmp_path / "shuffled.txt", bundle.tokenizer, None, torch.Generator().manual_seed(0))
+    on_seen, on_other = evaluate_text(model, model, seen.tokens), evaluate_text(model, model, other.tokens)
+    assert on_seen["teacher"]["perplexity"] * 3 < on_other["teacher"]["perplexity"]
+    assert on_seen["compressed"]["next_token_agreement"] == 1.0
+
+
+@pytest.mark.slow
+def test_compress_cli_reports_held_out_perplexity_for_a_causal_lm(llama_folder, sentences, tmp_path, capsys):
+    from practise.cli import main
+
+    held_out = tmp_path / "held_out.txt"
+    held_out.write_text("\n".join(json.loads(line)["text"] for line in sentences.read_text().splitlines()[:20]))
+    out = tmp_path / "out"
+    assert main(["compress", "--model", f"hf:{llama_folder}", "--data", str(sentences), "--num-examples", "16",
+                 "--num-blocks", "1", "--score-iterations", "2", "--recovery-iterations", "2", "--repeats", "3",
+                 "--max-repeats", "6", "--eval-data", str(held_out), "--out", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    evaluation = json.loads((out / "report.json").read_text())["evaluation"]
+    assert evaluation["teacher"]["perplexity"] > 1 and evaluation["compressed"]["perplexity"] > 1
+    assert 0 <= evaluation["compressed"]["next_token_agreement"] <= 1
+    assert "perplexity" in printed and "perplexity" in (out / "report.md").read_text()
+    assert "perplexity" in (out / "model" / "README.md").read_text()
+
+
+def test_an_encoder_reports_the_embedding_similarity_to_the_teacher(hf_folder, sentences):
+    from practise.surgery import drop_blocks
+    from practise.text import build_text_tiny_set, load_hf
+    from practise.text.evaluation import evaluate_text
+
+    bundle = load_hf(f"hf:{hf_folder}")
+    held = build_text_tiny_set(sentences, bundle.tokenizer, 12, torch.Generator().manual_seed(0))
+    same = evaluate_text(bundle.model, bundle.model, held.tokens)["compressed"]["embedding_cosine_to_teacher"]
+    dropped = drop_blocks(bundle.model, ["model.encoder.layer.1"])
+    other = evaluate_text(bundle.model, dropped, held.tokens)["compressed"]["embedding_cosine_to_teacher"]
+    assert same == pytest.approx(1.0, abs=1e-5) and other < same

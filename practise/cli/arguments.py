@@ -125,7 +125,7 @@ def add_model_args(p) -> None:
 
 
 def add_eval_limit_arg(g) -> None:
-    g.add_argument("--eval-limit", type=POSITIVE, help="evaluate on at most this many images")
+    g.add_argument("--eval-limit", type=POSITIVE, help="evaluate on at most this many images (or held-out text lines)")
 
 
 def add_data_args(p, required: bool = True) -> None:
@@ -138,7 +138,7 @@ def add_data_args(p, required: bool = True) -> None:
                    help="tiny-set size: images, or text examples (default 500, or all if fewer)")
     g.add_argument("--max-length", type=int_at_least(2), default=128,
                    help="token models: truncate text examples to this many tokens (default 128)")
-    g.add_argument("--eval-data", help="evaluation images (folder or fashion-mnist:test) for accuracy / agreement")
+    g.add_argument("--eval-data", help="held-out data: images (folder or fashion-mnist:test) for top-1 / agreement, or for hf: models a .txt/.jsonl of text for perplexity (causal LMs) or embedding similarity (encoders)")
     add_eval_limit_arg(g)
     add_normalisation_args(g)
     add_seed_arg(g)

@@ -23,9 +23,9 @@ def token_shape(a, tiny_length: int | None = None) -> tuple[int, int]:
     return (2, a.seq_len or tiny_length or getattr(a, "max_length", 128))
 
 
-def check_text_data(path: str) -> None:
+def check_text_data(path: str, flag: str = "--data") -> None:
     if Path(path).suffix not in TEXT_SUFFIXES:
-        raise UsageError(f"--data {path}: a token model takes its tiny set from a .txt (one example per line) or "
+        raise UsageError(f"{flag} {path}: a token model takes text from a .txt (one example per line) or "
                          ".jsonl file (\"text\", optional \"label\" per line)")
 
 
@@ -34,21 +34,26 @@ def text_tiny_set(a, tokenizer):
     return build_text_tiny_set(a.data, tokenizer, a.num_images, seed_everything(a.seed), a.max_length)
 
 
+def held_out_texts(a, tokenizer):
+    """Every line of --eval-data (or --eval-limit of them, drawn with the seed), tokenised like the tiny set."""
+    return build_text_tiny_set(a.eval_data, tokenizer, a.eval_limit, seed_everything(a.seed), a.max_length)
+
+
 def run_text_compress(a, config, progress) -> None:
     """`practise compress` for a token model."""
     if a.data_free is not None or a.data is None:
         raise UsageError("token models need --data with a .txt or .jsonl file (--data-free synthesizes images only)")
-    if a.eval_data:
-        raise UsageError("--eval-data is for image classifiers; for token models compare the saved model on your "
-                         "task (benchmarks/minilm.py shows an embedding probe)")
     check_text_data(a.data)
+    if a.eval_data:
+        check_text_data(a.eval_data, "--eval-data")
     out = check_output_folder(a.out, a.overwrite, token_model=True)
     bundle = load_hf(a.model)
     tiny = text_tiny_set(a, bundle.tokenizer)
+    held_out = held_out_texts(a, bundle.tokenizer) if a.eval_data else None
     shape = token_shape(a, tiny.sample_shape[-1])
     check_against_model(bundle.model, shape, config)
-    result = compress(bundle.model, tiny, config, sample_shape=shape, workdir=a.workdir or out / "work",
-                      progress=progress)
+    result = compress(bundle.model, tiny, config, sample_shape=shape, eval_source=held_out,
+                      workdir=a.workdir or out / "work", progress=progress)
     if result is None:  # a torchrun rank other than 0: its share of the scoring is done
         return
     written = write_compressed_outputs(result, bundle.model, out_dir=out, overwrite=a.overwrite,
