@@ -95,7 +95,7 @@ def build_variants(arch: str, levels: list[float], seed: int, round_to: int | No
 
 def measure(model, flops_full: int, variants: dict, arch: str, batch: int, repeats: int) -> dict:
     models = {"full": model, **{k: v[0] for k, v in variants.items()}}
-    config = LatencyConfig(device="cpu", batch_size=batch, warmup=2, repeats=repeats)
+    config = LatencyConfig(device="cpu", batch_size=batch, warmup=2, repeats=repeats, budget_s=None)
     stats, settings = measure_models(models, SHAPE, config)
     rows = []
     for name, (_, info) in variants.items():

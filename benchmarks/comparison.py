@@ -298,10 +298,10 @@ def plan(settings: Settings) -> None:
     teacher = fmnist_teacher("resnet56").eval()
     info = inspect_model(teacher, SHAPE)
     names = [b.name for b in info.blocks]
-    config = LatencyConfig(device="cpu", batch_size=settings.latency_batch, repeats=settings.latency_repeats, warmup=5)
+    config = LatencyConfig(device="cpu", batch_size=settings.latency_batch, repeats=settings.latency_repeats, warmup=5, budget_s=None)
     if "latency" not in data:
         table_config = LatencyConfig(device="cpu", batch_size=settings.latency_batch, repeats=settings.table_repeats,
-                                     warmup=5)
+                                     warmup=5, budget_s=None)
         r_b, details, latency_settings = block_latency_reductions(teacher, SHAPE, names, table_config)
         data["latency"] = {"r_b": r_b, "interval": {k: [v.low, v.high] for k, v in details.items()},
                            "group": {k: v.group for k, v in details.items()}, "settings": latency_settings.as_dict()}

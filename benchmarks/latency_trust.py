@@ -175,7 +175,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = LatencyConfig(device="cpu", repeats=args.repeats, max_repeats=args.max_repeats, resolution=args.resolution)
+    config = LatencyConfig(device="cpu", repeats=args.repeats, max_repeats=args.max_repeats, resolution=args.resolution, budget_s=None)
     results = []
     for name in args.cases:
         path = out / f"{name}.json"

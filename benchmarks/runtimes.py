@@ -38,7 +38,7 @@ def demo_selection(batch: int, repeats: int) -> dict:
     teacher = fmnist_teacher("resnet56").eval()
     rows = {}
     for backend in BACKENDS:
-        config = LatencyConfig(device="cpu", batch_size=batch, repeats=repeats, backend=backend)
+        config = LatencyConfig(device="cpu", batch_size=batch, repeats=repeats, backend=backend, budget_s=None)
         saving, settings = measure_saving(teacher, (1, 28, 28), blocks, config)
         rows[backend] = {"reduction": saving.reduction, "interval": [saving.low, saving.high],
                          "full_ms": saving.full.median_ms, "pruned_ms": saving.pruned.median_ms,
@@ -55,7 +55,7 @@ def acceleration_points(arch: str, batch: int, levels: list[float], repeats: int
                    "flops_reduction": 1 - info["flops"] / flops_full} for name, (_, info) in variants.items()}
     settings = {}
     for backend in BACKENDS:
-        config = LatencyConfig(device="cpu", batch_size=batch, warmup=2, repeats=repeats, backend=backend)
+        config = LatencyConfig(device="cpu", batch_size=batch, warmup=2, repeats=repeats, backend=backend, budget_s=None)
         stats, used = measure_models(models, (3, 224, 224), config)
         settings[backend] = used.as_dict()
         for name in variants:

@@ -98,7 +98,7 @@ def main() -> None:
                           fashion_mnist_transforms())
     info = inspect_model(teacher, SHAPE)
     names = [b.name for b in info.blocks]
-    lat = latency_table(teacher, names, workdir, LatencyConfig(device="cpu", batch_size=64, repeats=30, warmup=5))
+    lat = latency_table(teacher, names, workdir, LatencyConfig(device="cpu", batch_size=64, repeats=30, warmup=5, budget_s=None))
     r_b = lat["r_b"]
     results = {"provenance": provenance(), "num_images": len(tiny), "seed": args.seed, "blocks": names,
                "latency": lat, "fast": {}, "slow": None}

@@ -21,6 +21,14 @@ def _num(value: float | None) -> str:
     return "inf" if math.isinf(value) else f"{value:.4g}"
 
 
+def _stopped(settings: dict) -> str:
+    """Why the paired repeats stopped, when it was not the resolution aimed at."""
+    if settings.get("stopped_by") in (None, "resolution"):
+        return ""
+    return (f"; stopped by the {settings['stopped_by'].replace('_', ' ')} with intervals of +-"
+            f"{100 * settings['reached']:.2f} points per block (aimed at +-{100 * settings['resolution']:.2f})")
+
+
 def _mflops(flops: int | None) -> str:
     return "unknown" if flops is None else f"{flops / 1e6:.1f} M"
 
@@ -71,7 +79,7 @@ def to_markdown(report: CompressReport) -> str:
               f"Latency measured on {settings['device']} ({settings['device_name']}), {settings['threads']} threads, "
               f"input {settings['input_shape']}, {settings['dtype']}, {settings['warmup']} warm-up + "
               f"{settings['repeats']} {'paired' if settings.get('paired') else 'interleaved'} repeats, torch {settings['torch_version']}"
-              f"{_backend(settings)}.", "",
+              f"{_backend(settings)}{_stopped(settings)}.", "",
               *([f"**Warning:** {report.latency.warning}.", ""] if report.latency.warning else []),
               "## Candidate blocks (best score first)", "",
               "Score = recoverability / latency reduction (lower is better): recoverability is the feature MSE left "

@@ -2,7 +2,7 @@
 
 The simulated backend makes every pass take its true cost (a base plus the cost of each
 block still present) times a slow drift and a few percent of per-pass noise, with rare
-spikes: the conditions measured on these shared machines (../shared/latency-notes.md),
+spikes: the conditions measured on these shared machines,
 where one pass's noise is as large as one block's cost. No real time is spent timing.
 """
 import math
@@ -160,3 +160,24 @@ def test_blocks_with_equal_shapes_but_other_settings_are_not_grouped():
 
     model = torch.nn.Sequential(Dilated(1), Dilated(1), Dilated(2))  # same weight shapes, other dilation
     assert structural_groups(model, ["0", "1", "2"], (4, 8, 8)) == {"0": ["0", "1"], "2": ["2"]}
+
+
+def test_a_time_budget_stops_the_paired_repeats_on_time_and_says_so(caplog):
+    """A slow clock: every repeat of the table costs about 0.23 simulated seconds. Aiming at an
+    unreachable resolution, the measurement stops once the budget is spent, not at max_repeats."""
+    model = tiny_resnet()
+    names = candidates(model)
+    with noisy_clock(1) as backend:
+        tight = LatencyConfig(backend="noisy-clock", device="cpu", warmup=2, repeats=20, max_repeats=1000,
+                              resolution=1e-6, budget_s=5.0)
+        with caplog.at_level("WARNING"):
+            _, _, settings = block_latency_reductions(model, SHAPE, names, tight)
+        spent = backend.clock()
+    assert settings.stopped_by == "time budget" and settings.repeats == 30  # 20, then one round of 10 past 5 s
+    assert settings.reached > 1e-6 and spent < 10 and "time budget of 5 s spent" in caplog.text
+    with noisy_clock(1):
+        free = LatencyConfig(backend="noisy-clock", device="cpu", warmup=2, repeats=20, max_repeats=60,
+                             resolution=1e-6, budget_s=None)
+        _, _, settings = block_latency_reductions(model, SHAPE, names, free)
+    assert settings.stopped_by == "max_repeats" and settings.repeats == 60
+    assert settings.as_dict()["stopped_by"] == "max_repeats"

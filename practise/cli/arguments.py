@@ -154,6 +154,11 @@ def add_candidate_args(p) -> None:
                         "as separate candidates where it has them")
 
 
+def budget(text: str) -> float | None:
+    """Seconds, or 'none' for no time budget."""
+    return None if text.strip().lower() == "none" else number(0.0, strict=True)(text)
+
+
 def add_latency_args(p) -> None:
     d = LatencyConfig()
     g = p.add_argument_group("latency measurement")
@@ -166,6 +171,10 @@ def add_latency_args(p) -> None:
     g.add_argument("--latency-resolution", type=number(0.0, strict=True), default=d.resolution,
                    help=f"interval half-width aimed at, a fraction of the full model's latency per block "
                         f"(default {d.resolution}, i.e. {100 * d.resolution:g} points)")
+    g.add_argument("--latency-budget", type=budget, default=d.budget_s, metavar="SECONDS",
+                   help=f"stop adding repeats to one measurement (the block table, a selection) after this many "
+                        f"seconds, whatever resolution is reached (reported); 'none' for no limit "
+                        f"(default {d.budget_s:g})")
     g.add_argument("--no-latency-groups", action="store_true",
                    help="time every block on its own instead of timing structurally identical blocks together")
     g.add_argument("--warmup", type=NON_NEGATIVE, default=d.warmup, help=f"untimed passes per variant (default {d.warmup})")

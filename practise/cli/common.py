@@ -58,7 +58,8 @@ def latency_config(a) -> LatencyConfig:
     return LatencyConfig(device=a.device, batch_size=a.batch_size, warmup=a.warmup, repeats=a.repeats,
                          max_repeats=a.max_repeats, resolution=a.latency_resolution,
                          group_identical=not a.no_latency_groups, threads=a.threads, dtype=a.dtype,
-                         channels_last=a.channels_last, backend=a.latency_backend)
+                         channels_last=a.channels_last, backend=a.latency_backend,
+                         budget_s=getattr(a, "latency_budget", LatencyConfig.budget_s))
 
 
 def scoring_config(a) -> ScoringConfig:

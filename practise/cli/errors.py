@@ -17,7 +17,7 @@ PARAMETER_FLAGS = {
     "image_size": "--image-size", "in_channels": "--in-channels", "mean": "--mean", "std": "--std",
     "include": "--include", "exclude": "--exclude", "max_repeats": "--max-repeats", "device": "--device",
     "dtype": "--dtype", "recovery.lr": "--recovery-lr", "scoring.lr": "--score-lr", "workdir": "--workdir",
-    "eval_data": "--eval-data", "data": "--data", "seq_len": "--seq-len",
+    "eval_data": "--eval-data", "budget_s": "--latency-budget", "data": "--data", "seq_len": "--seq-len",
 }
 PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_.]*)`")
 

@@ -30,6 +30,9 @@ class LatencyConfig:
     # latency, per block), or max_repeats is reached; the interval is reported either way.
     max_repeats: int | None = None   # None: 10 x repeats
     resolution: float = 0.001
+    # ... and stop adding rounds once this many seconds went into one measurement (the first
+    # `repeats` always run); the report says which resolution was reached. None: no budget.
+    budget_s: float | None = 120.0
     group_identical: bool = True  # blocks of the same class, parameter shapes and input shape share one estimate
     threads: int | None = None   # torch CPU threads; None leaves torch's default
     dtype: str = "float32"
@@ -48,6 +51,8 @@ class LatencyConfig:
             raise UsageError(f"threads must be at least 1, got {self.threads}")
         if self.max_repeats is not None and self.max_repeats < self.repeats:
             raise UsageError(f"max_repeats ({self.max_repeats}) must be at least repeats ({self.repeats})")
+        if self.budget_s is not None and not self.budget_s > 0:
+            raise UsageError(f"the latency time budget must be positive seconds (or None), got {self.budget_s}")
         if not 0 < self.resolution < 1:
             raise UsageError(f"latency resolution must be a fraction between 0 and 1, got {self.resolution}")
 

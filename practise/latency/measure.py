@@ -64,9 +64,15 @@ class LatencySettings:
     backend: str = "eager"
     paired: bool = False             # savings from per-repeat differences against the full model
     resolution: float | None = None  # the interval half-width aimed at (paired only)
+    stopped_by: str | None = None    # paired: "resolution", "max_repeats" or "time budget"
+    reached: float | None = None     # paired: the widest interval half-width per block when it stopped
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        for key in ("stopped_by", "reached"):  # absent from timings that do not add rounds
+            if record[key] is None:
+                del record[key]
+        return record
 
 
 def _device_name(device: torch.device) -> str:
@@ -116,11 +122,13 @@ class TimingSession:
     def timed(self, runnable: Runnable) -> float:
         return time_once(runnable, self.x, self.backend, self.device)
 
-    def settings(self, repeats: int, paired: bool = False) -> LatencySettings:
+    def settings(self, repeats: int, paired: bool = False, stopped_by: str | None = None,
+                 reached: float | None = None) -> LatencySettings:
         c = self.config
         return LatencySettings(str(self.device), _device_name(self.device), self.threads, self.batch,
                                [self.batch, *self.sample_shape], c.dtype, c.channels_last, c.warmup, repeats,
-                               backend=c.backend, paired=paired, resolution=c.resolution if paired else None)
+                               backend=c.backend, paired=paired, resolution=c.resolution if paired else None,
+                               stopped_by=stopped_by, reached=reached)
 
 
 def _timed_interleaved(runners: dict[str, Runnable], sample_shape: tuple[int, ...], config: LatencyConfig,

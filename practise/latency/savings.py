@@ -21,6 +21,8 @@ Three things make the estimate reproducible:
 """
 from __future__ import annotations
 
+import logging
+
 import math
 import statistics
 from dataclasses import dataclass
@@ -36,6 +38,8 @@ from ..tracing import check_module_name
 from .backend import BACKENDS
 from .config import LatencyConfig
 from .measure import FULL, LatencySettings, LatencyStats, TimingSession
+
+log = logging.getLogger(__name__)
 
 ROUND = 10  # repeats added per round once the minimum is done
 
@@ -135,16 +139,24 @@ def paired_savings(model: nn.Module, sample_shape: tuple[int, ...], variants: di
     shares = shares or {}
     with TimingSession(sample_shape, config, device, model) as session:
         _warm_up(session, runners, config.warmup, progress)
-        done = 0
+        began, done = backend.clock(), 0
         while True:
             count = config.repeats if done == 0 else min(ROUND, config.resolved_max_repeats - done)
             _paired_round(session, runners, names, done, count, full, pruned, progress)
             done += count
             savings = {n: _saving(variants[n], full[n], pruned[n]) for n in names}
-            if done >= config.resolved_max_repeats or all(s.half_width / shares.get(n, 1) <= config.resolution
-                                                 for n, s in savings.items()):
+            reached = max(s.half_width / shares.get(n, 1) for n, s in savings.items())
+            stopped_by = ("resolution" if reached <= config.resolution else
+                          "max_repeats" if done >= config.resolved_max_repeats else
+                          "time budget" if config.budget_s is not None and backend.clock() - began >= config.budget_s
+                          else None)
+            if stopped_by:
                 break
-    return savings, session.settings(done, paired=True)
+    if stopped_by == "time budget":
+        log.warning("latency: time budget of %.0f s spent after %d paired repeats; intervals reached +-%.2f points "
+                    "(aimed at +-%.2f); raise `budget_s` for finer estimates", config.budget_s, done, 100 * reached,
+                    100 * config.resolution)
+    return savings, session.settings(done, paired=True, stopped_by=stopped_by, reached=reached)
 
 
 def _warm_up(session: TimingSession, runners: dict, passes: int, progress: Progress) -> None:
