@@ -193,6 +193,8 @@ def add_scoring_args(p) -> None:
                    help="cached: fixed eval-transformed batches, teacher and frozen prefix computed once (fast); "
                         "paper: augmented batches and full passes every step")
     g.add_argument("--score-lr", type=number(0.0), default=d.lr, help=f"adaptor SGD lr (default {d.lr}, paper)")
+    g.add_argument("--score-batch-size", type=POSITIVE, default=d.batch_size,
+                   help=f"examples per adaptor SGD step (default {d.batch_size}, paper); lower it for long sequences")
     add_score_autocast_arg(g, "none")
     g.add_argument("--workdir", help="folder keeping per-block scores so an interrupted run resumes")
 
@@ -226,6 +228,8 @@ def add_recovery_args(p) -> None:
                    help="mimic: feature mimicking (PRACTISE); ce: cross-entropy with labels; kd: logit distillation")
     g.add_argument("--recovery-iterations", type=NON_NEGATIVE, default=d.iterations, help=f"default {d.iterations} (paper)")
     g.add_argument("--recovery-lr", type=number(0.0), help="default: 0.02 for mimic/kd, 1e-4 for ce (the authors')")
+    g.add_argument("--recovery-batch-size", type=POSITIVE, default=d.batch_size,
+                   help=f"examples per recovery step (default {d.batch_size}, paper); lower it for long sequences")
     add_recovery_autocast_arg(g, "none")
 
 

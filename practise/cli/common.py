@@ -64,11 +64,13 @@ def latency_config(a) -> LatencyConfig:
 
 def scoring_config(a) -> ScoringConfig:
     return ScoringConfig(iterations=a.score_iterations, protocol=a.score_protocol, lr=a.score_lr, seed=a.seed,
+                         batch_size=getattr(a, "score_batch_size", ScoringConfig.batch_size),
                          autocast=resolve_autocast(getattr(a, "score_autocast", "none"), a.device))
 
 
 def recovery_config(a) -> RecoveryConfig:
     return RecoveryConfig(method=a.recovery, iterations=a.recovery_iterations, lr=a.recovery_lr, seed=a.seed,
+                          batch_size=getattr(a, "recovery_batch_size", RecoveryConfig.batch_size),
                           autocast=resolve_autocast(getattr(a, "recovery_autocast", "none"), a.device))
 
 

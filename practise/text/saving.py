@@ -20,6 +20,7 @@ folder that fails is replaced by the practise form, with a warning saying why.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -159,12 +160,30 @@ def remap_layer_indices_(config, removed: dict[str, list[int]]) -> bool:
     return changed
 
 
+@contextlib.contextmanager
+def _quiet_transformers():
+    """No progress bars or load reports from transformers while practise writes and checks a
+    folder (a failed stock attempt is reported by practise, in one line)."""
+    from transformers.utils import logging as hf_logging
+
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _write(out_dir: Path, write, verify) -> SavedFolder:
     """``write(tmp)`` into a temporary folder beside ``out_dir``, ``verify(tmp)``, then rename."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        write(tmp)
-        saved = verify(tmp)
+        with _quiet_transformers():
+            write(tmp)
+            saved = verify(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
