@@ -83,6 +83,9 @@ def main() -> None:
     p.add_argument("--autocast", nargs="+", default=[None], type=lambda t: None if t == "none" else t,
                    help="fast-run autocast settings to measure: none, bfloat16 (several: each)")
     p.add_argument("--lr", type=float, default=ScoringConfig.lr, help="fast runs' adaptor SGD lr (default: the paper's)")
+    p.add_argument("--protocol", default="cached", choices=["cached", "closed-form"],
+                   help="the fast runs' protocol (closed-form: least-squares linear stand-in, no SGD; its "
+                        "--fast-iterations value only labels the run)")
     p.add_argument("--slow-iterations", type=int, default=1000)
     p.add_argument("--slow-budget-min", type=float, default=None, help="stop the slow run after this long")
     p.add_argument("--skip-slow", action="store_true")
@@ -109,8 +112,9 @@ def main() -> None:
     results["slow_measured_on"] = earlier.get("slow_measured_on") or (earlier.get("provenance") or {}).get("machine")
     for iters in [int(i) for i in args.fast_iterations.split(",")]:
         for autocast in args.autocast:
-            config = ScoringConfig(iterations=iters, protocol="cached", seed=args.seed, autocast=autocast, lr=args.lr)
-            label = (f"{iters}" + (f"-{autocast}" if autocast else "") + (f"-lr{args.lr:g}" if args.lr != ScoringConfig.lr else "")
+            config = ScoringConfig(iterations=iters, protocol=args.protocol, seed=args.seed, autocast=autocast,
+                                   lr=args.lr)
+            label = (("closed-form" if args.protocol == "closed-form" else f"{iters}") + (f"-{autocast}" if autocast else "") + (f"-lr{args.lr:g}" if args.lr != ScoringConfig.lr else "")
                      + (f"@{args.tag}" if args.tag else ""))
             cache = workdir / f"fast-{label}.json"
             fresh = not cache.is_file()

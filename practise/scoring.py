@@ -40,15 +40,18 @@ from .modes import eval_mode, flush_denormals, on_device
 from .precision import autocast, check_autocast
 from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .progress import Progress, silent
-from .surgery import drop_module_
+from .surgery import drop_module_, replace_module_
+from .call_structure import removal_for
+from .closed_form import LinearStatistics, LinearStandIn, gather_statistics, is_identity_removal
 from .tracing import ModelTrace
 from .errors import UsageError
 
 log = logging.getLogger(__name__)
-PROTOCOLS = ("cached", "paper")
+CLOSED_FORM = "closed-form"
+PROTOCOLS = ("cached", "paper", CLOSED_FORM)
 # settings added after score caches were first written: left out of the fingerprint while
 # they are off, so caches written before them stay valid
-LATER_SETTINGS = {"autocast": None}
+LATER_SETTINGS = {"autocast": None, "ridge": 1e-3}
 
 
 @dataclass
@@ -68,8 +71,12 @@ class ScoringConfig:
     # "bfloat16": adaptor training passes under torch.autocast (weights, targets and the final
     # R_b stay float32); fast on CPUs with AVX512-BF16 / AMX. None: float32 throughout.
     autocast: str | None = None
+    # "closed-form" protocol: ridge strength, relative to the mean input energy per channel
+    ridge: float = 1e-3
 
     def __post_init__(self) -> None:
+        if not self.ridge > 0:
+            raise UsageError(f"scoring: ridge must be positive, got {self.ridge}")
         if self.protocol not in PROTOCOLS:
             raise UsageError(f"unknown scoring protocol {self.protocol!r}; valid choices: {', '.join(PROTOCOLS)}")
         check_sgd_settings("scoring", self.iterations, 1, self.batch_size, self.lr, self.momentum,
@@ -152,6 +159,7 @@ class Scorer:
         # real-token weights of each tiny-set example (None for images): padding is not mimicked
         self.masks = token_mask(teacher, self.eval_images)
         self._prefix_cache: tuple[int, torch.Tensor] | None = None
+        self._statistics: LinearStatistics | None = None  # closed-form protocol: gathered once
 
     def _cached_inputs(self, start: int) -> torch.Tensor:
         """Teacher activations entering chain unit ``start``; one cache kept at a time."""
@@ -170,8 +178,13 @@ class Scorer:
         """(R_b, MSE before training, how it ran) for one block.
 
         How it ran: "cached" (fixed batches, frozen prefix skipped), "cached-full" (fixed
-        batches, full student passes: no feature chain through this block), or "paper".
+        batches, full student passes: no feature chain through this block), "paper", or
+        "closed-form" (the unit replaced by its least-squares linear map; closed_form.py).
         """
+        if self.config.protocol == CLOSED_FORM:
+            result = self._closed_form(block)
+            progress.advance(self.config.iterations)
+            return result
         student = _Student(self.teacher, block, self.trace, self.chain, self.feature_layer, self.memory_format)
         fixed_batches = self.config.protocol == "cached"
         skip_prefix = fixed_batches and student.start is not None
@@ -188,6 +201,32 @@ class Scorer:
                         "A lower scoring lr may help.", block, after)
             after = math.inf
         return after, before, ("cached" if skip_prefix else "cached-full") if fixed_batches else "paper"
+
+    def _closed_form(self, block: str) -> tuple[float, float, str]:
+        if self._statistics is None:  # every unit and branch at once: one teacher pass for all blocks
+            names = sorted(set(self.trace.units) | set(self.trace.branches))
+            with eval_mode(self.teacher):
+                self._statistics = gather_statistics(self.teacher, names, self.eval_images, self.masks,
+                                                     self.config.eval_batch_size)
+        if block not in self._statistics.xtx:
+            raise RuntimeError(f"{block}: no input/output of the same shape was recorded for the closed-form fit")
+        removal = removal_for(self.teacher, block)
+        weight = self._statistics.fit(block, is_identity_removal(removal), self.config.ridge)
+        replaced, dropped = copy.deepcopy(self.teacher), copy.deepcopy(self.teacher)
+        replace_module_(replaced, block, LinearStandIn(weight.to(self.device), removal.structure))
+        drop_module_(dropped, block)
+        start = self.chain.index(block) if self.chain is not None and block in self.chain else None
+        inputs = self._cached_inputs(start) if start is not None else self.eval_images
+
+        def runner(model):
+            if start is None:
+                return lambda x: forward_features(model, x, self.feature_layer)
+            suffix = [model.get_submodule(u) for u in self.chain[start:]]
+            return lambda x: run_chain(suffix, x)
+
+        with eval_mode(replaced, dropped), flush_denormals():
+            after, before = self._final_mse(runner(replaced), inputs), self._final_mse(runner(dropped), inputs)
+        return (after if math.isfinite(after) else math.inf), before, CLOSED_FORM
 
     def _train(self, student: _Student, run, inputs: torch.Tensor, fixed_batches: bool, block: str,
                progress: Progress) -> None:

@@ -145,3 +145,64 @@ def test_a_cache_resumes_as_typed_records_and_is_ignored_for_other_settings(tmp_
     assert load_score_cache(cache, "something else") == {}
     cache.write_text(json.dumps({"fingerprint": key, "blocks": {"layer2.1": {**old, "seconds": "soon"}}}))
     assert load_score_cache(cache, key) == {}  # a malformed record: rescored, never trusted
+
+
+class LinearUnit(torch.nn.Module):
+    """x + conv1x1(x), no bias: exactly linear in its input, per pixel."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(c, c, 1, bias=False)
+
+    def forward(self, x):
+        return x + self.conv(x)
+
+
+class ScaledUnit(torch.nn.Module):
+    """x + scale * relu(conv(x)): near the identity for a small scale, far from linear for a large one."""
+
+    def __init__(self, c: int, scale: float):
+        super().__init__()
+        self.conv, self.scale = torch.nn.Conv2d(c, c, 3, padding=1), scale
+
+    def forward(self, x):
+        return x + self.scale * torch.relu(self.conv(x))
+
+
+def closed_form_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), LinearUnit(8), ScaledUnit(8, 0.01),
+                               ScaledUnit(8, 3.0), torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(8, 10)).eval()
+
+
+def test_closed_form_recovers_an_exactly_linear_block_and_ranks_near_identity_before_nonlinear():
+    scorer = make_scorer(closed_form_model(), protocol="closed-form")
+    linear, linear_before, protocol = scorer.recoverability("1")
+    near_identity, _, _ = scorer.recoverability("2")
+    nonlinear, nonlinear_before, _ = scorer.recoverability("3")
+    assert protocol == "closed-form"
+    assert linear < 1e-4 * linear_before  # the linear map reproduces the block: nothing left to recover
+    assert near_identity < nonlinear and nonlinear < nonlinear_before
+
+
+def test_closed_form_scores_token_models_over_real_tokens_only():
+    transformers = pytest.importorskip("transformers")
+    from practise.text import SequenceModel
+    from practise.text.tinyset import TextTinySet
+
+    torch.manual_seed(0)
+    model = SequenceModel(transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=64)).eval())
+    ids = torch.randint(10, 120, (12, 9), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[::2, 6:] = 0
+    tiny = TextTinySet(torch.stack([ids, mask], 1), None, [str(i) for i in range(12)], [""] * 12, "t", 9)
+    trace = trace_model(model, tiny.tokens[:1])
+    layer = find_feature_layer(model, trace)
+    scorer = Scorer(model, tiny, trace, None, layer, ScoringConfig(protocol="closed-form", iterations=1))
+    scores = {b: scorer.recoverability(b)[:2] for b in trace.candidates()}
+    assert len(scores) == 3 and all(0 <= after < before for after, before in scores.values())
+    stats = scorer._statistics
+    assert all(count == int(mask.sum()) for name, count in stats.count.items() if name in scores)
