@@ -7,6 +7,7 @@ recoverability scores skips the scoring step."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,7 +36,7 @@ from .machine import machine_info
 from .progress import Progress, silent
 from .recovery import RECOVERY_METHODS, RecoveryConfig, recover_
 from .distributed import current_group, machine_threads
-from .scoring import BlockScore, Scorer, ScoringConfig, block_scores, recoverabilities
+from .scoring import BlockScore, Scorer, ScoringConfig, block_scores, recoverabilities, resolve_protocol
 from .selection import Selection, measure_selection, select_in_order
 from .surgery import drop_blocks
 from .text.decode import decode_record, is_causal_lm
@@ -177,6 +178,7 @@ def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConf
     check_finite(teacher.state_dict(), "the teacher's weights")
     # an HF token model (BertModel, LlamaForCausalLM, ...) is taken as is: ids and mask packed in one tensor
     teacher = as_sequence_model(copy.deepcopy(teacher)).to(device).eval()
+    config = dataclasses.replace(config, scoring=resolve_protocol(config.scoring, teacher))
     info = check_against_model(teacher, sample_shape, config)
     names = [b.name for b in info.blocks]
     check_inputs_finite(teacher, tiny_set, info.feature_layer, device)

@@ -20,6 +20,7 @@ interrupted run resumes without recomputing finished blocks.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -32,6 +33,7 @@ import torch.nn as nn
 
 from .adaptors import adaptor_sites, insert_adaptors_
 from .tiny_set import TinySetProtocol
+from .text.model import is_token_model
 from .distributed import ScoringGroup, current_group
 from .features import as_format, feature_error, feature_mse, forward_features, run_chain
 from .inputs import token_mask
@@ -47,8 +49,8 @@ from .tracing import ModelTrace
 from .errors import UsageError
 
 log = logging.getLogger(__name__)
-CLOSED_FORM = "closed-form"
-PROTOCOLS = ("cached", "paper", CLOSED_FORM)
+CLOSED_FORM, AUTO = "closed-form", "auto"
+PROTOCOLS = (AUTO, "cached", "paper", CLOSED_FORM)
 # settings added after score caches were first written: left out of the fingerprint while
 # they are off, so caches written before them stay valid
 LATER_SETTINGS = {"autocast": None, "ridge": 1e-3}
@@ -62,7 +64,7 @@ class ScoringConfig:
     momentum: float = 0.9       # paper
     weight_decay: float = 1e-4  # paper
     lr_drop_at: float = 0.4     # x0.1 step decay after this fraction of iterations (paper)
-    protocol: str = "cached"    # see module docstring
+    protocol: str = AUTO        # see module docstring; auto: resolve_protocol's choice per model kind
     seed: int = 0
     eval_batch_size: int = 256
     # Memory layout only (results equal up to float rounding): about 25-30% faster adaptor
@@ -98,6 +100,15 @@ class BlockScore:
     seconds: float
     device: str | None = None   # where it was scored (None: caches written before this was recorded)
     rank: int | None = None     # which torchrun rank scored it
+
+
+def resolve_protocol(config: ScoringConfig, model: nn.Module) -> ScoringConfig:
+    """``config`` with "auto" made concrete for ``model``: closed-form for token models (trained
+    adaptors cost hundreds of partial passes per layer, too slow for LLMs on a CPU), cached for
+    image models (it agrees best with the authors' protocol: benchmarks/results/scoring_speed)."""
+    if config.protocol != AUTO:
+        return config
+    return dataclasses.replace(config, protocol=CLOSED_FORM if is_token_model(model) else "cached")
 
 
 def practise_score(recoverability: float, latency_reduction: float) -> float:
@@ -150,7 +161,7 @@ class Scorer:
         self.teacher = teacher = on_device(teacher, device)  # the caller's teacher stays where it is
         self.device = torch.device(device)
         self.tiny_set, self.trace, self.chain = tiny_set, trace, chain
-        self.feature_layer, self.config = feature_layer, config
+        self.feature_layer, self.config = feature_layer, resolve_protocol(config, teacher)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.eval_images = as_format(tiny_set.eval_tensor().to(self.device), self.memory_format)
         with eval_mode(teacher):

@@ -190,8 +190,10 @@ def add_scoring_args(p) -> None:
     g = p.add_argument_group("recoverability scoring")
     g.add_argument("--score-iterations", type=POSITIVE, default=d.iterations, help=f"adaptor SGD steps per block (default {d.iterations}, paper)")
     g.add_argument("--score-protocol", choices=PROTOCOLS, default=d.protocol,
-                   help="cached: fixed eval-transformed batches, teacher and frozen prefix computed once (fast); "
-                        "paper: augmented batches and full passes every step")
+                   help="auto (default): closed-form for token models, cached for image models; cached: fixed "
+                        "eval-transformed batches, teacher and frozen prefix computed once; paper: augmented batches "
+                        "and full passes every step; closed-form: each block replaced by its least-squares linear "
+                        "map, no SGD (about one pass per block)")
     g.add_argument("--score-lr", type=number(0.0), default=d.lr, help=f"adaptor SGD lr (default {d.lr}, paper)")
     g.add_argument("--score-batch-size", type=POSITIVE, default=d.batch_size,
                    help=f"examples per adaptor SGD step (default {d.batch_size}, paper); lower it for long sequences")
