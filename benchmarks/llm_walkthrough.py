@@ -26,7 +26,7 @@ from pathlib import Path
 
 from common import ROOT, provenance
 
-OUT = ROOT / "benchmarks" / "results" / "llm_walkthrough"
+OUT = ROOT / "benchmarks" / "results" / "llm_walkthrough_cosine"
 
 
 def docstrings(limit: int = 4000) -> list[str]:
