@@ -179,3 +179,20 @@ def test_a_sequence_longer_than_the_position_table_is_refused_up_front():
     model = build("gptneo")  # 2048 positions by default
     with pytest.raises(UsageError, match="longer than the 2048 positions"):
         inspect_model(model, (2, 100_000))
+
+
+def test_folders_of_an_earlier_practise_load_when_stock_and_are_refused_otherwise(tmp_path):
+    import json
+
+    from practise.errors import UntrustedFile
+
+    model = build("gptneo")
+    saved = save_pretrained(drop_blocks(model, ["model.transformer.h.1"]).model, None, tmp_path / "out")
+    assert saved.form == STOCK
+    legacy = {"removed_layers": {"transformer.h": [1]}, "zero_branches": {}, "pass_throughs": []}
+    (saved.path / "practise.json").write_text(json.dumps(legacy))
+    assert load_pretrained(saved.path).config.num_layers == 3
+    legacy["zero_branches"] = {"transformer.h.0.attn": {"kind": "tuple", "length": 2}}
+    (saved.path / "practise.json").write_text(json.dumps(legacy))
+    with pytest.raises(UntrustedFile, match="earlier practise with dropped sub-layers"):
+        load_pretrained(saved.path)

@@ -252,6 +252,11 @@ def read_side_file(path: Path) -> dict | None:
         side = json.loads(file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise UntrustedFile(file, f"not valid JSON ({exc})") from None
+    if isinstance(side, dict) and "format" not in side and "removed_layers" in side:  # an earlier practise's
+        if side.get("zero_branches") or side.get("pass_throughs"):
+            raise UntrustedFile(file, "written by an earlier practise with dropped sub-layers, whose weights this "
+                                      "version cannot verify; compress the model again to get a verified folder")
+        return None  # whole layers removed: a stock folder, checked like any other
     if not isinstance(side, dict) or side.get("format") != FORMAT or side.get("form") not in (STOCK, PRACTISE):
         raise UntrustedFile(file, f"not a {FORMAT} file (format and form missing or unknown)")
     dropped = side.get("dropped")
