@@ -9,17 +9,22 @@ atomically (a crash leaves the old file or the new one, never half of one).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from pathlib import Path
 
+import torch
 import torch.nn as nn
 
 from .compress_report import CompressReport
 from .data.transforms import TransformConfig, Transforms
 from .files import atomic_write_text
 from .model_card import model_card
-from .model_io import arch_spec, save_compressed
+from .inputs import example_input
+from .model_io import arch_spec, load_compressed, save_compressed
+from .model_output import logits
+from .modes import eval_mode
 from .preprocessing import GIVEN, Preprocessing
 from .report import REPORT_FILES, write_report_files
 from .text.model import is_token_model, unwrap
@@ -103,8 +108,8 @@ def write_compressed_outputs(result, teacher: nn.Module, preprocessing: Preproce
              "measured_latency_reduction": result.selection.measured_reduction}
     if preprocessing.defaulted:
         extra["preprocessing_defaults"] = preprocessing.defaulted
-    model_path = save_compressed(out_dir / MODEL_FILE, result.model, result.selection.blocks, result.feature_layer,
-                                 spec if spec is not None else arch_spec(teacher), extra, overwrite=overwrite)
+    model_path = save_verified(out_dir / MODEL_FILE, result, teacher, spec if spec is not None else arch_spec(teacher),
+                               extra, overwrite)
     base = _base_name(teacher)
     card = atomic_write_text(out_dir / CARD, model_card(report, base, f'model = practise.load_compressed('
                                                                       f'"{MODEL_FILE}")', command))
@@ -131,6 +136,29 @@ def _write_token_model(result, teacher: nn.Module, out_dir: Path, overwrite: boo
 def _base_name(teacher: nn.Module) -> str:
     arch = getattr(teacher, "practise_arch", None) or {}
     return str(arch.get("source") or arch.get("name") or arch.get("factory") or type(teacher).__name__)
+
+
+def save_verified(path: Path, result, teacher: nn.Module, spec: dict | None, extra: dict, overwrite: bool) -> Path:
+    """The model file, kept only once ``load_compressed`` rebuilds it to the outputs of the
+    pruned model on a seeded input (written beside ``path`` first, then renamed)."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass `overwrite` to replace it")
+    unverified = path.with_name(f".unverified.{path.name}")
+    try:
+        save_compressed(unverified, result.model, result.selection.blocks, result.feature_layer, spec, extra,
+                        overwrite=True)
+        custom = {} if spec and "name" in spec else {"model": copy.deepcopy(teacher).cpu()}
+        reloaded = load_compressed(unverified, **custom)
+        x = example_input(result.model, tuple(result.report.model.input_shape), batch=2, random=True)
+        with torch.no_grad(), eval_mode(result.model):
+            expected, got = logits(result.model, x).float().cpu(), logits(reloaded, x.cpu()).float()
+        if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
+            raise RuntimeError(f"{path.name} does not reload to the pruned model (outputs differ by up to "
+                               f"{float((got - expected).abs().max()):.3g}); nothing was kept")
+        os.replace(unverified, path)
+    finally:
+        unverified.unlink(missing_ok=True)
+    return path
 
 
 def preprocessing_of_report(recorded: dict) -> Preprocessing:

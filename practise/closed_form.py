@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .call_structure import IDENTITY, primary_input, primary_output
+from .call_structure import primary_input, primary_output
 from .modes import hooks_removed
 from .surgery import _StandIn
 
@@ -95,7 +95,3 @@ def gather_statistics(teacher: nn.Module, names: list[str], inputs: torch.Tensor
             current["mask"] = masks[i:i + batch] if masks is not None else None
             teacher(inputs[i:i + batch].clone())
     return stats
-
-
-def is_identity_removal(removal) -> bool:
-    return removal.how == IDENTITY

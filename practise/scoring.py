@@ -43,8 +43,8 @@ from .precision import autocast, check_autocast
 from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .progress import Progress, silent
 from .surgery import drop_module_, replace_module_
-from .call_structure import removal_for
-from .closed_form import LinearStatistics, LinearStandIn, gather_statistics, is_identity_removal
+from .call_structure import IDENTITY, removal_for
+from .closed_form import LinearStatistics, LinearStandIn, gather_statistics
 from .tracing import ModelTrace
 from .errors import UsageError
 
@@ -222,7 +222,7 @@ class Scorer:
         if block not in self._statistics.xtx:
             raise RuntimeError(f"{block}: no input/output of the same shape was recorded for the closed-form fit")
         removal = removal_for(self.teacher, block)
-        weight = self._statistics.fit(block, is_identity_removal(removal), self.config.ridge)
+        weight = self._statistics.fit(block, removal.how == IDENTITY, self.config.ridge)
         replaced, dropped = copy.deepcopy(self.teacher), copy.deepcopy(self.teacher)
         replace_module_(replaced, block, LinearStandIn(weight.to(self.device), removal.structure))
         drop_module_(dropped, block)

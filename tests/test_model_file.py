@@ -166,3 +166,19 @@ def test_non_practise_file_is_rejected(tmp_path):
     save_file({"w": torch.zeros(1)}, str(tmp_path / "plain.safetensors"))
     with pytest.raises(ValueError, match="not a practise compressed model"):
         load_compressed(tmp_path / "plain.safetensors")
+
+
+def test_a_model_file_that_would_not_reload_to_the_pruned_model_is_never_kept(tmp_path, monkeypatch):
+    import practise.artifacts as artifacts
+    from practise import CompressConfig, LatencyConfig, RecoveryConfig, ScoringConfig, compress
+    from helpers import tiny_set
+
+    result = compress(tiny_resnet(), tiny_set(16), CompressConfig(
+        num_blocks=1, criterion="last", scoring=ScoringConfig(iterations=2), recovery=RecoveryConfig(iterations=2),
+        latency=LatencyConfig(repeats=3, max_repeats=6)))
+    written = artifacts.write_compressed_outputs(result, tiny_resnet(), out_dir=tmp_path / "good")
+    assert written.paths["model.safetensors"].is_file() and not list((tmp_path / "good").glob(".unverified*"))
+    monkeypatch.setattr(artifacts, "load_compressed", lambda path, **kw: tiny_resnet())  # the unpruned teacher
+    with pytest.raises(RuntimeError, match="does not reload to the pruned model"):
+        artifacts.write_compressed_outputs(result, tiny_resnet(), out_dir=tmp_path / "bad")
+    assert not (tmp_path / "bad" / "model.safetensors").exists() and not list((tmp_path / "bad").glob(".unverified*"))

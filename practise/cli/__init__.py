@@ -15,6 +15,7 @@ from ..distributed import check_ranks_agree, current_group, finish, init_from_en
 from ..files import one_line
 from .errors import FlagFormatter, flag_message
 from .text import is_hf_spec
+from ..data.catalog import named_source
 from ..errors import USER_ERRORS, UsageError
 from . import blocks, compress, demo, evaluate, export, latency, score, synthesize, train
 from .arguments import OneLineParser
@@ -65,7 +66,7 @@ DISTRIBUTED_COMMANDS = ("score", "compress")
 def job_description(a) -> dict:
     """What every rank of a torchrun job must agree on: its arguments and what its files hold."""
     files = {key: path_fingerprint(getattr(a, key)) for key in ("data", "weights", "eval_data")
-             if getattr(a, key, None) and not str(getattr(a, key)).split(":")[0] in ("demo", "fashion-mnist")}
+             if getattr(a, key, None) and named_source(getattr(a, key)) is None}  # named data sets: by name
     model = getattr(a, "model", None)
     if model and (is_hf_spec(model) or Path(model).exists()):
         files["model"] = path_fingerprint(model[len("hf:"):] if is_hf_spec(model) else model)

@@ -39,6 +39,7 @@ from ..surgery import PassThrough, ZeroBranch, _StandIn, copy_plain_attributes_,
 from .layers import layer_count_key, layer_lists, remove_dropped_layers_
 from .model import model_class, refuse_remote_code, refused_as_untrusted
 from .verify import GENERATION_OK, Mismatch, check_reload
+from ..modes import eval_mode
 
 log = logging.getLogger(__name__)
 SIDE_FILE = "practise.json"
@@ -84,17 +85,17 @@ def save_pretrained(hf_model: nn.Module, tokenizer, out_dir: str | Path, extra: 
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} exists; pass `overwrite` to replace it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    hf_model = hf_model.eval()
     dropped = stand_ins(hf_model)
     sub_layers = [n for n, d in dropped.items() if d["kind"] == "zero_branch"]
     reason = (f"dropped sub-layers ({', '.join(sub_layers)[:120]}) have no stock form" if sub_layers
               else _stock_blocker(hf_model, dropped))
     saved = None
-    if reason is None:
-        saved, reason = _try_stock(hf_model, tokenizer, out_dir, dropped, extra)
-    if saved is None:
-        saved = _write(out_dir, lambda tmp: _write_practise(hf_model, tokenizer, tmp, dropped, extra),
-                       lambda tmp: _verify_practise(hf_model, tmp, reason))
+    with eval_mode(hf_model):  # compared in eval mode; the caller's modes are restored
+        if reason is None:
+            saved, reason = _try_stock(hf_model, tokenizer, out_dir, extra)
+        if saved is None:
+            saved = _write(out_dir, lambda tmp: _write_practise(hf_model, tokenizer, tmp, dropped, extra),
+                           lambda tmp: _verify_practise(hf_model, tmp, reason))
         log.warning("%s is saved in the practise form (reload with practise.text.load_pretrained or --model "
                     "hf:%s): %s", out_dir, out_dir, reason)
     return saved
@@ -114,15 +115,14 @@ def _stock_blocker(hf_model: nn.Module, dropped: dict) -> str | None:
     return None
 
 
-def _try_stock(hf_model, tokenizer, out_dir: Path, dropped: dict, extra) -> tuple[SavedFolder | None, str | None]:
+def _try_stock(hf_model, tokenizer, out_dir: Path, extra) -> tuple[SavedFolder | None, str | None]:
     """The stock form, kept only if it verifies; else (None, why)."""
     failures = []
     for remap in (False, True):  # as the config says; then index-based config attributes remapped
         model = copy.deepcopy(hf_model)
         removed = remove_dropped_layers_(model)
-        if remap:
-            if not remap_layer_indices_(model.config, removed):
-                break
+        if remap and not remap_layer_indices_(model.config, removed, hf_model.config):
+            break
         try:
             saved = _write(out_dir, lambda tmp: _write_stock(model, tokenizer, tmp, removed, extra),
                            lambda tmp: _verify_stock(hf_model, tmp))
@@ -134,22 +134,24 @@ def _try_stock(hf_model, tokenizer, out_dir: Path, dropped: dict, extra) -> tupl
     return None, f"the stock form would not reload as the pruned model ({failures[0]})"
 
 
-def remap_layer_indices_(config, removed: dict[str, list[int]]) -> bool:
+def remap_layer_indices_(config, removed: dict[str, list[int]], original) -> bool:
     """Config attributes that name layers by index rewritten for the kept layers; True if any
     changed. Which attributes those are is read from their values, not from a table of names:
     a list of layer indices (not one entry per layer) is mapped through old -> new index, and an
     integer named for layers (``first_k_dense_replace``, ``max_window_layers``) counting leading
-    layers becomes the number of kept layers among them. The reload check decides if it is right."""
+    layers becomes the number of kept layers among them. Lists with one entry per layer in the
+    ``original`` config were shortened already and are left alone. The reload check decides
+    if the result is right."""
     dropped = sorted({i for indices in removed.values() for i in indices})
     count_key = layer_count_key(config)
-    kept = getattr(config, count_key)
-    old_count = kept + len(dropped)
+    old_count = getattr(original, count_key)
+    per_layer = {k for k, v in vars(original).items() if isinstance(v, list) and len(v) == old_count}
     new_index = {old: new for new, old in enumerate(i for i in range(old_count) if i not in dropped)}
     changed = False
     for key, value in list(vars(config).items()):
-        if key == count_key or key.startswith("_"):
+        if key == count_key or key.startswith("_") or key in per_layer:
             continue
-        is_index_list = (isinstance(value, list) and value and len(value) != kept
+        is_index_list = (isinstance(value, list) and value
                          and all(type(v) is int and 0 <= v < old_count for v in value))
         if is_index_list:
             setattr(config, key, [new_index[v] for v in value if v in new_index])
