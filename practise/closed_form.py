@@ -14,7 +14,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from dataclasses import dataclass
+
 from .call_structure import primary_input, primary_output
+from .features import forward_features
+from .inputs import batches_by_length, used_length
 from .modes import hooks_removed
 from .surgery import _StandIn
 
@@ -50,7 +54,7 @@ class LinearStatistics:
         self.count: dict[str, int] = {}
 
     def add(self, name: str, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> None:
-        xs, ys = _samples(x.detach()).double(), _samples(y.detach()).double()
+        xs, ys = _samples(x.detach()).float(), _samples(y.detach()).float()
         if mask is not None and x.dim() == 3 and mask.shape == x.shape[:2]:
             keep = mask.reshape(-1).bool()
             xs, ys = xs[keep], ys[keep]
@@ -58,8 +62,9 @@ class LinearStatistics:
             self.xtx[name] = torch.zeros(xs.shape[1], xs.shape[1], dtype=torch.float64)
             self.xty[name] = torch.zeros(xs.shape[1], ys.shape[1], dtype=torch.float64)
             self.count[name] = 0
-        self.xtx[name] += xs.T @ xs
-        self.xty[name] += xs.T @ ys
+        # float32 products per chunk (a few thousand rows: exact enough), summed in float64
+        self.xtx[name] += (xs.T @ xs).double()
+        self.xty[name] += (xs.T @ ys).double()
         self.count[name] += xs.shape[0]
 
     def fit(self, name: str, identity_prior: bool, ridge: float) -> torch.Tensor:
@@ -73,25 +78,66 @@ class LinearStatistics:
         return (prior + correction).float()
 
 
+@dataclass
+class TeacherPass:
+    """What one pass of the teacher over the tiny set leaves for closed-form scoring."""
+
+    statistics: LinearStatistics
+    targets: torch.Tensor                 # feature-layer outputs of the first ``rows`` examples
+    entry_inputs: dict[str, torch.Tensor]  # primary inputs of the watched entry units, same rows
+
+
 @torch.no_grad()
-def gather_statistics(teacher: nn.Module, names: list[str], inputs: torch.Tensor, masks: torch.Tensor | None,
-                      batch: int) -> LinearStatistics:
-    """One pass of ``teacher`` over ``inputs`` (in chunks of ``batch``), recording the input
-    and output of every module in ``names`` that keeps its input's shape."""
+def teacher_pass(teacher: nn.Module, feature_layer: str, fitted: list[str], entries: list[str],
+                 inputs: torch.Tensor, masks: torch.Tensor | None, batch: int, rows: int) -> TeacherPass:
+    """One pass of ``teacher`` over ``inputs`` (in batches of ``batch`` by length, padding cut;
+    stopping at ``feature_layer``): X^T X and X^T Y of every module in ``fitted`` that keeps its
+    input's shape, over all examples; the features and the inputs of ``entries`` of the first
+    ``rows`` examples (token positions past a batch's cut stay zero: they are padding)."""
     stats = LinearStatistics()
     modules = dict(teacher.named_modules())
-    current: dict[str, torch.Tensor | None] = {"mask": None}
+    current: dict = {"mask": None, "keep": None, "at": None}
+    kept: dict[str, torch.Tensor] = {}
+    full_length = inputs.shape[-1] if masks is not None else None
 
-    def hook(name):
+    def store(name: str, value: torch.Tensor) -> None:
+        """Rows of this batch that are among the first ``rows``, into ``kept[name]``."""
+        if not bool(current["keep"].any()):
+            return
+        if name not in kept:
+            shape = (rows, full_length, *value.shape[2:]) if full_length is not None else (rows, *value.shape[1:])
+            kept[name] = torch.zeros(shape, dtype=value.dtype, device=value.device)
+        target = kept[name]
+        chosen = value[current["keep"]].detach()
+        if full_length is not None:
+            target[current["at"], :chosen.shape[1]] = chosen
+        else:
+            target[current["at"]] = chosen
+
+    def fit_hook(name):
         def record(module, args, kwargs, output):
             x, (y, _) = primary_input(args, kwargs), primary_output(output)
             if x is not None and y is not None and x.shape == y.shape and x.dim() in (3, 4):
                 stats.add(name, x, y, current["mask"])
         return record
 
-    handles = [modules[n].register_forward_hook(hook(n), with_kwargs=True) for n in names if n in modules]
+    def entry_hook(name):
+        def record(module, args, kwargs):
+            store(name, primary_input(args, kwargs))
+        return record
+
+    handles = [modules[n].register_forward_hook(fit_hook(n), with_kwargs=True) for n in fitted if n in modules]
+    handles += [modules[n].register_forward_pre_hook(entry_hook(n), with_kwargs=True) for n in entries]
     with hooks_removed(handles):
-        for i in range(0, inputs.shape[0], batch):
-            current["mask"] = masks[i:i + batch] if masks is not None else None
-            teacher(inputs[i:i + batch].clone())
-    return stats
+        for index in batches_by_length(masks, inputs.shape[0], batch):
+            x, mask = inputs[index], masks[index] if masks is not None else None
+            length = used_length(mask)
+            if length is not None:
+                x, mask = x[..., :length], mask[:, :length]
+            current.update(mask=mask, keep=index < rows, at=index[index < rows])
+            store(TARGETS, forward_features(teacher, x.clone(), feature_layer))
+    targets = kept.pop(TARGETS)
+    return TeacherPass(stats, targets, kept)
+
+
+TARGETS = "<features>"  # key of the feature-layer outputs among the kept tensors; no module is named so

@@ -33,3 +33,23 @@ def token_mask(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     """(batch, tokens) 1/0 weights of the real positions of ``x``, or None (every position counts)."""
     mask_of = getattr(model, "practise_token_mask", None)
     return mask_of(x) if mask_of is not None else None
+
+
+def batches_by_length(mask: torch.Tensor | None, count: int, batch: int) -> list[torch.Tensor]:
+    """Row indices of the first ``count`` examples in batches of at most ``batch``: in order
+    for images; for token sequences (``mask``, (N, tokens)) shortest first, so that each
+    batch can drop the padding columns none of its rows use (``trim_padding``)."""
+    rows = torch.arange(count)
+    if mask is not None:
+        rows = torch.sort(mask[:count].sum(1), stable=True).indices
+    return [rows[i:i + batch] for i in range(0, count, batch)]
+
+
+def used_length(mask: torch.Tensor | None) -> int | None:
+    """One past the last token position any row of ``mask`` (N, tokens) uses; None for images.
+    Padding after it costs compute and changes nothing (masked out of attention and of the
+    loss), so a batch may be cut there (``batches_by_length`` groups rows so that the cut is deep)."""
+    if mask is None or mask.dim() != 2:
+        return None
+    used = mask.bool().any(0).nonzero()
+    return int(used[-1]) + 1 if len(used) else 1

@@ -26,7 +26,7 @@ class ScoreRecord:
     """One finished block."""
 
     recoverability: float      # R_b: feature MSE with the block dropped and the adaptors trained
-    mse_before: float          # the same MSE before the adaptors were trained
+    mse_before: float | None   # the same MSE before the adaptors were trained (None: not measured)
     protocol: str              # "cached", "cached-full" or "paper"
     seconds: float             # wall time of this block's scoring
     device: str | None = None  # where it was scored
@@ -35,11 +35,12 @@ class ScoreRecord:
     @classmethod
     def from_dict(cls, data: dict) -> "ScoreRecord":
         """A record read from a file, checked field by field (a TypeError/KeyError if malformed)."""
-        numbers = [data["recoverability"], data["mse_before"], data["seconds"]]
+        before = data["mse_before"]
+        numbers = [data["recoverability"], data["seconds"]] + ([before] if before is not None else [])
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers) \
                 or not isinstance(data["protocol"], str):
             raise TypeError("malformed score record")
-        return cls(float(data["recoverability"]), float(data["mse_before"]), data["protocol"],
+        return cls(float(data["recoverability"]), None if before is None else float(before), data["protocol"],
                    float(data["seconds"]), data.get("device"), data.get("rank"))
 
 

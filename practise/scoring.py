@@ -36,15 +36,16 @@ from .tiny_set import TinySetProtocol
 from .text.model import is_token_model
 from .distributed import ScoringGroup, current_group
 from .features import as_format, feature_error, feature_mse, forward_features, run_chain
-from .inputs import token_mask
+from .inputs import batches_by_length, token_mask, used_length
 from .score_cache import ScoreRecord, fingerprint, load_all_caches, rank_cache_path, write_score_cache
 from .modes import eval_mode, flush_denormals, on_device
 from .precision import autocast, check_autocast
 from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .progress import Progress, silent
-from .surgery import drop_module_, replace_module_
+from .surgery import drop_module_, replace_module_, stand_in
 from .call_structure import IDENTITY, removal_for
-from .closed_form import LinearStatistics, LinearStandIn, gather_statistics
+from .closed_form import LinearStandIn, TeacherPass, teacher_pass
+from .prefix_skip import PrefixSkip, entry_unit, reproduces_teacher
 from .tracing import ModelTrace
 from .errors import UsageError
 
@@ -53,7 +54,7 @@ CLOSED_FORM, AUTO = "closed-form", "auto"
 PROTOCOLS = (AUTO, "cached", "paper", CLOSED_FORM)
 # settings added after score caches were first written: left out of the fingerprint while
 # they are off, so caches written before them stay valid
-LATER_SETTINGS = {"autocast": None, "ridge": 1e-3}
+LATER_SETTINGS = {"autocast": None, "ridge": 1e-3, "eval_examples": None, "closed_form_before": False}
 
 
 @dataclass
@@ -75,6 +76,12 @@ class ScoringConfig:
     autocast: str | None = None
     # "closed-form" protocol: ridge strength, relative to the mean input energy per channel
     ridge: float = 1e-3
+    # R_b (the final feature MSE) over the first this many examples of the tiny set (None: all);
+    # adaptors are still trained / fitted on all of them. Saves passes where they dominate.
+    eval_examples: int | None = None
+    # "closed-form": also measure the MSE with the block dropped outright (one more pass of the
+    # network after it per candidate; otherwise mse_before is not recorded)
+    closed_form_before: bool = False
 
     def __post_init__(self) -> None:
         if not self.ridge > 0:
@@ -83,6 +90,8 @@ class ScoringConfig:
             raise UsageError(f"unknown scoring protocol {self.protocol!r}; valid choices: {', '.join(PROTOCOLS)}")
         check_sgd_settings("scoring", self.iterations, 1, self.batch_size, self.lr, self.momentum,
                            self.weight_decay, self.lr_drop_at)
+        if self.eval_examples is not None and self.eval_examples < 1:
+            raise UsageError(f"scoring: eval_examples must be at least 1 (or None: all), got {self.eval_examples}")
         if self.eval_batch_size < 1:
             raise UsageError(f"scoring: eval_batch_size must be at least 1, got {self.eval_batch_size}")
         check_autocast(self.autocast, "scoring")
@@ -92,7 +101,7 @@ class ScoringConfig:
 class BlockScore:
     block: str
     recoverability: float       # feature MSE after adaptor training (R_b)
-    mse_before: float           # feature MSE with the block dropped, adaptors at identity
+    mse_before: float | None    # feature MSE with the block dropped, adaptors at identity (None: not measured)
     latency_reduction: float    # r_b as a fraction of the full model's latency
     score: float                # R_b / r_b; +inf when the measured saving is not positive
     protocol: str
@@ -164,13 +173,23 @@ class Scorer:
         self.feature_layer, self.config = feature_layer, resolve_protocol(config, teacher)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.eval_images = as_format(tiny_set.eval_tensor().to(self.device), self.memory_format)
-        with eval_mode(teacher):
-            self.targets = _batched(lambda x: forward_features(teacher, x, feature_layer), self.eval_images,
-                                    config.eval_batch_size)
+        # the examples R_b is measured on: the first eval_examples (all by default)
+        self.eval_count = min(self.config.eval_examples or len(self.eval_images), len(self.eval_images))
+        self._targets: torch.Tensor | None = None  # the teacher's features; closed-form gathers them itself
         # real-token weights of each tiny-set example (None for images): padding is not mimicked
         self.masks = token_mask(teacher, self.eval_images)
         self._prefix_cache: tuple[int, torch.Tensor] | None = None
-        self._statistics: LinearStatistics | None = None  # closed-form protocol: gathered once
+        self._teacher_pass: TeacherPass | None = None  # closed-form protocol: gathered once
+        self._bench: nn.Module | None = None  # closed-form: one teacher copy candidates are swapped into
+        self._skip_works: bool | None = None  # closed-form without a chain: prefix skipping verified?
+
+    @property
+    def targets(self) -> torch.Tensor:
+        if self._targets is None:
+            with eval_mode(self.teacher):
+                self._targets = _batched(lambda x: forward_features(self.teacher, x, self.feature_layer),
+                                         self.eval_images, self.config.eval_batch_size)
+        return self._targets
 
     def _cached_inputs(self, start: int) -> torch.Tensor:
         """Teacher activations entering chain unit ``start``; one cache kept at a time."""
@@ -213,31 +232,62 @@ class Scorer:
             after = math.inf
         return after, before, ("cached" if skip_prefix else "cached-full") if fixed_batches else "paper"
 
-    def _closed_form(self, block: str) -> tuple[float, float, str]:
-        if self._statistics is None:  # every unit and branch at once: one teacher pass for all blocks
-            names = sorted(set(self.trace.units) | set(self.trace.branches))
-            with eval_mode(self.teacher):
-                self._statistics = gather_statistics(self.teacher, names, self.eval_images, self.masks,
-                                                     self.config.eval_batch_size)
-        if block not in self._statistics.xtx:
+    def _closed_form(self, block: str) -> tuple[float, float | None, str]:
+        """R_b with ``block`` replaced by its least-squares linear map (closed_form.py); only
+        the network after the block runs for each candidate (a feature chain, or prefix_skip.py)."""
+        gathered = self._gather_closed_form()
+        if block not in gathered.statistics.xtx:
             raise RuntimeError(f"{block}: no input/output of the same shape was recorded for the closed-form fit")
         removal = removal_for(self.teacher, block)
-        weight = self._statistics.fit(block, removal.how == IDENTITY, self.config.ridge)
-        replaced, dropped = copy.deepcopy(self.teacher), copy.deepcopy(self.teacher)
-        replace_module_(replaced, block, LinearStandIn(weight.to(self.device), removal.structure))
-        drop_module_(dropped, block)
-        start = self.chain.index(block) if self.chain is not None and block in self.chain else None
-        inputs = self._cached_inputs(start) if start is not None else self.eval_images
-
-        def runner(model):
-            if start is None:
-                return lambda x: forward_features(model, x, self.feature_layer)
-            suffix = [model.get_submodule(u) for u in self.chain[start:]]
-            return lambda x: run_chain(suffix, x)
-
-        with eval_mode(replaced, dropped), flush_denormals():
-            after, before = self._final_mse(runner(replaced), inputs), self._final_mse(runner(dropped), inputs)
+        weight = gathered.statistics.fit(block, removal.how == IDENTITY, self.config.ridge)
+        after = self._mse_replaced(block, LinearStandIn(weight.to(self.device), removal.structure))
+        before = self._mse_replaced(block, stand_in(self.teacher, block)) if self.config.closed_form_before else None
         return (after if math.isfinite(after) else math.inf), before, CLOSED_FORM
+
+    def _gather_closed_form(self) -> TeacherPass:
+        if self._teacher_pass is None:  # every unit and branch at once: one teacher pass for all blocks
+            fitted = sorted(set(self.trace.units) | set(self.trace.branches))
+            entries = self.trace.candidates() if self.chain is None else []
+            with eval_mode(self.teacher), flush_denormals():
+                self._teacher_pass = teacher_pass(self.teacher, self.feature_layer, fitted, entries, self.eval_images,
+                                                  self.masks, self.config.eval_batch_size, self.eval_count)
+            self._targets = self._targets if self._targets is not None else self._teacher_pass.targets
+            self._bench = copy.deepcopy(self.teacher)
+            cached = self._teacher_pass.entry_inputs
+            if cached:  # checked once, on the deepest entry (the most layers skipped)
+                deepest = max(cached, key=self.trace.call_order.index)
+                with eval_mode(self._bench):
+                    self._skip_works = reproduces_teacher(
+                        PrefixSkip(self._bench, self.trace, deepest, cached[deepest]),
+                        lambda x: forward_features(self._bench, x, self.feature_layer), self.eval_images, self.targets,
+                        self.masks)
+        return self._teacher_pass
+
+    def _mse_replaced(self, block: str, replacement: nn.Module) -> float:
+        """R_b over the evaluated examples with ``replacement`` in ``block``'s place."""
+        bench, original = self._bench, replace_module_(self._bench, block, replacement)
+        try:
+            with eval_mode(bench), flush_denormals(), autocast(self.device, self.config.autocast):
+                if self.chain is not None and block in self.chain:
+                    suffix = [bench.get_submodule(u) for u in self.chain[self.chain.index(block):]]
+                    return self._final_mse(lambda x: run_chain(suffix, x),
+                                           self._cached_inputs(self.chain.index(block)))
+                skip = self._prefix_skip(block)
+                features = (lambda x: forward_features(bench, x, self.feature_layer))
+                if skip is None:
+                    return self._final_mse(features, self.eval_images)
+                with skip.active():
+                    return self._final_mse(features, self.eval_images, skip)
+        finally:
+            replace_module_(bench, block, original)
+
+    def _prefix_skip(self, block: str) -> PrefixSkip | None:
+        """Skipping for ``block`` when it lies in a layer-level unit and skipping was verified."""
+        entry = entry_unit(self.trace, block)
+        cached = self._teacher_pass.entry_inputs if self._teacher_pass is not None else {}
+        if not self._skip_works or entry not in cached:
+            return None
+        return PrefixSkip(self._bench, self.trace, entry, cached[entry])
 
     def _train(self, student: _Student, run, inputs: torch.Tensor, fixed_batches: bool, block: str,
                progress: Progress) -> None:
@@ -264,15 +314,21 @@ class Scorer:
             optimizer.step()
             progress.advance(1)
 
-    def _final_mse(self, run, inputs: torch.Tensor) -> float:
-        """Mean squared error over the whole tiny set (evaluation transform)."""
+    def _final_mse(self, run, inputs: torch.Tensor, skip: PrefixSkip | None = None) -> float:
+        """Mean squared error over the evaluated examples (evaluation transform), in batches by
+        length with the padding cut (inputs.batches_by_length); ``skip`` (prefix skipping) is
+        told which examples each batch holds."""
         with torch.no_grad():
             total, count = 0.0, 0
-            for i in range(0, inputs.shape[0], self.config.eval_batch_size):
-                out = run(inputs[i:i + self.config.eval_batch_size].clone())  # copy: see _batched
-                target = self.targets[i:i + self.config.eval_batch_size]
-                mask = self.masks[i:i + self.config.eval_batch_size] if self.masks is not None else None
-                error, values = feature_error(out, target, mask)
+            for rows in batches_by_length(self.masks, self.eval_count, self.config.eval_batch_size):
+                x, target = inputs[rows], self.targets[rows]
+                mask = self.masks[rows] if self.masks is not None else None
+                length = used_length(mask)
+                if length is not None:
+                    x, target, mask = x[..., :length], target[:, :length], mask[:, :length]
+                if skip is not None:
+                    skip.rows = rows
+                error, values = feature_error(run(x.clone()), target, mask)  # a copy: see _batched
                 total += float(error)
                 count += values
         return total / count
@@ -312,7 +368,8 @@ def recoverabilities(scorer: Scorer, blocks: list[str], cache_path: str | Path |
         after, before, protocol = scorer.recoverability(block, progress)
         done[block] = ScoreRecord(after, before, protocol, time.perf_counter() - began, str(scorer.device),
                                   group.rank)
-        log.info("%s%s: feature MSE %.5f -> %.5f (%.1f s)", who, block, before, after, done[block].seconds)
+        log.info("%s%s: feature MSE %s -> %.5f (%.1f s)", who, block, "not measured" if before is None else
+                 f"{before:.5f}", after, done[block].seconds)
         if own_file is not None:
             write_score_cache(own_file, key, done if not group.distributed else {b: done[b] for b in mine if b in done})
     progress.end()

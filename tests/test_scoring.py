@@ -1,3 +1,4 @@
+import copy
 import json
 import math
 
@@ -177,7 +178,7 @@ def closed_form_model():
 
 
 def test_closed_form_recovers_an_exactly_linear_block_and_ranks_near_identity_before_nonlinear():
-    scorer = make_scorer(closed_form_model(), protocol="closed-form")
+    scorer = make_scorer(closed_form_model(), protocol="closed-form", closed_form_before=True)
     linear, linear_before, protocol = scorer.recoverability("1")
     near_identity, _, _ = scorer.recoverability("2")
     nonlinear, nonlinear_before, _ = scorer.recoverability("3")
@@ -201,8 +202,52 @@ def test_closed_form_scores_token_models_over_real_tokens_only():
     tiny = TextTinySet(torch.stack([ids, mask], 1), None, [str(i) for i in range(12)], [""] * 12, "t", 9)
     trace = trace_model(model, tiny.tokens[:1])
     layer = find_feature_layer(model, trace)
-    scorer = Scorer(model, tiny, trace, None, layer, ScoringConfig(protocol="closed-form", iterations=1))
+    scorer = Scorer(model, tiny, trace, None, layer, ScoringConfig(protocol="closed-form", iterations=1,
+                                                                  closed_form_before=True))
     scores = {b: scorer.recoverability(b)[:2] for b in trace.candidates()}
     assert len(scores) == 3 and all(0 <= after < before for after, before in scores.values())
-    stats = scorer._statistics
+    stats = scorer._teacher_pass.statistics
     assert all(count == int(mask.sum()) for name, count in stats.count.items() if name in scores)
+
+
+def test_closed_form_on_a_decoder_runs_only_the_layers_after_the_candidate_and_gives_the_full_pass_value():
+    """Prefix skipping (the layers before the candidate pass through, its input comes from the
+    teacher pass) must give the R_b of the definition: the whole model run with the block
+    replaced by its fitted map, on the evaluated examples."""
+    transformers = pytest.importorskip("transformers")
+    from practise.call_structure import removal_for
+    from practise.closed_form import LinearStandIn
+    from practise.features import feature_error, forward_features
+    from practise.surgery import replace_module_
+    from practise.text import SequenceModel
+    from practise.text.tinyset import TextTinySet
+
+    torch.manual_seed(0)
+    model = SequenceModel(transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=120, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=64)).eval())
+    ids = torch.randint(10, 120, (10, 8), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1::3, 5:] = 0
+    tiny = TextTinySet(torch.stack([ids, mask], 1), None, [str(i) for i in range(10)], [""] * 10, "t", 8)
+    trace = trace_model(model, tiny.tokens[:1])
+    layer = find_feature_layer(model, trace)
+    config = ScoringConfig(protocol="closed-form", iterations=1, eval_examples=6, eval_batch_size=4)
+    scorer = Scorer(model, tiny, trace, None, layer, config)
+    calls = []
+    for name in trace.candidates():
+        model.get_submodule(name).register_forward_pre_hook(lambda m, a, n=name: calls.append(n))
+    layers = trace.candidates()
+    block = layers[2]
+    scorer.recoverability(layers[3])  # the teacher pass is made once, here
+    calls.clear()
+    after, before, _ = scorer.recoverability(block)
+    assert before is None and set(calls) == {layers[3]}  # the layers before the block were skipped
+    weight = scorer._teacher_pass.statistics.fit(block, True, config.ridge)
+    reference = copy.deepcopy(model)
+    replace_module_(reference, block, LinearStandIn(weight, removal_for(model, block).structure))
+    with torch.no_grad():
+        out = forward_features(reference, tiny.tokens[:6], layer)
+        target = forward_features(model, tiny.tokens[:6], layer)
+    error, count = feature_error(out, target, mask[:6])
+    assert after == pytest.approx(float(error) / count, rel=1e-4)

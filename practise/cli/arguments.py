@@ -197,6 +197,11 @@ def add_scoring_args(p) -> None:
     g.add_argument("--score-lr", type=number(0.0), default=d.lr, help=f"adaptor SGD lr (default {d.lr}, paper)")
     g.add_argument("--score-batch-size", type=POSITIVE, default=d.batch_size,
                    help=f"examples per adaptor SGD step (default {d.batch_size}, paper); lower it for long sequences")
+    g.add_argument("--score-eval-examples", type=POSITIVE, default=d.eval_examples,
+                   help="measure R_b on the first N tiny-set examples (adaptors are still fitted on all); fewer "
+                        "passes per block for large tiny sets (default: all)")
+    g.add_argument("--score-before", action="store_true",
+                   help="closed-form: also measure each block's MSE when dropped outright (one more pass per block)")
     add_score_autocast_arg(g, "none")
     g.add_argument("--workdir", help="folder keeping per-block scores so an interrupted run resumes")
 
@@ -206,7 +211,8 @@ AUTOCAST_CHOICES = ("none", "bfloat16", "auto")
 
 def add_score_autocast_arg(g, default: str) -> None:
     g.add_argument("--score-autocast", choices=AUTOCAST_CHOICES, default=default,
-                   help="adaptor training under bfloat16 autocast (float32 weights and R_b; the ranking holds: "
+                   help="scoring passes (adaptor training; closed-form's per-block passes) under bfloat16 autocast "
+                        "(float32 weights, targets and R_b; the ranking holds: "
                         "benchmarks/results/scoring_speed); auto: bfloat16 where the CPU's measured bf16 "
                         f"matmul and conv speed is at least 1.3x float32's (default {default})")
 

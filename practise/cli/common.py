@@ -65,6 +65,8 @@ def latency_config(a) -> LatencyConfig:
 def scoring_config(a) -> ScoringConfig:
     return ScoringConfig(iterations=a.score_iterations, protocol=a.score_protocol, lr=a.score_lr, seed=a.seed,
                          batch_size=getattr(a, "score_batch_size", ScoringConfig.batch_size),
+                         eval_examples=getattr(a, "score_eval_examples", None),
+                         closed_form_before=getattr(a, "score_before", False),
                          autocast=resolve_autocast(getattr(a, "score_autocast", "none"), a.device))
 
 
