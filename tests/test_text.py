@@ -247,7 +247,8 @@ def test_scoring_weights_tokens_by_the_tiny_sets_mask(hf_folder, sentences):
     bundle = load_hf(f"hf:{hf_folder}")
     tiny = build_text_tiny_set(sentences, bundle.tokenizer, 12, torch.Generator().manual_seed(0), max_length=16)
     info = inspect_model(bundle.model, tiny.sample_shape)
-    scorer = Scorer(bundle.model, tiny, info.trace, info.chain, info.feature_layer, ScoringConfig(iterations=2))
+    scorer = Scorer(bundle.model, tiny, info.trace, info.chain, info.feature_layer,
+                    ScoringConfig(iterations=2, closed_form_before=True))
     assert torch.equal(scorer.masks, tiny.tokens[:, 1]) and scorer.masks.min() == 0  # padding present, weighted 0
     after, before, _ = scorer.recoverability(info.blocks[0].name)
     assert 0 <= after <= before * 1.5
