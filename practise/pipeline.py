@@ -39,7 +39,7 @@ from .distributed import current_group, machine_threads
 from .scoring import BlockScore, Scorer, ScoringConfig, block_scores, recoverabilities, resolve_protocol
 from .selection import Selection, measure_selection, select_in_order
 from .surgery import drop_blocks
-from .text.decode import decode_record, is_causal_lm
+from .text.decode import decode_record, is_causal_lm, timing_model
 from .text.evaluation import evaluate_text
 from .text.model import as_sequence_model, unwrap
 from .tracing import check_granularity, check_module_name, feature_chain, find_feature_layer, trace_model
@@ -179,6 +179,7 @@ def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConf
     # an HF token model (BertModel, LlamaForCausalLM, ...) is taken as is: ids and mask packed in one tensor
     teacher = as_sequence_model(copy.deepcopy(teacher)).to(device).eval()
     config = dataclasses.replace(config, scoring=resolve_protocol(config.scoring, teacher))
+    timed = timing_model(teacher, config.latency.metric)  # what latency is measured on: prefill, or a decode step
     info = check_against_model(teacher, sample_shape, config)
     names = [b.name for b in info.blocks]
     check_inputs_finite(teacher, tiny_set, info.feature_layer, device)
@@ -198,13 +199,13 @@ def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConf
         return None  # rank 0 measures latency (the other ranks idle), selects, recovers and reports
     machine_threads()
     t = time.perf_counter()
-    r_b, block_latency, latency_settings = block_latency_reductions(teacher, sample_shape, names, config.latency,
+    r_b, block_latency, latency_settings = block_latency_reductions(timed, sample_shape, names, config.latency,
                                                                     progress)
     timings["block_latency_s"] = time.perf_counter() - t
     scores = block_scores(done, names, r_b, config.scoring.iterations) if done is not None else []
     order = rank_blocks(config.criterion, ranking_inputs(config.criterion, names, r_b, scores, teacher, tiny_set, config.seed))
     t = time.perf_counter()
-    selection = select(teacher, sample_shape, order, r_b, config, progress)
+    selection = select(timed, sample_shape, order, r_b, config, progress)
     timings["selection_s"] = time.perf_counter() - t
     if selection.timing_warning:
         log.warning(selection.timing_warning)

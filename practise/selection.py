@@ -53,9 +53,10 @@ def parse_target(text: str | float) -> float:
 
 
 def measure_selection(model: nn.Module, sample_shape: tuple[int, ...], selection: Selection,
-                      config: LatencyConfig, progress: Progress = silent) -> Selection:
-    """Measure ``selection``'s pruned network against the full one (paired repeats) into it."""
-    saving, settings = measure_saving(model, sample_shape, selection.blocks, config, progress)
+                      config: LatencyConfig, progress: Progress = silent, target: float | None = None) -> Selection:
+    """Measure ``selection``'s pruned network against the full one (paired repeats) into it;
+    with a ``target``, only until it is clear which side of the target it lies on."""
+    saving, settings = measure_saving(model, sample_shape, selection.blocks, config, progress, target)
     selection.full_latency, selection.pruned_latency = saving.full, saving.pruned
     selection.measured_reduction, selection.saving = saving.reduction, saving
     selection.latency_settings = settings
@@ -83,7 +84,8 @@ def select_in_order(model: nn.Module, sample_shape: tuple[int, ...], order: list
     def measure(count: int) -> Selection:
         chosen = list(order[:count])
         selection = measure_selection(model, sample_shape,
-                                      Selection(chosen, sum(latency_reduction[b] for b in chosen)), config, progress)
+                                      Selection(chosen, sum(latency_reduction[b] for b in chosen)), config, progress,
+                                      target)
         trials.extend(selection.trials)
         selection.trials = list(trials)
         log.info("drop %d blocks: predicted %.1f%%, measured %.1f%%", count, 100 * selection.predicted_reduction,

@@ -111,7 +111,7 @@ def modelled_saving(cost_ms: dict[str, float], base_ms: float = 1.0):
     present, exactly (for selection logic, not timing)."""
     from practise.latency import LatencyStats, Saving
 
-    def fake(model, shape, blocks, config, progress=None):
+    def fake(model, shape, blocks, config, progress=None, target=None):
         full = base_ms + sum(cost_ms.values())
         pruned = full - sum(cost_ms[b] for b in blocks)
         reduction = (full - pruned) / full

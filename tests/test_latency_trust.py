@@ -181,3 +181,19 @@ def test_a_time_budget_stops_the_paired_repeats_on_time_and_says_so(caplog):
         _, _, settings = block_latency_reductions(model, SHAPE, names, free)
     assert settings.stopped_by == "max_repeats" and settings.repeats == 60
     assert settings.as_dict()["stopped_by"] == "max_repeats"
+
+
+def test_a_selection_measurement_stops_once_its_interval_clears_the_target():
+    """A selection only needs to know which side of the target it lies on: a target far below
+    the saving is decided after the minimum repeats; without a target, rounds continue."""
+    from practise.latency import measure_saving
+
+    model = tiny_resnet()
+    names = candidates(model)
+    with noisy_clock(1):
+        config = LatencyConfig(backend="noisy-clock", device="cpu", warmup=1, repeats=20, max_repeats=40,
+                               resolution=1e-6, budget_s=None)
+        _, decided = measure_saving(model, SHAPE, names[:2], config, target=-0.5)
+        _, undecided = measure_saving(model, SHAPE, names[:2], config)
+    assert decided.stopped_by == "decided" and decided.repeats == 20
+    assert undecided.stopped_by == "max_repeats" and undecided.repeats == 40

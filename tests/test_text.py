@@ -388,3 +388,46 @@ def test_an_encoder_reports_the_embedding_similarity_to_the_teacher(hf_folder, s
     dropped = drop_blocks(bundle.model, ["model.encoder.layer.1"])
     other = evaluate_text(bundle.model, dropped, held.tokens)["compressed"]["embedding_cosine_to_teacher"]
     assert same == pytest.approx(1.0, abs=1e-5) and other < same
+
+
+def test_a_decode_step_gives_the_next_token_logits_generation_gives_and_keeps_its_cache_length(llama_folder):
+    from practise.latency.eager import SwappedVariant
+    from practise.text import load_hf
+    from practise.text.decode import timing_model
+
+    model = load_hf(f"hf:{llama_folder}").model.eval()
+    step = timing_model(model, "decode")
+    ids = torch.randint(5, model.vocab_size, (2, 7), generator=torch.Generator().manual_seed(0))
+    tokens = torch.stack([ids, torch.ones_like(ids)], 1)
+    with torch.no_grad():
+        full = model(tokens).logits[:, -1]
+        for _ in range(3):  # repeated calls: the same step at the same context, not a growing cache
+            assert torch.allclose(step(tokens).logits[:, -1], full, atol=1e-5)
+        with SwappedVariant(step, ["model.model.layers.1"]) as dropped:  # a dropped layer is skipped, cache intact
+            assert dropped(tokens).logits.shape == (2, 1, full.shape[-1])
+        assert torch.allclose(step(tokens).logits[:, -1], full, atol=1e-5)
+
+
+def test_decode_latency_is_refused_for_an_encoder_in_one_line(hf_folder, sentences, tmp_path, capsys):
+    from practise.cli import main
+
+    argv = ["compress", "--model", f"hf:{hf_folder}", "--data", str(sentences), "--num-blocks", "1",
+            "--latency-metric", "decode", "--out", str(tmp_path / "out"), "-q"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "decode latency needs a causal language model" in err and "--latency-metric" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_compress_can_target_decode_latency(llama_folder, sentences, tmp_path):
+    from practise import CompressConfig, LatencyConfig, RecoveryConfig, compress
+    from practise.text import build_text_tiny_set, load_hf
+
+    bundle = load_hf(f"hf:{llama_folder}")
+    tiny = build_text_tiny_set(sentences, bundle.tokenizer, 16, torch.Generator().manual_seed(0))
+    result = compress(bundle.model, tiny, CompressConfig(
+        num_blocks=1, criterion="last", recovery=RecoveryConfig(iterations=1),
+        latency=LatencyConfig(repeats=3, max_repeats=3, metric="decode")))
+    report = result.report
+    assert report.latency.settings["metric"] == "decode" and report.latency.selection_settings["metric"] == "decode"
+    assert result.selection.blocks == ["model.model.layers.3"] and report.decode["compressed_ms"] > 0

@@ -6,6 +6,7 @@ import math
 
 from ..criteria import CRITERIA
 from ..latency import BACKENDS, DTYPES, LatencyConfig
+from ..latency.config import METRICS
 from ..recovery import RECOVERY_METHODS, RecoveryConfig
 from ..scoring import PROTOCOLS, ScoringConfig
 from ..selection import parse_target
@@ -175,6 +176,10 @@ def add_latency_args(p) -> None:
                    help=f"stop adding repeats to one measurement (the block table, a selection) after this many "
                         f"seconds, whatever resolution is reached (reported); 'none' for no limit "
                         f"(default {d.budget_s:g})")
+    g.add_argument("--latency-metric", choices=METRICS, default=d.metric,
+                   help="what the latency target and the savings are measured on: prefill (a whole input: an image "
+                        "batch, a prompt of --seq-len/--max-length tokens) or decode (a causal LM generating one token "
+                        f"with the KV cache at that context length) (default {d.metric})")
     g.add_argument("--no-latency-groups", action="store_true",
                    help="time every block on its own instead of timing structurally identical blocks together")
     g.add_argument("--warmup", type=NON_NEGATIVE, default=d.warmup, help=f"untimed passes per variant (default {d.warmup})")

@@ -59,7 +59,8 @@ def latency_config(a) -> LatencyConfig:
                          max_repeats=a.max_repeats, resolution=a.latency_resolution,
                          group_identical=not a.no_latency_groups, threads=a.threads, dtype=a.dtype,
                          channels_last=a.channels_last, backend=a.latency_backend,
-                         budget_s=getattr(a, "latency_budget", LatencyConfig.budget_s))
+                         budget_s=getattr(a, "latency_budget", LatencyConfig.budget_s),
+                         metric=getattr(a, "latency_metric", LatencyConfig.metric))
 
 
 def scoring_config(a) -> ScoringConfig:

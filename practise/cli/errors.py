@@ -18,6 +18,7 @@ PARAMETER_FLAGS = {
     "include": "--include", "exclude": "--exclude", "max_repeats": "--max-repeats", "device": "--device",
     "dtype": "--dtype", "recovery.lr": "--recovery-lr", "scoring.lr": "--score-lr", "workdir": "--workdir",
     "eval_data": "--eval-data", "budget_s": "--latency-budget", "data": "--data", "seq_len": "--seq-len",
+    "latency.metric": "--latency-metric", "eval_examples": "--score-eval-examples",
 }
 PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_.]*)`")
 

@@ -5,6 +5,7 @@ import json
 from dataclasses import asdict
 
 from ..latency import FULL, measure_variants, noise_warning, reduction
+from ..text.decode import timing_model
 from ..pipeline import inspect_model
 from .arguments import add_latency_args, add_model_args, csv
 from .common import latency_config, model_from_args, progress_for, shape_for
@@ -30,7 +31,8 @@ def run(a) -> None:
             if name not in candidates:
                 raise UsageError(f"unknown block {name!r}; droppable blocks: {', '.join(candidates)}")
     variants = {FULL: []} | ({"dropped": drop} if drop else {})
-    stats, settings = measure_variants(model, shape, variants, latency_config(a), progress_for(a))
+    config = latency_config(a)
+    stats, settings = measure_variants(timing_model(model, config.metric), shape, variants, config, progress_for(a))
     result = {"settings": settings.as_dict(), "latency_ms": {k: asdict(v) for k, v in stats.items()}}
     if drop:
         result["reduction"] = reduction(stats[FULL], stats["dropped"])

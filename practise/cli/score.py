@@ -9,6 +9,7 @@ from ..artifacts import check_writable_file
 from ..device import resolve_device
 from ..files import atomic_write_text
 from ..latency import block_latency_reductions
+from ..text.decode import timing_model
 from ..pipeline import inspect_model
 from ..distributed import current_group, machine_threads
 from ..scoring import Scorer, block_scores, recoverabilities
@@ -52,7 +53,8 @@ def run(a) -> None:
     if not group.is_main:
         return
     machine_threads()
-    r_b, _, _ = block_latency_reductions(model, shape, names, latency_config(a), progress)
+    latency = latency_config(a)
+    r_b, _, _ = block_latency_reductions(timing_model(model, latency.metric), shape, names, latency, progress)
     scores = block_scores(done, names, r_b, scorer.config.iterations)
     if a.out:
         rows = [asdict(s) for s in scores]

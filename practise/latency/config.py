@@ -15,6 +15,9 @@ from ..registry import Registry
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 BACKENDS: Registry = Registry("latency backend")  # name -> backend.LatencyBackend
+# what a pass costs: the whole input at once (images; a language model's prompt), or one
+# generated token of a causal LM with the KV cache at the input's length (text.decode.DecodeStep)
+METRICS = ("prefill", "decode")
 
 
 @dataclass
@@ -38,9 +41,12 @@ class LatencyConfig:
     dtype: str = "float32"
     channels_last: bool = False
     backend: str = "eager"       # a name in practise.latency.BACKENDS
+    metric: str = "prefill"      # a name in METRICS
 
     def __post_init__(self) -> None:
         BACKENDS.get(self.backend)  # an unknown name lists the valid ones
+        if self.metric not in METRICS:
+            raise UsageError(f"unknown latency metric {self.metric!r}; valid choices: {', '.join(METRICS)}")
         if self.dtype not in DTYPES:
             raise UsageError(f"unknown dtype {self.dtype!r}; valid choices: {', '.join(DTYPES)}")
         if self.repeats < 1 or self.warmup < 0:

@@ -62,6 +62,7 @@ class LatencySettings:
     repeats: int
     torch_version: str = field(default_factory=lambda: torch.__version__)
     backend: str = "eager"
+    metric: str = "prefill"          # "decode": one generated token with the KV cache at the input's length
     paired: bool = False             # savings from per-repeat differences against the full model
     resolution: float | None = None  # the interval half-width aimed at (paired only)
     stopped_by: str | None = None    # paired: "resolution", "max_repeats" or "time budget"
@@ -127,7 +128,7 @@ class TimingSession:
         c = self.config
         return LatencySettings(str(self.device), _device_name(self.device), self.threads, self.batch,
                                [self.batch, *self.sample_shape], c.dtype, c.channels_last, c.warmup, repeats,
-                               backend=c.backend, paired=paired, resolution=c.resolution if paired else None,
+                               backend=c.backend, metric=c.metric, paired=paired, resolution=c.resolution if paired else None,
                                stopped_by=stopped_by, reached=reached)
 
 

@@ -25,6 +25,7 @@ import logging
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -121,12 +122,14 @@ def structural_groups(model: nn.Module, blocks: list[str], sample_shape: tuple[i
 
 
 def paired_savings(model: nn.Module, sample_shape: tuple[int, ...], variants: dict[str, list[str]],
-                   config: LatencyConfig, progress: Progress = silent, shares: dict[str, int] | None = None
-                   ) -> tuple[dict[str, Saving], LatencySettings]:
+                   config: LatencyConfig, progress: Progress = silent, shares: dict[str, int] | None = None,
+                   decided: Callable[[Saving], bool] | None = None) -> tuple[dict[str, Saving], LatencySettings]:
     """The saving of every variant (name -> blocks to drop) against the full model.
 
     ``shares[name]`` divides a variant's interval before it is compared with
-    ``config.resolution`` (a group of k identical blocks: the interval per block)."""
+    ``config.resolution`` (a group of k identical blocks: the interval per block).
+    ``decided`` stops adding rounds early once it holds for every saving (a selection
+    whose interval lies wholly above or below the target needs no finer estimate)."""
     for blocks in variants.values():
         for name in blocks:
             check_module_name(model, name, "block")
@@ -147,6 +150,7 @@ def paired_savings(model: nn.Module, sample_shape: tuple[int, ...], variants: di
             savings = {n: _saving(variants[n], full[n], pruned[n]) for n in names}
             reached = max(s.half_width / shares.get(n, 1) for n, s in savings.items())
             stopped_by = ("resolution" if reached <= config.resolution else
+                          "decided" if decided is not None and all(decided(s) for s in savings.values()) else
                           "max_repeats" if done >= config.resolved_max_repeats else
                           "time budget" if config.budget_s is not None and backend.clock() - began >= config.budget_s
                           else None)
@@ -210,9 +214,12 @@ def interval_warning(saving: Saving) -> str | None:
 
 
 def measure_saving(model: nn.Module, sample_shape: tuple[int, ...], blocks: list[str], config: LatencyConfig,
-                   progress: Progress = silent) -> tuple[Saving, LatencySettings]:
-    """The measured reduction of the network with ``blocks`` dropped (a selection)."""
-    savings, settings = paired_savings(model, sample_shape, {"pruned": list(blocks)}, config, progress)
+                   progress: Progress = silent, target: float | None = None) -> tuple[Saving, LatencySettings]:
+    """The measured reduction of the network with ``blocks`` dropped (a selection); with a
+    ``target``, repeats stop as soon as the 95% interval lies wholly on one side of it."""
+    decided = None if target is None else (lambda s: s.low >= target or s.high < target)
+    savings, settings = paired_savings(model, sample_shape, {"pruned": list(blocks)}, config, progress,
+                                       decided=decided)
     return savings["pruned"], settings
 
 

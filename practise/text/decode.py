@@ -9,6 +9,7 @@ interleaved repeat by repeat and medians reported.
 from __future__ import annotations
 
 import copy
+import inspect
 import statistics
 import time
 
@@ -17,6 +18,7 @@ import torch.nn as nn
 
 from ..errors import UsageError
 from .layers import remove_dropped_layers_
+from .model import SequenceModel, unwrap
 
 
 @torch.inference_mode()
@@ -62,3 +64,78 @@ def decode_record(teacher: nn.Module, student: nn.Module, prompt_length: int, ne
     times = decode_ms_per_token({"teacher": teacher, "compressed": student}, prompt_length, new_tokens)
     return {"prompt_length": prompt_length, "new_tokens": new_tokens, "batch": 1, "teacher_ms": times["teacher"],
             "compressed_ms": times["compressed"]}
+
+
+class DecodeStep(SequenceModel):
+    """The same HF causal LM, timed as one decode step: each call feeds the last token of its
+    input to the model with a KV cache holding the ``context - 1`` tokens before it, then
+    crops the cache back, so every call costs what generating one token costs at that
+    context. Its blocks are the wrapped model's under the same names, so the latency
+    machinery drops and times them as in prefill.
+
+    The cache is made on the first call for each (batch, dtype) by a prefill of the context,
+    which must run with every layer present (the timing loops run the full model first);
+    a cache missing a layer's entries is refused rather than timed."""
+
+    def forward(self, tokens: torch.Tensor):
+        if tokens.dim() != 3 or tokens.shape[1] != 2 or tokens.shape[-1] < 2:
+            raise RuntimeError(f"a DecodeStep takes (batch, 2, tokens >= 2) ids and mask, got {tuple(tokens.shape)}")
+        ids = tokens[:, 0]
+        cache = self._cache(ids)
+        try:
+            return self.model(input_ids=ids[:, -1:], attention_mask=torch.ones_like(ids), use_cache=True,
+                              **{cache_keyword(self.model): cache})
+        finally:
+            crop_to(cache, ids.shape[1] - 1)
+
+    def _cache(self, ids: torch.Tensor):
+        dtype = next(self.model.parameters()).dtype
+        key = (ids.shape[0], ids.shape[1], dtype, ids.device)
+        caches = self.__dict__.setdefault("_caches", {})  # plain state: not in state_dict, not moved by .to()
+        if key not in caches:
+            context = ids[:, :-1]
+            with torch.inference_mode():
+                out = self.model(input_ids=context, attention_mask=torch.ones_like(context), use_cache=True)
+            cache = getattr(out, "cache", None)
+            cache = cache if cache is not None else getattr(out, "past_key_values", None)
+            if cache is None or not getattr(cache, "is_croppable", True):
+                raise UsageError(f"{type(self.model).__name__} keeps no croppable KV cache; time prefill latency "
+                                 "instead (`latency.metric` \"prefill\")")
+            lengths = {cache.get_seq_length(i) for i in range(len(cache.layers))} if hasattr(cache, "layers") \
+                else {cache.get_seq_length()}
+            if lengths != {context.shape[1]}:
+                raise RuntimeError("the decode-timing cache was made while layers were dropped")
+            caches[key] = cache
+        return caches[key]
+
+
+def cache_keyword(model: nn.Module) -> str:
+    """The forward argument that takes a KV cache: ``cache`` in newer transformers, else ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def crop_to(cache, length: int) -> None:
+    """Every layer of ``cache`` back to ``length`` tokens; layers a dropped block left as they
+    were are not touched (a relative crop of the whole cache would shorten them)."""
+    layers = getattr(cache, "layers", None)
+    if layers is None:  # older transformers: one absolute crop
+        cache.crop(length)
+        return
+    for layer in layers:
+        extra = layer.get_seq_length() - length
+        if extra > 0:
+            layer.crop(-extra)
+
+
+def timing_model(model: nn.Module, metric: str) -> nn.Module:
+    """What latency is measured on for ``metric``: the model itself for "prefill", a
+    :class:`DecodeStep` around a causal LM for "decode" (a one-line error otherwise)."""
+    if metric == "prefill":
+        return model
+    inner = unwrap(model)
+    if not is_causal_lm(inner):
+        raise UsageError(f"decode latency needs a causal language model (one that generates text); "
+                         f"{type(inner).__name__} is not one: use `latency.metric` \"prefill\"")
+    step = DecodeStep(inner, use_cache=True)
+    step.practise_arch = getattr(model, "practise_arch", None)
+    return step
