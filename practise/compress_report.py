@@ -97,6 +97,7 @@ class RecoveryInfo:
     lr: float
     loss_first: float | None
     loss_last: float | None
+    trained: list[str] | None = None   # the modules whose weights trained (None: all)
 
 
 @dataclass

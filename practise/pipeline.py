@@ -34,7 +34,7 @@ from .inputs import example_input
 from .latency import LatencyConfig, block_latency_reductions
 from .machine import machine_info
 from .progress import Progress, silent
-from .recovery import RECOVERY_METHODS, RecoveryConfig, recover_
+from .recovery import RECOVERY_METHODS, RecoveryConfig, neighbours, recover_
 from .distributed import current_group, machine_threads
 from .scoring import BlockScore, Scorer, ScoringConfig, block_scores, recoverabilities, resolve_protocol
 from .selection import Selection, measure_selection, select_in_order
@@ -211,7 +211,10 @@ def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConf
         log.warning(selection.timing_warning)
     student = drop_blocks(teacher, selection.blocks)
     t = time.perf_counter()
-    losses = recover_(student, teacher, tiny_set, info.feature_layer, config.recovery, device, progress)
+    trainable = neighbours(names, selection.blocks) if config.recovery.scope == "neighbours" else None
+    if trainable is not None:
+        log.info("recovery trains only the blocks next to the dropped ones: %s", ", ".join(trainable))
+    losses = recover_(student, teacher, tiny_set, info.feature_layer, config.recovery, device, progress, trainable)
     timings["recovery_s"] = time.perf_counter() - t
     student.eval()
     evaluation, evaluation_error = None, None
@@ -301,7 +304,9 @@ def build_report(teacher, student, sample_shape, info: Inspection, order: list[s
         before=SizeBefore(count_params(teacher), flops_before),
         after=SizeAfter(count_params(student), flops_after, sum(b.params for b in info.blocks if b.name in chosen)),
         recovery=RecoveryInfo(config.recovery.method, config.recovery.iterations, config.recovery.resolved_lr,
-                              losses[0] if losses else None, losses[-1] if losses else None),
+                              losses[0] if losses else None, losses[-1] if losses else None,
+                              neighbours([b.name for b in info.blocks], selection.blocks)
+                              if config.recovery.scope == "neighbours" else None),
         evaluation=evaluation,
         preprocessing=tiny_set.preprocessing_record(),
         timings=timings, machine=machine_info(), world_size=current_group().world_size)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .tiny_set import TinySetProtocol
 from .features import as_format, feature_mse, forward_features
-from .inputs import token_mask
+from .inputs import token_mask, used_length
 from .modes import eval_mode, flush_denormals, on_device
 from .model_output import logits
 from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
@@ -25,6 +25,7 @@ from .registry import Registry, named
 from .errors import UsageError, NonFiniteError
 
 log = logging.getLogger(__name__)
+SCOPES = ("all", "neighbours")
 
 
 @dataclass
@@ -40,9 +41,15 @@ class RecoveryConfig:
     seed: int = 0
     channels_last: bool = True     # memory layout only: faster convolutions, same maths
     autocast: str | None = None    # "bfloat16": the student's passes in bf16 autocast (teacher targets float32)
+    # which weights train: "all" (the paper), or "neighbours": only the kept blocks right before
+    # and after each run of dropped ones (fewer weight gradients and optimizer state: cheaper
+    # at LLM scale; the frozen rest still passes gradients through)
+    scope: str = "all"
 
     def __post_init__(self) -> None:
         RECOVERY_METHODS.get(self.method)  # an unknown name lists the valid ones
+        if self.scope not in SCOPES:
+            raise UsageError(f"unknown recovery scope {self.scope!r}; valid choices: {', '.join(SCOPES)}")
         check_sgd_settings("recovery", self.iterations, 0, self.batch_size, self.lr, self.momentum,
                            self.weight_decay, self.lr_drop_at)
         check_autocast(self.autocast, "recovery")
@@ -121,6 +128,20 @@ class LogitDistillation(RecoveryMethod):
         return {"loss": (kl * weights).sum() / weights.sum().clamp(min=1) * t * t}
 
 
+def trained_parameters(student: nn.Module, trainable: list[str] | None) -> list[nn.Parameter]:
+    """Every parameter (``trainable`` None), or those inside the named modules; the rest frozen."""
+    names = None if trainable is None else tuple(trainable)
+    chosen = []
+    for name, p in student.named_parameters():
+        train = names is None or any(name.startswith(m + ".") for m in names)
+        p.requires_grad_(train)
+        if train:
+            chosen.append(p)
+    if not chosen:
+        raise UsageError(f"recovery has no parameter to train in {', '.join(trainable or [])}")
+    return chosen
+
+
 def divergence_message(what: str, step: int, loss: float, lr: float, parameter: str) -> str:
     """Tell a bad input (non-finite before any update) apart from a too-high learning rate."""
     if step == 0:
@@ -129,9 +150,27 @@ def divergence_message(what: str, step: int, loss: float, lr: float, parameter: 
     return f"{what} diverged at step {step} (loss {loss}) with lr {lr}; lower it ({parameter})"
 
 
+def neighbours(candidates: list[str], dropped: list[str]) -> list[str]:
+    """The kept candidates right before and right after each run of dropped ones (in
+    ``candidates``' order, the call order)."""
+    gone = set(dropped)
+    chosen: list[str] = []
+    for i, name in enumerate(candidates):
+        if name in gone:
+            continue
+        before = i + 1 < len(candidates) and candidates[i + 1] in gone
+        after = i > 0 and candidates[i - 1] in gone
+        if before or after:
+            chosen.append(name)
+    return chosen
+
+
 def recover_(student: nn.Module, teacher: nn.Module, tiny_set: TinySetProtocol, feature_layer: str,
-            config: RecoveryConfig, device: torch.device | str = "cpu", progress: Progress = silent) -> list[float]:
-    """Train all of ``student``'s parameters in place; student in train mode, teacher in eval mode.
+            config: RecoveryConfig, device: torch.device | str = "cpu", progress: Progress = silent,
+            trainable: list[str] | None = None) -> list[float]:
+    """Train ``student``'s parameters in place (those of the ``trainable`` modules only, if
+    given); student in train mode, teacher in eval mode. Token batches are cut after their
+    last real token (padding costs compute and is masked out anyway).
 
     Returns the loss of every step.
     """
@@ -140,9 +179,8 @@ def recover_(student: nn.Module, teacher: nn.Module, tiny_set: TinySetProtocol, 
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     student.to(device=device, memory_format=memory_format)
     teacher = on_device(teacher, device)  # the caller's teacher stays where it is
-    for p in student.parameters():
-        p.requires_grad_(True)
-    optimizer = torch.optim.SGD(student.parameters(), lr=config.resolved_lr, momentum=config.momentum,
+    trained = trained_parameters(student, trainable)
+    optimizer = torch.optim.SGD(trained, lr=config.resolved_lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     batches = batch_indices(len(tiny_set), config.batch_size, generator)
@@ -151,10 +189,14 @@ def recover_(student: nn.Module, teacher: nn.Module, tiny_set: TinySetProtocol, 
     was_training = student.training
     try:
         with eval_mode(teacher), flush_denormals():
-            student.train()
+            student.train(trainable is None)
+            for name in trainable or []:  # frozen blocks keep their normalisation statistics too
+                student.get_submodule(name).train()
             for step in range(config.iterations):
                 idx = next(batches)
                 x = as_format(tiny_set.train_batch(idx.tolist(), generator).to(device), memory_format)
+                length = used_length(token_mask(teacher, x))
+                x = x[..., :length] if length is not None else x
                 y = labels[idx].to(device) if labels is not None else None
                 set_lr_(optimizer, step_lr(step, config.resolved_lr, config.lr_drop_at, config.iterations))
                 with autocast(device, config.autocast):
@@ -172,6 +214,8 @@ def recover_(student: nn.Module, teacher: nn.Module, tiny_set: TinySetProtocol, 
     finally:
         progress.end()
         student.train(was_training)
+        for p in student.parameters():  # a frozen scope is a setting of this run, not of the model
+            p.requires_grad_(True)
         student.to(memory_format=torch.contiguous_format)
     return history
 

@@ -84,3 +84,25 @@ def test_bf16_autocast_recovery_trains_float32_weights_like_float32(method):
         assert bf16_mse < feature_mse(drop_blocks(teacher, ["layer1.1", "layer2.1"]), teacher, x)
     with pytest.raises(ValueError, match="recovery: unknown autocast 'fp8'"):
         RecoveryConfig(autocast="fp8")
+
+
+def test_neighbours_are_the_kept_blocks_around_each_run_of_dropped_ones():
+    from practise.recovery import neighbours
+
+    assert neighbours(list("abcdef"), ["b", "c", "f"]) == ["a", "d", "e"]
+    assert neighbours(list("abc"), ["a"]) == ["b"]
+
+
+def test_recovery_in_neighbours_scope_trains_only_those_blocks():
+    teacher = tiny_resnet()
+    data = tiny_set(48)
+    student = drop_blocks(teacher, ["layer1.1", "layer2.1"])
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    x = data.eval_tensor()
+    start = feature_mse(student, teacher, x)
+    recover_(student, teacher, data, "layer3", RecoveryConfig(iterations=30, batch_size=16, scope="neighbours"),
+             trainable=["layer1.2", "layer2.0"])
+    changed = {k.split(".")[0] + "." + k.split(".")[1] for k, v in student.state_dict().items()
+               if v.is_floating_point() and not torch.equal(v, before[k])}
+    assert changed == {"layer1.2", "layer2.0"} and feature_mse(student, teacher, x) < start
+    assert all(p.requires_grad for p in student.parameters())  # the scope does not stay on the model

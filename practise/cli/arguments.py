@@ -7,7 +7,7 @@ import math
 from ..criteria import CRITERIA
 from ..latency import BACKENDS, DTYPES, LatencyConfig
 from ..latency.config import METRICS
-from ..recovery import RECOVERY_METHODS, RecoveryConfig
+from ..recovery import RECOVERY_METHODS, SCOPES, RecoveryConfig
 from ..scoring import PROTOCOLS, ScoringConfig
 from ..selection import parse_target
 from ..synthesis import SynthesisConfig
@@ -243,6 +243,9 @@ def add_recovery_args(p) -> None:
     g.add_argument("--recovery-lr", type=number(0.0), help="default: 0.02 for mimic/kd, 1e-4 for ce (the authors')")
     g.add_argument("--recovery-batch-size", type=POSITIVE, default=d.batch_size,
                    help=f"examples per recovery step (default {d.batch_size}, paper); lower it for long sequences")
+    g.add_argument("--recovery-scope", choices=SCOPES, default=d.scope,
+                   help="which weights recovery trains: all (default, paper) or neighbours: only the kept blocks "
+                        "right before and after each run of dropped ones (cheaper per step for large models)")
     add_recovery_autocast_arg(g, "none")
 
 

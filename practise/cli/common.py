@@ -74,6 +74,7 @@ def scoring_config(a) -> ScoringConfig:
 def recovery_config(a) -> RecoveryConfig:
     return RecoveryConfig(method=a.recovery, iterations=a.recovery_iterations, lr=a.recovery_lr, seed=a.seed,
                           batch_size=getattr(a, "recovery_batch_size", RecoveryConfig.batch_size),
+                          scope=getattr(a, "recovery_scope", RecoveryConfig.scope),
                           autocast=resolve_autocast(getattr(a, "recovery_autocast", "none"), a.device))
 
 
