@@ -89,12 +89,19 @@ class TeacherPass:
 
 @torch.no_grad()
 def teacher_pass(teacher: nn.Module, feature_layer: str, fitted: list[str], entries: list[str],
-                 inputs: torch.Tensor, masks: torch.Tensor | None, batch: int, rows: int) -> TeacherPass:
+                 inputs: torch.Tensor, masks: torch.Tensor | None, batch: int, rows: int,
+                 patches: dict[str, str] | None = None) -> TeacherPass:
     """One pass of ``teacher`` over ``inputs`` (in batches of ``batch`` by length, padding cut;
     stopping at ``feature_layer``): X^T X and X^T Y of every module in ``fitted`` that keeps its
     input's shape, over all examples; the features and the inputs of ``entries`` of the first
-    ``rows`` examples (token positions past a batch's cut stay zero: they are padding)."""
+    ``rows`` examples (token positions past a batch's cut stay zero: they are padding).
+
+    ``patches`` (block -> the linear layer of the unit before it that a linear patch would be
+    folded into, linear_patch.py) adds, under ``patch_key(block)``, the fit of that layer's
+    output M to what the block adds plus M: ``Y = out - in + M``."""
     stats = LinearStatistics()
+    patches = patches or {}
+    latest: dict[str, torch.Tensor] = {}  # the patch layers' outputs in the current batch
     modules = dict(teacher.named_modules())
     current: dict = {"mask": None, "keep": None, "at": None}
     kept: dict[str, torch.Tensor] = {}
@@ -119,6 +126,14 @@ def teacher_pass(teacher: nn.Module, feature_layer: str, fitted: list[str], entr
             x, (y, _) = primary_input(args, kwargs), primary_output(output)
             if x is not None and y is not None and x.shape == y.shape and x.dim() in (3, 4):
                 stats.add(name, x, y, current["mask"])
+                made = latest.get(patches.get(name, ""))
+                if made is not None and made.shape == y.shape:
+                    stats.add(patch_key(name), made, y - x + made, current["mask"])
+        return record
+
+    def keep_latest(name):
+        def record(module, args, output):
+            latest[name] = output
         return record
 
     def entry_hook(name):
@@ -128,6 +143,7 @@ def teacher_pass(teacher: nn.Module, feature_layer: str, fitted: list[str], entr
 
     handles = [modules[n].register_forward_hook(fit_hook(n), with_kwargs=True) for n in fitted if n in modules]
     handles += [modules[n].register_forward_pre_hook(entry_hook(n), with_kwargs=True) for n in entries]
+    handles += [modules[n].register_forward_hook(keep_latest(n)) for n in set(patches.values())]
     with hooks_removed(handles):
         for index in batches_by_length(masks, inputs.shape[0], batch):
             x, mask = inputs[index], masks[index] if masks is not None else None
@@ -138,6 +154,10 @@ def teacher_pass(teacher: nn.Module, feature_layer: str, fitted: list[str], entr
             store(TARGETS, forward_features(teacher, x.clone(), feature_layer))
     targets = kept.pop(TARGETS)
     return TeacherPass(stats, targets, kept)
+
+
+def patch_key(block: str) -> str:
+    return f"<patch>{block}"
 
 
 TARGETS = "<features>"  # key of the feature-layer outputs among the kept tensors; no module is named so

@@ -121,6 +121,7 @@ class CompressReport:
     decode: dict | None = None         # causal LMs: per-token decode latency, teacher and compressed (text/decode.py)
     world_size: int | None = None      # processes that scored the candidates (torchrun; 1 without)
     saved: dict | None = None          # token models: the folder's form (stock / practise), why, its reload check
+    repair: dict | None = None         # the training-free repair before recovery: method, what each run got
 
     @property
     def has_accuracy(self) -> bool:

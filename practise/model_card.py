@@ -17,7 +17,9 @@ def model_card(report: CompressReport, base_model: str, load_with: str, command:
              f"`{base_model}` with {len(sel.blocks)} of its {total} candidate blocks dropped "
              f"(criterion `{criterion}`"
              f"{', the PRACTISE recoverability per unit of measured latency' if criterion == 'practise' else ''}), "
-             f"then recovered with `{report.recovery.method}` on a tiny set of {report.tiny_set.size} "
+             + (f"repaired with a least-squares linear patch folded into the layer before each dropped run, "
+                if report.repair and any(r["linear"] for r in report.repair["runs"]) else "")
+             + f"then recovered with `{report.recovery.method}` on a tiny set of {report.tiny_set.size} "
              f"{report.tiny_set.kind or 'images'}.", "",
              "| | before | after |", "|---|---|---|"]
     lines += [f"| {name} | {before} | {after} |" for name, before, after in summary_rows(report)

@@ -41,11 +41,14 @@ from .selection import Selection, measure_selection, select_in_order
 from .surgery import drop_blocks
 from .text.decode import decode_record, is_causal_lm, timing_model
 from .text.evaluation import evaluate_text
-from .text.model import as_sequence_model, unwrap
+from .text.model import as_sequence_model, is_token_model, unwrap
+from .linear_patch import patch_runs_
 from .tracing import check_granularity, check_module_name, feature_chain, find_feature_layer, trace_model
 from .errors import PractiseError, UsageError
 
 log = logging.getLogger(__name__)
+LINEAR_PATCH = "linear-patch"
+REPAIRS = ("auto", "none", LINEAR_PATCH)
 
 
 @dataclass
@@ -57,6 +60,10 @@ class CompressConfig:
     feature_layer: str | None = None      # module whose output is mimicked; None: found automatically
     granularity: str = "layer"            # "layer", or "sublayer": attention / MLP parts of transformer layers
     criterion: str = "practise"           # block ranking: a name in practise.criteria.CRITERIA
+    # training-free repair before recovery: "linear-patch" (linear_patch.py: each run of dropped
+    # layers replaced by a least-squares map folded into the layer before it), "none", or "auto":
+    # the linear patch for token models, none for image models
+    repair: str = "auto"
     device: str = "auto"                  # where scoring and recovery run
     seed: int = 0
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
@@ -70,6 +77,8 @@ class CompressConfig:
             raise UsageError(f"number of blocks to drop must be at least 1, got {self.num_blocks}")
         CRITERIA.get(self.criterion)  # an unknown name lists the valid ones
         check_granularity(self.granularity)
+        if self.repair not in REPAIRS:
+            raise UsageError(f"unknown repair {self.repair!r}; valid choices: {', '.join(REPAIRS)}")
         if self.target_latency is not None and not 0 < self.target_latency < 1:
             raise UsageError(f"target latency reduction must be between 0% and 100% (exclusive), "
                              f"got {100 * self.target_latency:g}%")
@@ -178,7 +187,7 @@ def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConf
     check_finite(teacher.state_dict(), "the teacher's weights")
     # an HF token model (BertModel, LlamaForCausalLM, ...) is taken as is: ids and mask packed in one tensor
     teacher = as_sequence_model(copy.deepcopy(teacher)).to(device).eval()
-    config = dataclasses.replace(config, scoring=resolve_protocol(config.scoring, teacher))
+    config = resolve_auto_settings(config, teacher)
     timed = timing_model(teacher, config.latency.metric)  # what latency is measured on: prefill, or a decode step
     info = check_against_model(teacher, sample_shape, config)
     names = [b.name for b in info.blocks]
@@ -210,6 +219,12 @@ def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConf
     if selection.timing_warning:
         log.warning(selection.timing_warning)
     student = drop_blocks(teacher, selection.blocks)
+    patches = None
+    if config.repair == LINEAR_PATCH:
+        t = time.perf_counter()
+        patches = patch_runs_(student, teacher, info.trace.candidates(), selection.blocks,
+                              tiny_set.eval_tensor().to(device), config.scoring.ridge, config.scoring.eval_batch_size)
+        timings["repair_s"] = time.perf_counter() - t
     t = time.perf_counter()
     trainable = neighbours(names, selection.blocks) if config.recovery.scope == "neighbours" else None
     if trainable is not None:
@@ -235,7 +250,18 @@ def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConf
     report = build_report(teacher, student, sample_shape, info, order, r_b, scores, selection, config, tiny_set,
                           losses, evaluation, block_latency, latency_settings, timings)
     report.evaluation_error, report.decode = evaluation_error, decode
+    report.repair = {"method": config.repair, "runs": [asdict(p) for p in patches]} if patches is not None else None
     return CompressResult(student, info.blocks, scores, selection, info.feature_layer, report)
+
+
+def resolve_auto_settings(config: CompressConfig, teacher: nn.Module) -> CompressConfig:
+    """``config`` with its "auto" choices made for ``teacher``: the repair (the linear patch for
+    token models), the scoring protocol, and the closed-form map scored the way the repair works."""
+    repair = config.repair if config.repair != "auto" else LINEAR_PATCH if is_token_model(teacher) else "none"
+    scoring = config.scoring
+    if scoring.linear_map == "auto":
+        scoring = dataclasses.replace(scoring, linear_map="folded" if repair == LINEAR_PATCH else "in-place")
+    return dataclasses.replace(config, repair=repair, scoring=resolve_protocol(scoring, teacher))
 
 
 def evaluate_held_out(teacher: nn.Module, student: nn.Module, tiny_set: TinySetProtocol, eval_source,

@@ -95,12 +95,20 @@ def to_markdown(report: CompressReport) -> str:
         d = report.decode
         lines += ["", f"Decode latency (greedy, KV cache, prompt {d['prompt_length']} tokens, {d['new_tokens']} new "
                   f"tokens, batch {d['batch']}): {d['teacher_ms']:.2f} -> {d['compressed_ms']:.2f} ms per token."]
+    if report.repair:
+        lines += ["", f"Repair: `{report.repair['method']}`: " + "; ".join(_patch_line(r) for r in report.repair["runs"])
+                  + "."]
     rec = report.recovery
     loss = "no training" if rec.loss_first is None else f"loss {rec.loss_first:.4g} -> {rec.loss_last:.4g}"
     lines += ["", f"Recovery: `{rec.method}`, {rec.iterations} iterations, lr {rec.lr}; {loss}.",
               "", "Timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.timings.items())
               + (f", on {describe(report.machine)}" if report.machine else ""), ""]
     return "\n".join(lines + preprocessing_lines(report) + skipped_lines(report))
+
+
+def _patch_line(run: dict) -> str:
+    blocks = ", ".join(f"`{b}`" for b in run["run"])
+    return f"{blocks} folded into `{run['linear']}`" if run["linear"] else f"{blocks} not patched ({run['reason']})"
 
 
 def _interval(interval: list[float] | None, prefix: str = "") -> str:

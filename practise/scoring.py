@@ -44,7 +44,8 @@ from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .progress import Progress, silent
 from .surgery import drop_module_, replace_module_, stand_in
 from .call_structure import IDENTITY, removal_for
-from .closed_form import LinearStandIn, TeacherPass, teacher_pass
+from .closed_form import LinearStandIn, TeacherPass, patch_key, teacher_pass
+from .linear_patch import find_fold_sites, fold_
 from .prefix_skip import PrefixSkip, entry_unit, reproduces_teacher
 from .tracing import ModelTrace
 from .errors import UsageError
@@ -52,9 +53,14 @@ from .errors import UsageError
 log = logging.getLogger(__name__)
 CLOSED_FORM, AUTO = "closed-form", "auto"
 PROTOCOLS = (AUTO, "cached", "paper", CLOSED_FORM)
+# closed-form: where the fitted map goes: in the dropped block's place (the adaptor PRACTISE
+# trains), or folded into the unit before it (linear_patch.py: the repair compress applies)
+IN_PLACE, FOLDED = "in-place", "folded"
+LINEAR_MAPS = (AUTO, IN_PLACE, FOLDED)
 # settings added after score caches were first written: left out of the fingerprint while
 # they are off, so caches written before them stay valid
-LATER_SETTINGS = {"autocast": None, "ridge": 1e-3, "eval_examples": None, "closed_form_before": False}
+LATER_SETTINGS = {"autocast": (None,), "ridge": (1e-3,), "eval_examples": (None,), "closed_form_before": (False,),
+                  "linear_map": (AUTO, IN_PLACE)}  # the closed-form map stood in place before it could be folded
 
 
 @dataclass
@@ -82,10 +88,16 @@ class ScoringConfig:
     # "closed-form": also measure the MSE with the block dropped outright (one more pass of the
     # network after it per candidate; otherwise mse_before is not recorded)
     closed_form_before: bool = False
+    # "closed-form": a name in LINEAR_MAPS; auto: folded for token models (whose compress repair
+    # is the linear patch by default), in place otherwise
+    linear_map: str = AUTO
 
     def __post_init__(self) -> None:
         if not self.ridge > 0:
             raise UsageError(f"scoring: ridge must be positive, got {self.ridge}")
+        if self.linear_map not in LINEAR_MAPS:
+            raise UsageError(f"unknown closed-form linear map {self.linear_map!r}; valid choices: "
+                             f"{', '.join(LINEAR_MAPS)}")
         if self.protocol not in PROTOCOLS:
             raise UsageError(f"unknown scoring protocol {self.protocol!r}; valid choices: {', '.join(PROTOCOLS)}")
         check_sgd_settings("scoring", self.iterations, 1, self.batch_size, self.lr, self.momentum,
@@ -115,9 +127,11 @@ def resolve_protocol(config: ScoringConfig, model: nn.Module) -> ScoringConfig:
     """``config`` with "auto" made concrete for ``model``: closed-form for token models (trained
     adaptors cost hundreds of partial passes per layer, too slow for LLMs on a CPU), cached for
     image models (it agrees best with the authors' protocol: benchmarks/results/scoring_speed)."""
-    if config.protocol != AUTO:
-        return config
-    return dataclasses.replace(config, protocol=CLOSED_FORM if is_token_model(model) else "cached")
+    if config.protocol == AUTO:
+        config = dataclasses.replace(config, protocol=CLOSED_FORM if is_token_model(model) else "cached")
+    if config.protocol == CLOSED_FORM and config.linear_map == AUTO:
+        config = dataclasses.replace(config, linear_map=FOLDED if is_token_model(model) else IN_PLACE)
+    return config
 
 
 def practise_score(recoverability: float, latency_reduction: float) -> float:
@@ -182,6 +196,7 @@ class Scorer:
         self._teacher_pass: TeacherPass | None = None  # closed-form protocol: gathered once
         self._bench: nn.Module | None = None  # closed-form: one teacher copy candidates are swapped into
         self._skip_works: bool | None = None  # closed-form without a chain: prefix skipping verified?
+        self._patch_sites: dict[str, tuple[str, str]] = {}  # closed-form, folded: block -> (unit, layer)
 
     @property
     def targets(self) -> torch.Tensor:
@@ -233,24 +248,37 @@ class Scorer:
         return after, before, ("cached" if skip_prefix else "cached-full") if fixed_batches else "paper"
 
     def _closed_form(self, block: str) -> tuple[float, float | None, str]:
-        """R_b with ``block`` replaced by its least-squares linear map (closed_form.py); only
-        the network after the block runs for each candidate (a feature chain, or prefix_skip.py)."""
+        """R_b with ``block`` replaced by its least-squares linear map (closed_form.py), in
+        place of the block or folded into the unit before it (``linear_map``); only the network
+        after that point runs for each candidate (a feature chain, or prefix_skip.py)."""
         gathered = self._gather_closed_form()
         if block not in gathered.statistics.xtx:
             raise RuntimeError(f"{block}: no input/output of the same shape was recorded for the closed-form fit")
-        removal = removal_for(self.teacher, block)
-        weight = gathered.statistics.fit(block, removal.how == IDENTITY, self.config.ridge)
-        after = self._mse_replaced(block, LinearStandIn(weight.to(self.device), removal.structure))
-        before = self._mse_replaced(block, stand_in(self.teacher, block)) if self.config.closed_form_before else None
+        dropped = stand_in(self.teacher, block)
+        if self.config.linear_map == FOLDED:
+            site = self._patch_sites.get(block)
+            if site is None:  # nothing before it to fold into: the block is dropped outright, as the repair will
+                after = self._mse_with(block, dropped)
+            else:
+                unit, linear = site
+                transform = gathered.statistics.fit(patch_key(block), True, self.config.ridge)
+                after = self._mse_with(block, dropped, start=unit, fold=(linear, transform.to(self.device)))
+        else:
+            removal = removal_for(self.teacher, block)
+            weight = gathered.statistics.fit(block, removal.how == IDENTITY, self.config.ridge)
+            after = self._mse_with(block, LinearStandIn(weight.to(self.device), removal.structure))
+        before = self._mse_with(block, dropped) if self.config.closed_form_before else None
         return (after if math.isfinite(after) else math.inf), before, CLOSED_FORM
 
     def _gather_closed_form(self) -> TeacherPass:
         if self._teacher_pass is None:  # every unit and branch at once: one teacher pass for all blocks
             fitted = sorted(set(self.trace.units) | set(self.trace.branches))
             entries = self.trace.candidates() if self.chain is None else []
+            self._patch_sites = self._find_patch_sites() if self.config.linear_map == FOLDED else {}
             with eval_mode(self.teacher), flush_denormals():
                 self._teacher_pass = teacher_pass(self.teacher, self.feature_layer, fitted, entries, self.eval_images,
-                                                  self.masks, self.config.eval_batch_size, self.eval_count)
+                                                  self.masks, self.config.eval_batch_size, self.eval_count,
+                                                  {b: linear for b, (_, linear) in self._patch_sites.items()})
             self._targets = self._targets if self._targets is not None else self._teacher_pass.targets
             self._bench = copy.deepcopy(self.teacher)
             cached = self._teacher_pass.entry_inputs
@@ -263,16 +291,33 @@ class Scorer:
                         self.masks)
         return self._teacher_pass
 
-    def _mse_replaced(self, block: str, replacement: nn.Module) -> float:
-        """R_b over the evaluated examples with ``replacement`` in ``block``'s place."""
+    def _find_patch_sites(self) -> dict[str, tuple[str, str]]:
+        """block -> (the layer-level unit right before it, the linear layer inside that unit a
+        linear patch folds into), where there is one (linear_patch.find_fold_sites)."""
+        units = self.trace.candidates()
+        with eval_mode(self.teacher):
+            sites = find_fold_sites(self.teacher, units, self.eval_images[:2].clone())
+        return {b: (p, sites[p]) for p, b in zip(units, units[1:]) if p in sites}
+
+    def _mse_with(self, block: str, replacement: nn.Module, start: str | None = None,
+                  fold: tuple[str, torch.Tensor] | None = None) -> float:
+        """R_b over the evaluated examples with ``replacement`` in ``block``'s place (and a
+        linear patch ``fold`` = (layer, map) folded into an earlier unit ``start``, from where
+        the network is run)."""
+        start = start or block
         bench, original = self._bench, replace_module_(self._bench, block, replacement)
+        saved = None
+        if fold is not None:
+            layer = bench.get_submodule(fold[0])
+            saved = {k: v.detach().clone() for k, v in layer.named_parameters(recurse=False)}
+            fold_(layer, fold[1])
         try:
             with eval_mode(bench), flush_denormals(), autocast(self.device, self.config.autocast):
-                if self.chain is not None and block in self.chain:
-                    suffix = [bench.get_submodule(u) for u in self.chain[self.chain.index(block):]]
+                if self.chain is not None and start in self.chain:
+                    suffix = [bench.get_submodule(u) for u in self.chain[self.chain.index(start):]]
                     return self._final_mse(lambda x: run_chain(suffix, x),
-                                           self._cached_inputs(self.chain.index(block)))
-                skip = self._prefix_skip(block)
+                                           self._cached_inputs(self.chain.index(start)))
+                skip = self._prefix_skip(start)
                 features = (lambda x: forward_features(bench, x, self.feature_layer))
                 if skip is None:
                     return self._final_mse(features, self.eval_images)
@@ -280,6 +325,10 @@ class Scorer:
                     return self._final_mse(features, self.eval_images, skip)
         finally:
             replace_module_(bench, block, original)
+            if saved is not None:
+                with torch.no_grad():
+                    for k, v in bench.get_submodule(fold[0]).named_parameters(recurse=False):
+                        v.copy_(saved[k])
 
     def _prefix_skip(self, block: str) -> PrefixSkip | None:
         """Skipping for ``block`` when it lies in a layer-level unit and skipping was verified."""
@@ -335,7 +384,7 @@ class Scorer:
 
 
 def _settings(config: ScoringConfig) -> dict:
-    return {k: v for k, v in asdict(config).items() if not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
+    return {k: v for k, v in asdict(config).items() if not (k in LATER_SETTINGS and v in LATER_SETTINGS[k])}
 
 
 def scoring_fingerprint(teacher: nn.Module, tiny_set: TinySetProtocol, config: ScoringConfig, feature_layer: str) -> str:

@@ -203,22 +203,30 @@ def test_closed_form_scores_token_models_over_real_tokens_only():
     trace = trace_model(model, tiny.tokens[:1])
     layer = find_feature_layer(model, trace)
     scorer = Scorer(model, tiny, trace, None, layer, ScoringConfig(protocol="closed-form", iterations=1,
-                                                                  closed_form_before=True))
+                                                                  closed_form_before=True, linear_map="in-place"))
     scores = {b: scorer.recoverability(b)[:2] for b in trace.candidates()}
     assert len(scores) == 3 and all(0 <= after < before for after, before in scores.values())
+    folded = Scorer(model, tiny, trace, None, layer, ScoringConfig(protocol="closed-form", iterations=1,
+                                                                  closed_form_before=True))  # auto: folded
+    first, *rest = [folded.recoverability(b)[:2] for b in trace.candidates()]
+    assert first[0] == first[1]  # no layer before the first to fold a patch into: dropped outright
+    assert all(0 <= after < before for after, before in rest)
     stats = scorer._teacher_pass.statistics
     assert all(count == int(mask.sum()) for name, count in stats.count.items() if name in scores)
 
 
-def test_closed_form_on_a_decoder_runs_only_the_layers_after_the_candidate_and_gives_the_full_pass_value():
+@pytest.mark.parametrize("linear_map", ["in-place", "folded"])
+def test_closed_form_on_a_decoder_runs_only_the_layers_after_the_candidate_and_gives_the_full_pass_value(linear_map):
     """Prefix skipping (the layers before the candidate pass through, its input comes from the
     teacher pass) must give the R_b of the definition: the whole model run with the block
-    replaced by its fitted map, on the evaluated examples."""
+    replaced by its fitted map (in place), or dropped with the map folded into the previous
+    layer's MLP output projection (folded), on the evaluated examples."""
     transformers = pytest.importorskip("transformers")
     from practise.call_structure import removal_for
-    from practise.closed_form import LinearStandIn
+    from practise.closed_form import LinearStandIn, patch_key
     from practise.features import feature_error, forward_features
-    from practise.surgery import replace_module_
+    from practise.linear_patch import fold_
+    from practise.surgery import drop_module_, replace_module_
     from practise.text import SequenceModel
     from practise.text.tinyset import TextTinySet
 
@@ -232,7 +240,8 @@ def test_closed_form_on_a_decoder_runs_only_the_layers_after_the_candidate_and_g
     tiny = TextTinySet(torch.stack([ids, mask], 1), None, [str(i) for i in range(10)], [""] * 10, "t", 8)
     trace = trace_model(model, tiny.tokens[:1])
     layer = find_feature_layer(model, trace)
-    config = ScoringConfig(protocol="closed-form", iterations=1, eval_examples=6, eval_batch_size=4)
+    config = ScoringConfig(protocol="closed-form", iterations=1, eval_examples=6, eval_batch_size=4,
+                           linear_map=linear_map)
     scorer = Scorer(model, tiny, trace, None, layer, config)
     calls = []
     for name in trace.candidates():
@@ -242,10 +251,16 @@ def test_closed_form_on_a_decoder_runs_only_the_layers_after_the_candidate_and_g
     scorer.recoverability(layers[3])  # the teacher pass is made once, here
     calls.clear()
     after, before, _ = scorer.recoverability(block)
-    assert before is None and set(calls) == {layers[3]}  # the layers before the block were skipped
-    weight = scorer._teacher_pass.statistics.fit(block, True, config.ridge)
     reference = copy.deepcopy(model)
-    replace_module_(reference, block, LinearStandIn(weight, removal_for(model, block).structure))
+    stats = scorer._teacher_pass.statistics
+    if linear_map == "in-place":
+        assert before is None and set(calls) == {layers[3]}  # the layers before the block were skipped
+        weight = stats.fit(block, True, config.ridge)
+        replace_module_(reference, block, LinearStandIn(weight, removal_for(model, block).structure))
+    else:
+        assert before is None and set(calls) == {layers[1], layers[3]}  # from the layer the patch is folded into
+        drop_module_(reference, block)
+        fold_(reference.get_submodule(f"{layers[1]}.mlp.down_proj"), stats.fit(patch_key(block), True, config.ridge))
     with torch.no_grad():
         out = forward_features(reference, tiny.tokens[:6], layer)
         target = forward_features(model, tiny.tokens[:6], layer)

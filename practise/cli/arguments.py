@@ -8,7 +8,8 @@ from ..criteria import CRITERIA
 from ..latency import BACKENDS, DTYPES, LatencyConfig
 from ..latency.config import METRICS
 from ..recovery import RECOVERY_METHODS, SCOPES, RecoveryConfig
-from ..scoring import PROTOCOLS, ScoringConfig
+from ..pipeline import REPAIRS, CompressConfig
+from ..scoring import LINEAR_MAPS, PROTOCOLS, ScoringConfig
 from ..selection import parse_target
 from ..synthesis import SynthesisConfig
 from ..tracing import GRANULARITIES, LAYER
@@ -205,6 +206,10 @@ def add_scoring_args(p) -> None:
     g.add_argument("--score-eval-examples", type=POSITIVE, default=d.eval_examples,
                    help="measure R_b on the first N tiny-set examples (adaptors are still fitted on all); fewer "
                         "passes per block for large tiny sets (default: all)")
+    g.add_argument("--score-linear-map", choices=LINEAR_MAPS, default=d.linear_map,
+                   help="closed-form scoring: the fitted map in the dropped block's place (in-place) or folded into "
+                        "the layer before it (folded, the linear-patch repair); auto (default): folded for token "
+                        "models when the repair is linear-patch, in place otherwise")
     g.add_argument("--score-before", action="store_true",
                    help="closed-form: also measure each block's MSE when dropped outright (one more pass per block)")
     add_score_autocast_arg(g, "none")
@@ -226,6 +231,13 @@ def add_recovery_autocast_arg(g, default: str) -> None:
     g.add_argument("--recovery-autocast", choices=AUTOCAST_CHOICES, default=default,
                    help="the student's passes in recovery under bfloat16 autocast (float32 weights, optimizer and "
                         f"teacher targets); auto: as --score-autocast auto (default {default})")
+
+
+def add_repair_arg(p) -> None:
+    p.add_argument("--repair", choices=REPAIRS, default=CompressConfig.repair,
+                   help="training-free repair before recovery: linear-patch: each run of dropped layers replaced by a "
+                        "least-squares linear map folded into the layer before it (the model stays stock); none; "
+                        "auto (default): linear-patch for token models, none for image models")
 
 
 def add_criterion_arg(p) -> None:

@@ -68,6 +68,7 @@ def scoring_config(a) -> ScoringConfig:
                          batch_size=getattr(a, "score_batch_size", ScoringConfig.batch_size),
                          eval_examples=getattr(a, "score_eval_examples", None),
                          closed_form_before=getattr(a, "score_before", False),
+                         linear_map=getattr(a, "score_linear_map", ScoringConfig.linear_map),
                          autocast=resolve_autocast(getattr(a, "score_autocast", "none"), a.device))
 
 
@@ -88,6 +89,7 @@ def compress_config(a) -> CompressConfig:
     return CompressConfig(
         target_latency=a.target_latency, num_blocks=a.num_blocks, include=csv(a.include), exclude=csv(a.exclude),
         feature_layer=a.feature_layer, granularity=getattr(a, "granularity", "layer"), criterion=a.criterion, device=a.device, seed=a.seed,
+        repair=getattr(a, "repair", CompressConfig.repair),
         scoring=scoring_config(a), latency=latency_config(a), recovery=recovery_config(a))
 
 

@@ -5,7 +5,7 @@ from ..artifacts import check_output_folder, write_compressed_outputs
 from ..distributed import current_group
 from ..data import HeadSource, open_source
 from ..pipeline import check_against_model, compress
-from .arguments import (POSITIVE, add_candidate_args, add_criterion_arg, add_data_args, add_latency_args,
+from .arguments import (POSITIVE, add_candidate_args, add_criterion_arg, add_data_args, add_repair_arg, add_latency_args,
                         add_model_args, add_output_args, add_recovery_args, add_scoring_args, add_synthesis_args,
                         latency_target)
 from .common import (check_workdir, compress_config, model_from_args, preprocessing_for, progress_for,
@@ -25,6 +25,7 @@ def add_parser(sub, common) -> None:
     p.add_argument("--data-free", type=POSITIVE, metavar="N",
                    help="no images: synthesize N from the model (DeepInversion) into OUT/synthesized and use them")
     add_criterion_arg(p)
+    add_repair_arg(p)
     add_model_args(p), add_data_args(p, required=False), add_candidate_args(p), add_latency_args(p)
     add_scoring_args(p), add_recovery_args(p), add_synthesis_args(p)
     p.set_defaults(func=run)

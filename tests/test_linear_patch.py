@@ -1,0 +1,88 @@
+"""The linear patch: a dropped run of layers repaired inside the weights of the layer before it."""
+import pytest
+import torch
+
+from practise.features import feature_error, forward_features
+from practise.linear_patch import find_fold_sites, patch_runs_, runs_of
+from practise.surgery import drop_blocks
+from practise.tracing import find_feature_layer, trace_model
+
+transformers = pytest.importorskip("transformers")
+
+
+def tokens(vocab: int, n: int = 16, length: int = 10, seed: int = 0) -> torch.Tensor:
+    ids = torch.randint(5, vocab, (n, length), generator=torch.Generator().manual_seed(seed))
+    mask = torch.ones_like(ids)
+    mask[::3, 6:] = 0
+    return torch.stack([ids, mask], 1)
+
+
+def wrapped(model):
+    from practise.text import SequenceModel
+    return SequenceModel(model.eval())
+
+
+def llama(layers: int = 5):
+    torch.manual_seed(0)
+    return wrapped(transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=64)))
+
+
+def test_runs_are_maximal_stretches_of_dropped_layers_in_network_order():
+    assert runs_of(list("abcdefg"), ["f", "b", "c", "e"]) == [["b", "c"], ["e", "f"]]
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "bert"])
+def test_fold_sites_are_the_layers_added_to_the_residual_stream_found_by_measurement(family):
+    if family == "llama":
+        model, site = llama(), "mlp.down_proj"
+    elif family == "gpt2":  # transformers' Conv1D, weight stored (in, out)
+        torch.manual_seed(0)
+        model, site = wrapped(transformers.GPT2LMHeadModel(transformers.GPT2Config(
+            vocab_size=100, n_embd=32, n_layer=3, n_head=2, n_positions=32))), "mlp.c_proj"
+    else:  # post-norm: the layer's output is LayerNorm(x + dense(...)), nothing can be folded
+        torch.manual_seed(0)
+        model, site = wrapped(transformers.BertModel(transformers.BertConfig(
+            vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64))), None
+    x = tokens(100)[:2]
+    units = trace_model(model, x).candidates()
+    sites = find_fold_sites(model, units, x)
+    assert sites == ({u: f"{u}.{site}" for u in units} if site else {})
+
+
+def test_the_patch_repairs_a_dropped_run_better_than_dropping_it_and_keeps_the_architecture():
+    teacher = llama()
+    x = tokens(100, n=48)
+    layer = find_feature_layer(teacher, trace_model(teacher, x[:1]))
+    units = trace_model(teacher, x[:1]).candidates()
+    dropped = [units[2], units[3]]
+    student = drop_blocks(teacher, dropped)
+    names = {k: v.shape for k, v in student.state_dict().items()}
+    mask = x[:, 1]
+
+    def error(model, at=layer, reference=layer):
+        with torch.no_grad():
+            total, count = feature_error(forward_features(model, x, at), forward_features(teacher, x, reference), mask)
+        return float(total) / count
+
+    plain, plain_at_run = error(student), error(student, units[1], units[3])
+    records = patch_runs_(student, teacher, units, dropped, x, ridge=1e-3)
+    assert [(r.run, r.unit, r.linear) for r in records] == [(dropped, units[1], f"{units[1]}.mlp.down_proj")]
+    # the fitted quantity: the patched layer's output against the teacher's run output (least
+    # squares beats the identity, i.e. dropping outright, on the data it was fitted on) ...
+    assert error(student, units[1], units[3]) < 0.9 * plain_at_run
+    assert error(student) < plain  # ... and the final features follow
+    assert {k: v.shape for k, v in student.state_dict().items()} == names  # only weights changed
+
+
+def test_a_run_at_the_start_or_a_dropped_sub_layer_is_left_unpatched_and_says_why():
+    teacher = llama(3)
+    x = tokens(100)
+    units = trace_model(teacher, x[:1]).candidates()
+    dropped = [units[0], f"{units[2]}.self_attn"]
+    student = drop_blocks(teacher, dropped)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    records = patch_runs_(student, teacher, units, dropped, x, ridge=1e-3)
+    assert all(r.linear is None and r.reason for r in records) and len(records) == 2
+    assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items())
