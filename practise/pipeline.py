@@ -212,7 +212,8 @@ def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConf
                                                                     progress)
     timings["block_latency_s"] = time.perf_counter() - t
     scores = block_scores(done, names, r_b, config.scoring.iterations) if done is not None else []
-    order = rank_blocks(config.criterion, ranking_inputs(config.criterion, names, r_b, scores, teacher, tiny_set, config.seed))
+    order = rank_blocks(config.criterion, ranking_inputs(config.criterion, names, r_b, scores, teacher, tiny_set,
+                                                         config))
     t = time.perf_counter()
     selection = select(timed, sample_shape, order, r_b, config, progress)
     timings["selection_s"] = time.perf_counter() - t
@@ -275,11 +276,14 @@ def evaluate_held_out(teacher: nn.Module, student: nn.Module, tiny_set: TinySetP
 
 
 def ranking_inputs(criterion: str, names: list[str], r_b: dict[str, float], scores: list[BlockScore], teacher: nn.Module,
-                   tiny_set: TinySetProtocol, seed: int) -> RankingInputs:
+                   tiny_set: TinySetProtocol, config: CompressConfig) -> RankingInputs:
     """Everything ``criterion`` ranks from (the tiny set's images only if it asks for them)."""
     wants_images = CRITERIA.get(criterion).needs_images
-    return RankingInputs(names, r_b, seed=seed, scores={s.block: s.score for s in scores} if scores else None,
-                         model=teacher, images=tiny_set.eval_tensor() if wants_images else None)
+    device = next(teacher.parameters()).device
+    return RankingInputs(names, r_b, seed=config.seed, scores={s.block: s.score for s in scores} if scores else None,
+                         model=teacher, images=tiny_set.eval_tensor().to(device) if wants_images else None,
+                         batch_size=config.scoring.eval_batch_size, target_latency=config.target_latency,
+                         num_blocks=config.num_blocks)
 
 
 def select(teacher: nn.Module, sample_shape: tuple[int, ...], order: list[str], r_b: dict[str, float],

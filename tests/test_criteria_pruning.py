@@ -189,3 +189,56 @@ def test_last_criterion_drops_the_deepest_first_and_cosine_reads_token_layers():
     with torch.no_grad():  # keyword-called layers returning tuples: compared per token
         values = cosine_dissimilarity(model, ["layers.0", "layers.1", "layers.2"], IDS.repeat(3, 1))
     assert all(0 < v < 2 for v in values.values()) and len(set(values.values())) == 3
+
+
+class _Scaled(torch.nn.Module):
+    """x + scale * relu(conv(x)): near the identity for a small scale."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.conv, self.scale = torch.nn.Conv2d(4, 4, 3, padding=1), scale
+
+    def forward(self, x):
+        return x + self.scale * torch.relu(self.conv(x))
+
+
+def test_angular_span_drops_the_most_identity_like_contiguous_span_and_grows_contiguously():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1),
+                                *[_Scaled(s) for s in (3.0, 0.01, 0.02, 3.0, 0.5, 3.0)]).eval()
+    names = [str(i) for i in range(1, 7)]
+    x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    order = rank_blocks("angular", RankingInputs(names, {n: 0.1 for n in names}, model=model, images=x, num_blocks=2))
+    assert order[:2] == ["2", "3"] and sorted(order) == names
+    for k in range(1, len(order) + 1):  # every prefix is a contiguous span
+        positions = sorted(names.index(n) for n in order[:k])
+        assert positions == list(range(positions[0], positions[0] + k))
+    by_target = rank_blocks("angular", RankingInputs(names, {n: 0.1 for n in names}, model=model, images=x,
+                                                     target_latency=0.15))
+    assert by_target[:2] == ["2", "3"]  # 0.15 needs two blocks of 0.1
+
+
+def test_sleb_removes_greedily_by_calibration_perplexity_re_scoring_after_each_removal():
+    transformers = pytest.importorskip("transformers")
+    import torch.nn.functional as F
+    from practise.surgery import drop_blocks
+    from practise.text import SequenceModel
+
+    torch.manual_seed(0)
+    model = SequenceModel(transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=60, hidden_size=16, num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=32)).eval())
+    ids = torch.randint(3, 60, (6, 7), generator=torch.Generator().manual_seed(0))
+    data = torch.stack([ids, torch.ones_like(ids)], 1)
+    names = [f"model.model.layers.{i}" for i in range(4)]
+
+    def nll(dropped):
+        with torch.no_grad():
+            out = drop_blocks(model, dropped)(data).logits[:, :-1]
+        return float(F.cross_entropy(out.transpose(1, 2), ids[:, 1:]))
+
+    order = rank_blocks("sleb", RankingInputs(names, {n: 0.1 for n in names}, model=model, images=data,
+                                              num_blocks=2))
+    first = min(names, key=lambda b: nll([b]))
+    second = min((b for b in names if b != first), key=lambda b: nll([first, b]))
+    assert order[:2] == [first, second] and sorted(order) == names

@@ -26,6 +26,10 @@ class RankingInputs:
     model: nn.Module | None = None            # teacher (criterion "cosine")
     images: torch.Tensor | None = None        # tiny set, evaluation transform (criterion "cosine")
     batch_size: int = 256
+    # what the selection will be asked for (one of the two), for criteria whose order depends on
+    # how many blocks go (a contiguous span, greedy elimination's number of steps)
+    target_latency: float | None = None
+    num_blocks: int | None = None
 
 
 @dataclass(frozen=True)

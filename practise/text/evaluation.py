@@ -13,16 +13,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..inputs import batches_by_length, used_length
 from .decode import is_causal_lm
 from .model import unwrap
 
 
 @torch.inference_mode()
 def _batches(model: nn.Module, tokens: torch.Tensor, batch_size: int, device: torch.device):
-    """(ids, mask, output) per batch of the packed (N, 2, L) tokens."""
+    """(ids, mask, output) per batch of the packed (N, 2, L) tokens: shortest lines first, each
+    batch cut after its last real token (padding is masked out and costs compute)."""
     model.eval()
-    for start in range(0, tokens.shape[0], batch_size):
-        chunk = tokens[start:start + batch_size].to(device)
+    for rows in batches_by_length(tokens[:, 1], tokens.shape[0], batch_size):
+        chunk = tokens[rows]
+        chunk = chunk[..., :used_length(chunk[:, 1])].to(device)
         ids, mask = chunk[:, 0], chunk[:, 1]
         yield ids, mask, model(input_ids=ids, attention_mask=mask)
 
