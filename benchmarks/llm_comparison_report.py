@@ -1,0 +1,131 @@
+"""Tables, verdicts and the plot of benchmarks/llm_comparison.py's cells.json."""
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+CORPORA = ("docstrings", "debian")
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:,.1f}"
+    return f"{statistics.mean(values):,.1f} ± {statistics.stdev(values):,.1f}"
+
+
+def gather(cells: dict) -> dict:
+    """(size, target, criterion, repair) -> {seed: cell}."""
+    table: dict = defaultdict(dict)
+    for key, cell in cells.items():
+        parts = key.split("/")
+        if len(parts) != 5 or parts[0] == "ranking":
+            continue
+        size, seed, criterion, target, repair = parts
+        table[(int(size), target, criterion, repair)][int(seed)] = cell
+    return table
+
+
+def rankings_seconds(cells: dict) -> dict:
+    """(size, criterion) -> wall seconds of each ranking (per seed, per span length)."""
+    out: dict = defaultdict(list)
+    for key, cell in cells.items():
+        parts = key.split("/")
+        if parts[0] == "ranking":
+            out[(int(parts[1]), parts[3])].append(cell["seconds"])
+    return out
+
+
+def verdicts(table: dict) -> list[str]:
+    """Per (size, target, corpus, repair): the method with the lowest mean perplexity, and whether
+    practise-folded had the lowest in every seed."""
+    lines = []
+    groups = defaultdict(dict)
+    for (size, target, criterion, repair), seeds in table.items():
+        groups[(size, target, repair)][criterion] = seeds
+    for (size, target, repair), by_criterion in sorted(groups.items()):
+        for corpus in CORPORA:
+            means = {c: statistics.mean(s[corpus]["perplexity"] for s in seeds.values())
+                     for c, seeds in by_criterion.items()}
+            best = min(means, key=means.get)
+            ours = means.get("practise-folded")
+            seeds = sorted(set.intersection(*(set(s) for s in by_criterion.values())))
+            every = all(min(by_criterion, key=lambda c: by_criterion[c][seed][corpus]["perplexity"]) == "practise-folded"
+                        for seed in seeds) if seeds else False
+            gap = "" if ours is None or best == "practise-folded" else \
+                f"; practise-folded {ours:,.1f} ({100 * (ours / means[best] - 1):+.0f}%)"
+            lines.append(f"- {size} sequences, {100 * float(target):.0f}% target, repair {repair}, {corpus}: lowest "
+                         f"mean perplexity `{best}` {means[best]:,.1f}{gap}; practise-folded lowest in every seed: "
+                         f"{'yes' if every else 'no'} (seeds {', '.join(map(str, seeds))})")
+    return lines
+
+
+def write_report(out: Path) -> None:
+    cells = json.loads((out / "cells.json").read_text())
+    table = gather(cells)
+    latency = cells["latency"]
+    prov = cells["provenance"]
+    lines = ["# PRACTISE against LLM layer-dropping criteria on SmolLM2-135M", "",
+             f"- command: `{prov['command']}` (then `--report`); commit `{prov['commit']}`",
+             f"- machine: {prov['machine']['cpu']}, {prov['machine']['cores']} cores, torch {prov['machine']['torch']}",
+             f"- per-layer measured prefill saving {100 * latency['per_layer']:.2f}% (all 30 layers one structural "
+             f"group); batch 1 x {latency['settings']['input_shape'][-1]} tokens", ""]
+    lines += ["| target | layers dropped | measured prefill reduction | measured decode reduction |", "|---|---|---|---|"]
+    for target, t in latency["targets"].items():
+        lines.append(f"| {100 * float(target):.0f}% | {t['layers']} | {100 * t['prefill_reduction']:.1f}% "
+                     f"({100 * t['prefill_interval'][0]:.1f}-{100 * t['prefill_interval'][1]:.1f}) | "
+                     f"{100 * t['decode_reduction']:.1f}% |")
+    teacher = next(iter(table.values()), {})
+    if teacher:
+        cell = next(iter(teacher.values()))
+        lines += ["", "Teacher perplexity: " + ", ".join(f"{c} {cell[c]['teacher_perplexity']:.1f}" for c in CORPORA)
+                  + "."]
+    lines += ["", "## Held-out perplexity (mean ± sd over seeds) and next-token agreement", "",
+              "| tiny set | target | criterion | repair | seeds | docstrings ppl | debian ppl | agreement (docstrings) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for (size, target, criterion, repair), seeds in sorted(table.items()):
+        values = list(seeds.values())
+        lines.append(f"| {size} | {100 * float(target):.0f}% | {criterion} | {repair} | {len(values)} | "
+                     f"{_mean_sd([v['docstrings']['perplexity'] for v in values])} | "
+                     f"{_mean_sd([v['debian']['perplexity'] for v in values])} | "
+                     f"{_mean_sd([100 * v['docstrings']['agreement'] for v in values])}% |")
+    lines += ["", "## Wall time of each ranking (s, this machine)", "", "| tiny set | criterion | seconds (mean) |",
+              "|---|---|---|"]
+    for (size, criterion), seconds in sorted(rankings_seconds(cells).items()):
+        lines.append(f"| {size} | {criterion} | {statistics.mean(seconds):.0f} |")
+    lines += ["", "## Verdicts (computed from the table)", "", *verdicts(table), ""]
+    (out / "results.md").write_text("\n".join(lines))
+    plot(table, latency, out / "perplexity_vs_latency.png")
+
+
+def plot(table: dict, latency: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({k[0] for k in table})
+    fig, axes = plt.subplots(len(sizes), 2, figsize=(11, 4 * len(sizes)), squeeze=False)
+    for row, size in enumerate(sizes):
+        for col, corpus in enumerate(CORPORA):
+            ax = axes[row][col]
+            series = defaultdict(list)
+            for (s, target, criterion, repair), seeds in table.items():
+                if s != size:
+                    continue
+                x = 100 * latency["targets"][target]["prefill_reduction"]
+                y = statistics.mean(v[corpus]["perplexity"] for v in seeds.values())
+                series[(criterion, repair)].append((x, y))
+            for (criterion, repair), points in sorted(series.items()):
+                points.sort()
+                ax.plot(*zip(*points), marker="o", linestyle="-" if repair != "none" else ":",
+                        label=f"{criterion} / {repair}")
+            ax.set_yscale("log")
+            ax.set_xlabel("measured prefill latency reduction (%)")
+            ax.set_ylabel(f"held-out perplexity ({corpus})")
+            ax.set_title(f"{size} calibration sequences, {corpus}")
+    axes[0][1].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
