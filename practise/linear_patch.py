@@ -160,9 +160,14 @@ def patch_runs_(student: nn.Module, teacher: nn.Module, units: list[str], droppe
     candidates = units
     masks = token_mask(teacher, inputs)
     example = inputs[:2]
+    batches = _batches(inputs, masks, batch)
+    runs = runs_of(candidates, dropped)
     with eval_mode(student, teacher):
         sites = find_fold_sites(student, [c for c in candidates if c not in set(dropped)], example)
-        for run in runs_of(candidates, dropped):
+        # what the teacher's runs return, for every run in one pass per batch
+        targets = [_activations(teacher, x.clone(), {str(i): f"out:{run[-1]}" for i, run in enumerate(runs)})
+                   for x, _ in batches]
+        for index, run in enumerate(runs):
             position = candidates.index(run[0])
             unit = candidates[position - 1] if position > 0 else None
             if unit is None or unit not in sites:
@@ -171,22 +176,27 @@ def patch_runs_(student: nn.Module, teacher: nn.Module, units: list[str], droppe
                 log.info("linear patch: %s left unpatched (%s)", ", ".join(run), reason)
                 records.append(PatchRecord(run, unit, None, reason))
                 continue
-            transform = _fit(student, teacher, unit, sites[unit], run[-1], inputs, masks, ridge, batch)
+            transform = _fit(student, unit, sites[unit], batches, [t[str(index)] for t in targets], ridge)
             fold_(student.get_submodule(sites[unit]), transform)
             records.append(PatchRecord(run, unit, sites[unit]))
             log.info("linear patch: %s folded into %s", ", ".join(run), sites[unit])
     return records
 
 
-def _fit(student, teacher, unit: str, linear: str, last: str, inputs, masks, ridge: float, batch: int) -> torch.Tensor:
-    """T with student's M T ~ teacher's run output - student's (unit output - M), over real tokens."""
-    stats = LinearStatistics()
+def _batches(inputs: torch.Tensor, masks: torch.Tensor | None, batch: int) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(inputs, mask) per batch by length, the padding after each batch's last real token cut."""
+    out = []
     for rows in batches_by_length(masks, inputs.shape[0], batch):
         x, mask = inputs[rows], masks[rows] if masks is not None else None
         length = used_length(mask)
-        if length is not None:
-            x, mask = x[..., :length], mask[:, :length]
+        out.append((x[..., :length], mask[:, :length]) if length is not None else (x, mask))
+    return out
+
+
+def _fit(student, unit: str, linear: str, batches, targets: list[torch.Tensor], ridge: float) -> torch.Tensor:
+    """T with student's M T ~ teacher's run output - student's (unit output - M), over real tokens."""
+    stats = LinearStatistics()
+    for (x, mask), target in zip(batches, targets):
         mine = _activations(student, x.clone(), {"m": f"out:{linear}", "out": f"out:{unit}"})
-        target = _activations(teacher, x.clone(), {"y": f"out:{last}"})["y"]
         stats.add("patch", mine["m"], target - (mine["out"] - mine["m"]), mask)
     return stats.fit("patch", identity_prior=True, ridge=ridge)

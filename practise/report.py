@@ -25,6 +25,8 @@ def _stopped(settings: dict) -> str:
     """Why the paired repeats stopped, when it was not the resolution aimed at."""
     if settings.get("stopped_by") in (None, "resolution"):
         return ""
+    if settings["stopped_by"] == "decided":
+        return "; stopped once the 95% interval lay wholly on one side of the target"
     return (f"; stopped by the {settings['stopped_by'].replace('_', ' ')} with intervals of +-"
             f"{100 * settings['reached']:.2f} points per block (aimed at +-{100 * settings['resolution']:.2f})")
 
@@ -77,13 +79,14 @@ def to_markdown(report: CompressReport) -> str:
               f"predicted reduction {_pct(sel.predicted_reduction)}, measured {_pct(sel.measured_reduction)}"
               f"{_interval(sel.measured_interval, '95% interval ')}.", "",
               f"Latency measured on {settings['device']} ({settings['device_name']}), {settings['threads']} threads, "
-              f"input {settings['input_shape']}, {settings['dtype']}, {settings['warmup']} warm-up + "
+              f"input {settings['input_shape']}"
+              f"{' (decode: one token, KV cache at that length)' if settings.get('metric') == 'decode' else ''}, "
+              f"{settings['dtype']}, {settings['warmup']} warm-up + "
               f"{settings['repeats']} {'paired' if settings.get('paired') else 'interleaved'} repeats, torch {settings['torch_version']}"
               f"{_backend(settings)}{_stopped(settings)}.", "",
               *([f"**Warning:** {report.latency.warning}.", ""] if report.latency.warning else []),
               "## Candidate blocks (best score first)", "",
-              "Score = recoverability / latency reduction (lower is better): recoverability is the feature MSE left "
-              "after training identity-initialised adaptors around the dropped block.", "",
+              _recoverability_note(report.config.get("scoring", {})), "",
               *_latency_note(report),
               "| rank | block | chosen | latency reduction | FLOPs reduction | params | recoverability | score |",
               "|---|---|---|---|---|---|---|---|"]
@@ -104,6 +107,17 @@ def to_markdown(report: CompressReport) -> str:
               "", "Timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.timings.items())
               + (f", on {describe(report.machine)}" if report.machine else ""), ""]
     return "\n".join(lines + preprocessing_lines(report) + skipped_lines(report))
+
+
+def _recoverability_note(scoring: dict) -> str:
+    """What R_b means under the protocol the report's scores were made with."""
+    lead = "Score = recoverability / latency reduction (lower is better): recoverability is the feature MSE left "
+    if scoring.get("protocol") != "closed-form":
+        return lead + "after training identity-initialised adaptors around the dropped block."
+    if scoring.get("linear_map") == "folded":
+        return (lead + "with the block dropped and a least-squares linear map folded into the layer before it (the "
+                "linear-patch repair), fitted in closed form on the tiny set.")
+    return lead + "with the block replaced by its least-squares linear map, fitted in closed form on the tiny set."
 
 
 def _patch_line(run: dict) -> str:

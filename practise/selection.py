@@ -34,7 +34,8 @@ class Selection:
         """Set when the final measurement is too noisy to trust (latency.interval_warning for
         paired measurements, latency.noise_warning otherwise)."""
         if self.saving is not None:
-            return interval_warning(self.saving)
+            decided = getattr(self.latency_settings, "stopped_by", None) == "decided"
+            return None if decided else interval_warning(self.saving)  # its interval clears the target
         if self.full_latency is None or self.pruned_latency is None:
             return None
         return noise_warning(self.full_latency, self.pruned_latency)

@@ -251,7 +251,10 @@ def add_recovery_args(p) -> None:
     g = p.add_argument_group("recovery")
     g.add_argument("--recovery", choices=list(RECOVERY_METHODS), default=d.method,
                    help="mimic: feature mimicking (PRACTISE); ce: cross-entropy with labels; kd: logit distillation")
-    g.add_argument("--recovery-iterations", type=NON_NEGATIVE, default=d.iterations, help=f"default {d.iterations} (paper)")
+    g.add_argument("--recovery-iterations", type=NON_NEGATIVE, default=d.iterations,
+                   help=f"default {d.iterations} (paper). A step costs about three passes of a batch: SmolLM2-135M at "
+                        "batch 16 x up to 128 tokens took 3.8-4.5 s on a 2-core AMD EPYC (bf16), so 50 steps "
+                        "(3-4 min) fit a 20-minute LLM job")
     g.add_argument("--recovery-lr", type=number(0.0), help="default: 0.02 for mimic/kd, 1e-4 for ce (the authors')")
     g.add_argument("--recovery-batch-size", type=POSITIVE, default=d.batch_size,
                    help=f"examples per recovery step (default {d.batch_size}, paper); lower it for long sequences")
