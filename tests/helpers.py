@@ -119,3 +119,27 @@ def modelled_saving(cost_ms: dict[str, float], base_ms: float = 1.0):
                       LatencyStats.from_samples([pruned / 1000])), None
 
     return fake
+
+
+def tiny_llama(layers: int = 4, vocab: int = 120, hidden: int = 32, seed: int = 0):
+    """A seeded random Llama causal LM wrapped as a practise SequenceModel, in eval mode."""
+    import transformers
+
+    from practise.text import SequenceModel
+
+    torch.manual_seed(seed)
+    return SequenceModel(transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+        num_key_value_heads=1, intermediate_size=2 * hidden)).eval())
+
+
+def token_tiny_set(n: int, length: int, vocab: int = 120, pad_every: int = 2, pad_from: int | None = None,
+                   seed: int = 0):
+    """A text tiny set of random ids; every ``pad_every``-th row padded from ``pad_from``."""
+    from practise.text.tinyset import TextTinySet
+
+    ids = torch.randint(10, vocab, (n, length), generator=torch.Generator().manual_seed(seed))
+    mask = torch.ones_like(ids)
+    if pad_from is not None:
+        mask[::pad_every, pad_from:] = 0
+    return TextTinySet(torch.stack([ids, mask], 1), None, [str(i) for i in range(n)], [""] * n, "t", length)

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from helpers import tiny_llama
 from practise.features import feature_error, forward_features
 from practise.linear_patch import find_fold_sites, patch_runs_, runs_of
 from practise.surgery import drop_blocks
@@ -23,10 +24,7 @@ def wrapped(model):
 
 
 def llama(layers: int = 5):
-    torch.manual_seed(0)
-    return wrapped(transformers.LlamaForCausalLM(transformers.LlamaConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1,
-        intermediate_size=64)))
+    return tiny_llama(layers=layers, vocab=100)
 
 
 def test_runs_are_maximal_stretches_of_dropped_layers_in_network_order():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from helpers import tiny_resnet, tiny_set, weird_model
+from helpers import tiny_llama, tiny_resnet, tiny_set, token_tiny_set, weird_model
 from practise.scoring import Scorer, ScoringConfig, practise_score, score_blocks
 from practise.tracing import feature_chain, find_feature_layer, trace_model
 
@@ -188,18 +188,10 @@ def test_closed_form_recovers_an_exactly_linear_block_and_ranks_near_identity_be
 
 
 def test_closed_form_scores_token_models_over_real_tokens_only():
-    transformers = pytest.importorskip("transformers")
-    from practise.text import SequenceModel
-    from practise.text.tinyset import TextTinySet
-
-    torch.manual_seed(0)
-    model = SequenceModel(transformers.LlamaForCausalLM(transformers.LlamaConfig(
-        vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=1,
-        intermediate_size=64)).eval())
-    ids = torch.randint(10, 120, (12, 9), generator=torch.Generator().manual_seed(0))
-    mask = torch.ones_like(ids)
-    mask[::2, 6:] = 0
-    tiny = TextTinySet(torch.stack([ids, mask], 1), None, [str(i) for i in range(12)], [""] * 12, "t", 9)
+    pytest.importorskip("transformers")
+    model = tiny_llama(layers=3)
+    tiny = token_tiny_set(12, 9, pad_every=2, pad_from=6)
+    mask = tiny.tokens[:, 1]
     trace = trace_model(model, tiny.tokens[:1])
     layer = find_feature_layer(model, trace)
     scorer = Scorer(model, tiny, trace, None, layer, ScoringConfig(protocol="closed-form", iterations=1,
@@ -221,23 +213,16 @@ def test_closed_form_on_a_decoder_runs_only_the_layers_after_the_candidate_and_g
     teacher pass) must give the R_b of the definition: the whole model run with the block
     replaced by its fitted map (in place), or dropped with the map folded into the previous
     layer's MLP output projection (folded), on the evaluated examples."""
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     from practise.call_structure import removal_for
     from practise.closed_form import LinearStandIn, patch_key
     from practise.features import feature_error, forward_features
     from practise.linear_patch import fold_
     from practise.surgery import drop_module_, replace_module_
-    from practise.text import SequenceModel
-    from practise.text.tinyset import TextTinySet
 
-    torch.manual_seed(0)
-    model = SequenceModel(transformers.LlamaForCausalLM(transformers.LlamaConfig(
-        vocab_size=120, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1,
-        intermediate_size=64)).eval())
-    ids = torch.randint(10, 120, (10, 8), generator=torch.Generator().manual_seed(1))
-    mask = torch.ones_like(ids)
-    mask[1::3, 5:] = 0
-    tiny = TextTinySet(torch.stack([ids, mask], 1), None, [str(i) for i in range(10)], [""] * 10, "t", 8)
+    model = tiny_llama(layers=4)
+    tiny = token_tiny_set(10, 8, pad_every=3, pad_from=5, seed=1)
+    mask = tiny.tokens[:, 1]
     trace = trace_model(model, tiny.tokens[:1])
     layer = find_feature_layer(model, trace)
     config = ScoringConfig(protocol="closed-form", iterations=1, eval_examples=6, eval_batch_size=4,
