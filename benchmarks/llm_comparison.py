@@ -169,7 +169,7 @@ class Bench:
             self.save()
         if keys["linear-patch"] not in self.cells:
             began = time.perf_counter()
-            patch_runs_(student, self.model, self.info.trace.candidates(), dropped, tiny.tokens, ridge=1e-3)
+            patch_runs_(student, self.model, self.info.trace.candidates(), dropped, tiny.tokens)
             seconds = time.perf_counter() - began
             self.cells[keys["linear-patch"]] = {"dropped": dropped, "repair_seconds": seconds,
                                                 **self.evaluate(student)}

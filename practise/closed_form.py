@@ -45,37 +45,73 @@ def _samples(t: torch.Tensor) -> torch.Tensor:
     return t.movedim(1, -1).reshape(-1, t.shape[1]) if t.dim() == 4 else t.reshape(-1, t.shape[-1])
 
 
+RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # relative to the mean input energy per channel
+FALLBACK_RIDGE = 1e-3  # when there is too little data to cross-validate (one example)
+
+
 class LinearStatistics:
-    """X^T X and X^T Y of each watched module's input X and output Y, over real tokens."""
+    """X^T X and X^T Y of each watched module's input X and output Y, over real tokens; kept
+    in two folds (alternate examples of each batch) so that the ridge strength can be chosen
+    by cross-validation from the statistics alone."""
 
     def __init__(self):
         self.xtx: dict[str, torch.Tensor] = {}
         self.xty: dict[str, torch.Tensor] = {}
         self.count: dict[str, int] = {}
+        self.folds: dict[str, list[list[torch.Tensor]]] = {}  # name -> [[xtx, xty], [xtx, xty]]
+        self.chosen_ridge: dict[str, float] = {}  # what fit() used, per name
 
     def add(self, name: str, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> None:
-        xs, ys = _samples(x.detach()).float(), _samples(y.detach()).float()
-        if mask is not None and x.dim() == 3 and mask.shape == x.shape[:2]:
-            keep = mask.reshape(-1).bool()
-            xs, ys = xs[keep], ys[keep]
         if name not in self.xtx:
-            self.xtx[name] = torch.zeros(xs.shape[1], xs.shape[1], dtype=torch.float64)
-            self.xty[name] = torch.zeros(xs.shape[1], ys.shape[1], dtype=torch.float64)
+            width_in, width_out = x.shape[1 if x.dim() == 4 else -1], y.shape[1 if y.dim() == 4 else -1]
+            self.xtx[name] = torch.zeros(width_in, width_in, dtype=torch.float64)
+            self.xty[name] = torch.zeros(width_in, width_out, dtype=torch.float64)
+            self.folds[name] = [[torch.zeros_like(self.xtx[name]), torch.zeros_like(self.xty[name])] for _ in range(2)]
             self.count[name] = 0
-        # float32 products per chunk (a few thousand rows: exact enough), summed in float64
-        self.xtx[name] += (xs.T @ xs).double()
-        self.xty[name] += (xs.T @ ys).double()
-        self.count[name] += xs.shape[0]
+        for fold in range(2):  # examples 0, 2, 4, ... and 1, 3, 5, ... of the batch
+            rows = slice(fold, None, 2)
+            xs, ys = _samples(x[rows].detach()).float(), _samples(y[rows].detach()).float()
+            if mask is not None and x.dim() == 3 and mask.shape == x.shape[:2]:
+                keep = mask[rows].reshape(-1).bool()
+                xs, ys = xs[keep], ys[keep]
+            # float32 products per chunk (a few thousand rows: exact enough), summed in float64
+            xtx, xty = (xs.T @ xs).double(), (xs.T @ ys).double()
+            self.folds[name][fold][0] += xtx
+            self.folds[name][fold][1] += xty
+            self.xtx[name] += xtx
+            self.xty[name] += xty
+            self.count[name] += xs.shape[0]
 
-    def fit(self, name: str, identity_prior: bool, ridge: float) -> torch.Tensor:
+    def fit(self, name: str, identity_prior: bool, ridge: float | None) -> torch.Tensor:
         """W with Y ~ X W, shrunk towards the prior (identity or zero) by ``ridge`` times the
-        mean input energy per channel."""
-        xtx, xty = self.xtx[name], self.xty[name]
-        channels = xtx.shape[0]
-        prior = torch.eye(channels, dtype=torch.float64) if identity_prior else torch.zeros_like(xty)
-        strength = ridge * float(torch.diagonal(xtx).mean()) + 1e-12
-        correction = torch.linalg.solve(xtx + strength * torch.eye(channels, dtype=torch.float64), xty - xtx @ prior)
-        return (prior + correction).float()
+        mean input energy per channel; ``ridge`` None: the value of RIDGE_GRID with the least
+        error on one fold when fitted on the other (both ways), so that a small tiny set gets
+        a strong pull towards the prior and a large one a weak pull."""
+        if ridge is None:
+            ridge = self._cross_validated_ridge(name, identity_prior)
+        self.chosen_ridge[name] = ridge
+        return _ridge_fits(self.xtx[name], self.xty[name], identity_prior, [ridge])[0].float()
+
+    def _cross_validated_ridge(self, name: str, identity_prior: bool) -> float:
+        (xtx_a, xty_a), (xtx_b, xty_b) = self.folds[name]
+        if not (bool(torch.diagonal(xtx_a).gt(0).any()) and bool(torch.diagonal(xtx_b).gt(0).any())):
+            return FALLBACK_RIDGE
+        errors = [0.0] * len(RIDGE_GRID)
+        for (xtx, xty), (held_xtx, held_xty) in (((xtx_a, xty_a), (xtx_b, xty_b)), ((xtx_b, xty_b), (xtx_a, xty_a))):
+            for i, w in enumerate(_ridge_fits(xtx, xty, identity_prior, RIDGE_GRID)):
+                # held-out squared error up to its constant trace(Y^T Y)
+                errors[i] += float(((held_xtx @ w) * w).sum() - 2 * (w * held_xty).sum())
+        return RIDGE_GRID[min(range(len(RIDGE_GRID)), key=errors.__getitem__)]
+
+
+def _ridge_fits(xtx: torch.Tensor, xty: torch.Tensor, identity_prior: bool, ridges) -> list[torch.Tensor]:
+    """Ridge solutions towards the prior for each relative strength, from one eigendecomposition."""
+    channels = xtx.shape[0]
+    prior = torch.eye(channels, xty.shape[1], dtype=torch.float64) if identity_prior else torch.zeros_like(xty)
+    values, vectors = torch.linalg.eigh(xtx)
+    projected = vectors.T @ (xty - xtx @ prior)
+    energy = float(torch.diagonal(xtx).mean())
+    return [prior + vectors @ (projected / (values.clamp(min=0) + r * energy + 1e-12).unsqueeze(1)) for r in ridges]
 
 
 @dataclass

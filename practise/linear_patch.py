@@ -111,6 +111,7 @@ class PatchRecord:
     unit: str | None        # the kept unit before the run (None: the run starts the network)
     linear: str | None      # the layer the map was folded into (None: not patched)
     reason: str | None = None  # why not patched
+    ridge: float | None = None  # the ridge strength used (cross-validated unless given)
 
 
 class _Capture(Exception):
@@ -150,7 +151,7 @@ def _activations(model: nn.Module, x: torch.Tensor, wanted: dict[str, str]) -> d
 
 
 def patch_runs_(student: nn.Module, teacher: nn.Module, units: list[str], dropped: list[str],
-                inputs: torch.Tensor, ridge: float, batch: int = 32) -> list[PatchRecord]:
+                inputs: torch.Tensor, ridge: float | None = None, batch: int = 32) -> list[PatchRecord]:
     """Fold a least-squares linear patch for every run of ``dropped`` units into the kept unit
     before it (see the module docstring), in place on ``student``. ``units``: the network's
     layer-level units in call order (dropped sub-layers are left alone); ``inputs``: the tiny set
@@ -176,10 +177,10 @@ def patch_runs_(student: nn.Module, teacher: nn.Module, units: list[str], droppe
                 log.info("linear patch: %s left unpatched (%s)", ", ".join(run), reason)
                 records.append(PatchRecord(run, unit, None, reason))
                 continue
-            transform = _fit(student, unit, sites[unit], batches, [t[str(index)] for t in targets], ridge)
+            transform, used = _fit(student, unit, sites[unit], batches, [t[str(index)] for t in targets], ridge)
             fold_(student.get_submodule(sites[unit]), transform)
-            records.append(PatchRecord(run, unit, sites[unit]))
-            log.info("linear patch: %s folded into %s", ", ".join(run), sites[unit])
+            records.append(PatchRecord(run, unit, sites[unit], ridge=used))
+            log.info("linear patch: %s folded into %s (ridge %g)", ", ".join(run), sites[unit], used)
     return records
 
 
@@ -193,10 +194,12 @@ def _batches(inputs: torch.Tensor, masks: torch.Tensor | None, batch: int) -> li
     return out
 
 
-def _fit(student, unit: str, linear: str, batches, targets: list[torch.Tensor], ridge: float) -> torch.Tensor:
-    """T with student's M T ~ teacher's run output - student's (unit output - M), over real tokens."""
+def _fit(student, unit: str, linear: str, batches, targets: list[torch.Tensor], ridge: float | None
+         ) -> tuple[torch.Tensor, float]:
+    """T with student's M T ~ teacher's run output - student's (unit output - M), over real
+    tokens, and the ridge strength used."""
     stats = LinearStatistics()
     for (x, mask), target in zip(batches, targets):
         mine = _activations(student, x.clone(), {"m": f"out:{linear}", "out": f"out:{unit}"})
         stats.add("patch", mine["m"], target - (mine["out"] - mine["m"]), mask)
-    return stats.fit("patch", identity_prior=True, ridge=ridge)
+    return stats.fit("patch", identity_prior=True, ridge=ridge), stats.chosen_ridge["patch"]

@@ -122,7 +122,10 @@ def _recoverability_note(scoring: dict) -> str:
 
 def _patch_line(run: dict) -> str:
     blocks = ", ".join(f"`{b}`" for b in run["run"])
-    return f"{blocks} folded into `{run['linear']}`" if run["linear"] else f"{blocks} not patched ({run['reason']})"
+    if not run["linear"]:
+        return f"{blocks} not patched ({run['reason']})"
+    ridge = f" (ridge {run['ridge']:g})" if run.get("ridge") is not None else ""
+    return f"{blocks} folded into `{run['linear']}`{ridge}"
 
 
 def _interval(interval: list[float] | None, prefix: str = "") -> str:

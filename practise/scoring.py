@@ -59,6 +59,7 @@ IN_PLACE, FOLDED = "in-place", "folded"
 LINEAR_MAPS = (AUTO, IN_PLACE, FOLDED)
 # settings added after score caches were first written: left out of the fingerprint while
 # they are off, so caches written before them stay valid
+CLOSED_FORM_ONLY = ("ridge", "closed_form_before", "linear_map")
 LATER_SETTINGS = {"autocast": (None,), "ridge": (1e-3,), "eval_examples": (None,), "closed_form_before": (False,),
                   "linear_map": (AUTO, IN_PLACE)}  # the closed-form map stood in place before it could be folded
 
@@ -80,8 +81,9 @@ class ScoringConfig:
     # "bfloat16": adaptor training passes under torch.autocast (weights, targets and the final
     # R_b stay float32); fast on CPUs with AVX512-BF16 / AMX. None: float32 throughout.
     autocast: str | None = None
-    # "closed-form" protocol: ridge strength, relative to the mean input energy per channel
-    ridge: float = 1e-3
+    # "closed-form" protocol (and the linear-patch repair): ridge strength, relative to the mean
+    # input energy per channel; None: chosen per map by cross-validation over the tiny set
+    ridge: float | None = None
     # R_b (the final feature MSE) over the first this many examples of the tiny set (None: all);
     # adaptors are still trained / fitted on all of them. Saves passes where they dominate.
     eval_examples: int | None = None
@@ -93,8 +95,8 @@ class ScoringConfig:
     linear_map: str = AUTO
 
     def __post_init__(self) -> None:
-        if not self.ridge > 0:
-            raise UsageError(f"scoring: ridge must be positive, got {self.ridge}")
+        if self.ridge is not None and not self.ridge > 0:
+            raise UsageError(f"scoring: ridge must be positive (or None: cross-validated), got {self.ridge}")
         if self.linear_map not in LINEAR_MAPS:
             raise UsageError(f"unknown closed-form linear map {self.linear_map!r}; valid choices: "
                              f"{', '.join(LINEAR_MAPS)}")
@@ -384,7 +386,11 @@ class Scorer:
 
 
 def _settings(config: ScoringConfig) -> dict:
-    return {k: v for k, v in asdict(config).items() if not (k in LATER_SETTINGS and v in LATER_SETTINGS[k])}
+    settings = {k: v for k, v in asdict(config).items() if not (k in LATER_SETTINGS and v in LATER_SETTINGS[k])}
+    if config.protocol != CLOSED_FORM:  # settings the SGD protocols never read
+        for key in CLOSED_FORM_ONLY:
+            settings.pop(key, None)
+    return settings
 
 
 def scoring_fingerprint(teacher: nn.Module, tiny_set: TinySetProtocol, config: ScoringConfig, feature_layer: str) -> str:

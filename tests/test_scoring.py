@@ -251,3 +251,19 @@ def test_closed_form_on_a_decoder_runs_only_the_layers_after_the_candidate_and_g
         target = forward_features(model, tiny.tokens[:6], layer)
     error, count = feature_error(out, target, mask[:6])
     assert after == pytest.approx(float(error) / count, rel=1e-4)
+
+
+def test_the_cross_validated_ridge_lets_exact_fits_go_and_pulls_noisy_small_ones_to_the_prior():
+    from practise.closed_form import LinearStatistics
+
+    g = torch.Generator().manual_seed(0)
+    stats = LinearStatistics()
+    w = torch.randn(16, 16, generator=g)
+    x = torch.randn(64, 10, 16, generator=g)
+    stats.add("exact", x, x @ w, None)  # many tokens, exactly linear
+    small = torch.randn(4, 3, 16, generator=g)
+    stats.add("noisy", small, small + torch.randn(4, 3, 16, generator=g), None)  # 12 tokens: identity + noise
+    fitted = stats.fit("exact", True, None)
+    stats.fit("noisy", True, None)
+    assert stats.chosen_ridge["exact"] <= 1e-3 and torch.allclose(fitted, w, atol=1e-2)
+    assert stats.chosen_ridge["noisy"] >= 1.0
