@@ -139,6 +139,12 @@ def machine_threads() -> None:
         torch.set_num_threads(_machine_threads[0])
 
 
-def finish() -> None:
+def finish(completed: bool = True) -> None:
+    """Leave the process group. After a completed job every rank first waits for the others: a
+    rank tearing down while a peer still holds an open gloo pair can abort that peer ("terminate
+    called without an active exception"). After a failure it leaves at once, so its peers fail
+    fast on their next collective instead of waiting at a barrier it never matches."""
     if dist.is_available() and dist.is_initialized():
+        if completed:
+            dist.barrier()
         dist.destroy_process_group()

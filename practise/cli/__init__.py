@@ -80,12 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     for handler in logging.getLogger().handlers:  # library logs name parameters; show the flags
         handler.setFormatter(FlagFormatter("%(levelname)s %(name)s: %(message)s"))
+    completed = False
     try:
         check_common(args)
         if args.command in DISTRIBUTED_COMMANDS:
             group = init_from_environment()  # under torchrun: join the group (one process: nothing happens)
             check_ranks_agree(group, job_description(args))
         args.func(args)
+        completed = True
     except USER_ERRORS as exc:  # what the user gave (PractiseError kinds) or a file system refusal
         if current_group().is_main:  # under torchrun one line in all, from rank 0
             print(f"practise {args.command}: error: {flag_message(exc)}", file=sys.stderr)
@@ -103,5 +105,5 @@ def main(argv: list[str] | None = None) -> int:
               f"(rerun with -v for the traceback, and please report it)", file=sys.stderr)
         return 1
     finally:
-        finish()
+        finish(completed)
     return 0
