@@ -20,15 +20,15 @@ import torch.nn.functional as F
 from ..call_structure import primary_input, primary_output
 from ..inputs import token_mask
 from ..modes import eval_mode, hooks_removed
-from .base import RankingInputs, need
+from .base import RankingInputs, blocks_for_target, need
 
 
 @torch.no_grad()
-def span_distances(model: nn.Module, names: list[str], data: torch.Tensor, length: int,
-                   batch_size: int = 64) -> dict[int, float]:
-    """start index -> mean angular distance over spans of ``length`` consecutive ``names``."""
-    starts = range(len(names) - length + 1)
-    totals = {s: 0.0 for s in starts}
+def span_distances(model: nn.Module, names: list[str], data: torch.Tensor, lengths: list[int],
+                   batch_size: int = 64) -> dict[int, dict[int, float]]:
+    """length -> start index -> mean angular distance over spans of that many consecutive
+    ``names``, all from one pass over ``data``."""
+    totals = {n: {s: 0.0 for s in range(len(names) - n + 1)} for n in lengths}
     weight = 0.0
     modules = [model.get_submodule(n) for n in names]
     device = next(model.parameters()).device
@@ -49,11 +49,12 @@ def span_distances(model: nn.Module, names: list[str], data: torch.Tensor, lengt
         with hooks_removed(handles):
             model(x)
         mask = token_mask(model, x)
-        for s in starts:
-            distance, count = _angular(states[s], states[s + length], mask)
-            totals[s] += distance
+        for length, by_start in totals.items():
+            for s in by_start:
+                distance, count = _angular(states[s], states[s + length], mask)
+                by_start[s] += distance
         weight += count
-    return {s: t / weight for s, t in totals.items()}
+    return {n: {s: t / weight for s, t in by_start.items()} for n, by_start in totals.items()}
 
 
 def _angular(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> tuple[float, float]:
@@ -70,17 +71,7 @@ def _angular(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> tup
 
 def span_length(inputs: RankingInputs) -> int:
     """The block count asked for, or the fewest blocks whose savings reach the latency target."""
-    if inputs.num_blocks is not None:
-        return min(inputs.num_blocks, len(inputs.names))
-    if inputs.target_latency is None:
-        return 1
-    savings = sorted((inputs.latency_reduction[b] for b in inputs.names), reverse=True)
-    total = 0.0
-    for count, saving in enumerate(savings, 1):
-        total += saving
-        if total >= inputs.target_latency:
-            return count
-    return len(savings)
+    return blocks_for_target(inputs, largest_first=True) or 1
 
 
 def rank_angular_span(inputs: RankingInputs) -> list[str]:
@@ -88,8 +79,8 @@ def rank_angular_span(inputs: RankingInputs) -> list[str]:
     names = inputs.names
     length = span_length(inputs)
     with eval_mode(model):
-        spans = span_distances(model, names, data, length, inputs.batch_size)
-        single = span_distances(model, names, data, 1, inputs.batch_size)
+        found = span_distances(model, names, data, [length, 1], inputs.batch_size)
+    spans, single = found[length], found[1]
     start = min(spans, key=lambda s: (spans[s], s))
     order = names[start:start + length]
     low, high = start - 1, start + length  # grow contiguously, the closer-to-identity neighbour first

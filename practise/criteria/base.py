@@ -62,6 +62,23 @@ def need(inputs: RankingInputs, field: str, criterion: str):
     return value
 
 
+def blocks_for_target(inputs: RankingInputs, largest_first: bool) -> int | None:
+    """How many blocks the selection will take: the count asked for, or the number whose
+    latency savings first reach the target, taking the largest savings first (the fewest
+    blocks that can) or the smallest first (the most it may need). None: neither is known."""
+    if inputs.num_blocks is not None:
+        return min(inputs.num_blocks, len(inputs.names))
+    if inputs.target_latency is None:
+        return None
+    total = 0.0
+    savings = sorted((inputs.latency_reduction[b] for b in inputs.names), reverse=largest_first)
+    for count, saving in enumerate(savings, 1):
+        total += saving
+        if total >= inputs.target_latency:
+            return count
+    return len(savings)
+
+
 def rank_blocks(criterion: str, inputs: RankingInputs) -> list[str]:
     """Candidate blocks ordered best-to-drop first by ``criterion`` (a registered name)."""
     return CRITERIA.get(criterion).rank(inputs)

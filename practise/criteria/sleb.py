@@ -25,7 +25,7 @@ from ..modes import eval_mode
 from ..model_output import logits
 from ..text.decode import is_causal_lm
 from ..text.model import unwrap
-from .base import RankingInputs, need
+from .base import RankingInputs, blocks_for_target, need
 
 log = logging.getLogger(__name__)
 RESERVE = 1  # greedy steps past the predicted count: the measured saving may fall short of the sum
@@ -83,18 +83,7 @@ def _trimmed_logits(model, x):
 
 
 def _greedy_steps(inputs: RankingInputs) -> int:
-    """How many blocks to remove greedily: the block count, or enough for the latency target."""
-    if inputs.num_blocks is not None:
-        return min(len(inputs.names), inputs.num_blocks + RESERVE)
-    if inputs.target_latency is None:
-        return len(inputs.names)
-    # the fewest blocks whose savings can reach the target (largest savings first), and the most
-    # (smallest first): the greedy order must cover whichever the selection ends up needing
-    savings = sorted((inputs.latency_reduction[b] for b in inputs.names))
-    total, needed = 0.0, len(savings)
-    for count, saving in enumerate(savings, 1):
-        total += saving
-        if total >= inputs.target_latency:
-            needed = count
-            break
-    return min(len(inputs.names), needed + RESERVE)
+    """How many blocks to remove greedily: the most the selection may need (smallest savings
+    first), plus the reserve; all of them when no count or target is given."""
+    needed = blocks_for_target(inputs, largest_first=False)
+    return len(inputs.names) if needed is None else min(len(inputs.names), needed + RESERVE)
