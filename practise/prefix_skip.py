@@ -54,12 +54,16 @@ def earlier_units(trace: ModelTrace, entry: str) -> list[str]:
 
 class PrefixSkip:
     """Feeds one entry unit cached inputs (``rows`` chooses the examples of the next call)
-    while the units before it pass their input through."""
+    while the units ``skipped`` (those before it) pass their input through."""
 
-    def __init__(self, model: nn.Module, trace: ModelTrace, entry: str, cached: torch.Tensor):
-        self.model, self.entry, self.cached = model, entry, cached
-        self.skipped = earlier_units(trace, entry)
+    def __init__(self, model: nn.Module, entry: str, cached: torch.Tensor, skipped: list[str]):
+        self.model, self.entry, self.cached, self.skipped = model, entry, cached, list(skipped)
         self.rows: slice | torch.Tensor = slice(None)
+
+    @classmethod
+    def for_trace(cls, model: nn.Module, trace: ModelTrace, entry: str, cached: torch.Tensor) -> "PrefixSkip":
+        """Skipping every layer-level unit of ``trace`` called before ``entry``."""
+        return cls(model, entry, cached, earlier_units(trace, entry))
 
     @contextlib.contextmanager
     def active(self) -> Iterator["PrefixSkip"]:

@@ -288,7 +288,7 @@ class Scorer:
                 deepest = max(cached, key=self.trace.call_order.index)
                 with eval_mode(self._bench):
                     self._skip_works = reproduces_teacher(
-                        PrefixSkip(self._bench, self.trace, deepest, cached[deepest]),
+                        PrefixSkip.for_trace(self._bench, self.trace, deepest, cached[deepest]),
                         lambda x: forward_features(self._bench, x, self.feature_layer), self.eval_images, self.targets,
                         self.masks)
         return self._teacher_pass
@@ -338,7 +338,7 @@ class Scorer:
         cached = self._teacher_pass.entry_inputs if self._teacher_pass is not None else {}
         if not self._skip_works or entry not in cached:
             return None
-        return PrefixSkip(self._bench, self.trace, entry, cached[entry])
+        return PrefixSkip.for_trace(self._bench, self.trace, entry, cached[entry])
 
     def _train(self, student: _Student, run, inputs: torch.Tensor, fixed_batches: bool, block: str,
                progress: Progress) -> None:

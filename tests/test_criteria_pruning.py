@@ -238,3 +238,34 @@ def test_sleb_removes_greedily_by_calibration_perplexity_re_scoring_after_each_r
     first = min(names, key=lambda b: nll([b]))
     second = min((b for b in names if b != first), key=lambda b: nll([first, b]))
     assert order[:2] == [first, second] and sorted(order) == names
+
+
+@pytest.mark.parametrize("kind", ["llama", "cnn"])
+def test_sleb_prefix_skipping_gives_the_full_pass_losses(kind):
+    """Each candidate runs only the blocks after it, fed what enters it: the losses (and so the
+    greedy order) equal full passes, with padded token batches of several lengths too."""
+    from practise.criteria.sleb import _Elimination
+    from practise.inputs import batches_by_length, token_mask
+    from practise.model_output import logits
+
+    if kind == "llama":
+        pytest.importorskip("transformers")
+        model = tiny_llama(layers=5, vocab=60, hidden=16)
+        data = token_tiny_set(7, 9, vocab=60, pad_every=3, pad_from=4).tokens
+        names, causal, reference = [f"model.model.layers.{i}" for i in range(5)], True, None
+    else:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1),
+                                    *[_Scaled(s) for s in (1.0, 0.3, 0.5, 2.0)]).eval()
+        data, names, causal = torch.randn(7, 1, 8, 8), ["1", "2", "3", "4"], False
+    batches = batches_by_length(token_mask(model, data), data.shape[0], 3)
+    if not causal:
+        with torch.no_grad():
+            reference = [logits(model, data[rows]) for rows in batches]
+    skipping = _Elimination(model, names, data, batches, reference, causal)
+    full = _Elimination(model, names, data, batches, reference, causal, skip_prefix=False)
+    for removed in ([], [names[1]], [names[0], names[3]]):
+        left = [n for n in names if n not in removed]
+        fast, slow = skipping.losses(removed, left), full.losses(removed, left)
+        assert fast == pytest.approx(slow, rel=1e-4)
+    assert skipping.skip and skipping.checked  # the skipping path ran, not the fallback
