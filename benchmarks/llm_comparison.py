@@ -2,7 +2,8 @@
 
 Every criterion ranks the 30 decoder layers from the same tiny set (Python standard-library
 docstrings drawn with a seed); the first ``k`` layers of each ranking are dropped, repaired
-(none, or the closed-form linear patch folded into the weights), and evaluated on held-out
+(none; the closed-form linear patch folded into the weights; or the patch followed by
+practise's feature mimicking at the walk-through's budget, ``--repairs``), and evaluated on held-out
 docstrings and on Debian package descriptions (a corpus never used for calibration):
 perplexity and greedy next-token agreement with the teacher.
 
@@ -21,6 +22,7 @@ Each cell is written to ``cells.json`` as it finishes; a rerun skips finished ce
 folder to start again). ``--report`` rewrites README.md, results.md and the plot from it.
 
     python benchmarks/llm_comparison.py --sizes 64 256 --seeds 0 1 2     # hours on a 2-core CPU
+    python benchmarks/llm_comparison.py --sizes 64 --criteria practise-folded cosine sleb --repairs patch+mimic
     python benchmarks/llm_comparison.py --report
 """
 from __future__ import annotations
@@ -41,7 +43,10 @@ from text_data import debian_descriptions
 
 OUT = ROOT / "benchmarks" / "results" / "llm_comparison"
 CRITERIA = ["practise-folded", "practise-in-place", "cosine", "sleb", "angular", "last", "random"]
-REPAIRS = ["none", "linear-patch"]
+REPAIRS = ["none", "linear-patch", "patch+mimic"]
+# patch+mimic: the linear patch, then practise's feature mimicking at the walk-through's CPU budget
+# (50 steps of 16 sequences, only the layers next to each dropped run train, bf16 where it pays)
+MIMIC = {"iterations": 50, "batch_size": 16, "lr": 0.02, "scope": "neighbours"}
 
 
 def corpora(held_out: int) -> dict[str, list[str]]:
@@ -146,13 +151,14 @@ class Bench:
                             "teacher_perplexity": math.exp(theirs["nll"] / count)}
         return result
 
-    def cell(self, size: int, seed: int, criterion: str, target: str, layers: int, most: int) -> None:
-        """One (tiny set, criterion, target) with both repairs; ``most``: the largest layer count
-        of any target (greedy elimination runs that far once; its orders are nested)."""
+    def cell(self, size: int, seed: int, criterion: str, target: str, layers: int, most: int,
+             repairs: list[str]) -> None:
+        """One (tiny set, criterion, target) with each of ``repairs``; ``most``: the largest layer
+        count of any target (greedy elimination runs that far once; its orders are nested)."""
         from practise.linear_patch import patch_runs_
         from practise.surgery import drop_blocks
 
-        keys = {r: f"{size}/{seed}/{criterion}/{target}/{r}" for r in REPAIRS}
+        keys = {r: f"{size}/{seed}/{criterion}/{target}/{r}" for r in repairs}
         if all(k in self.cells for k in keys.values()):
             return
         tiny = self.tiny(size, seed)
@@ -164,18 +170,36 @@ class Bench:
         order = self.cells[ranking_key]["order"]
         dropped = order[:layers]
         student = drop_blocks(self.model, dropped)
-        if keys["none"] not in self.cells:
+        if "none" in keys and keys["none"] not in self.cells:
             self.cells[keys["none"]] = {"dropped": dropped, "repair_seconds": 0.0, **self.evaluate(student)}
             self.save()
-        if keys["linear-patch"] not in self.cells:
+        if any(k not in self.cells for r, k in keys.items() if r != "none"):  # both start with the patch
             began = time.perf_counter()
             patch_runs_(student, self.model, self.info.trace.candidates(), dropped, tiny.tokens)
-            seconds = time.perf_counter() - began
-            self.cells[keys["linear-patch"]] = {"dropped": dropped, "repair_seconds": seconds,
-                                                **self.evaluate(student)}
-            self.save()
+            patch_seconds = time.perf_counter() - began
+            if "linear-patch" in keys and keys["linear-patch"] not in self.cells:
+                self.cells[keys["linear-patch"]] = {"dropped": dropped, "repair_seconds": patch_seconds,
+                                                    **self.evaluate(student)}
+                self.save()
+            if "patch+mimic" in keys and keys["patch+mimic"] not in self.cells:
+                seconds = patch_seconds + self.mimic_(student, tiny, dropped, seed)
+                self.cells[keys["patch+mimic"]] = {"dropped": dropped, "repair_seconds": seconds,
+                                                   "mimic": MIMIC, **self.evaluate(student)}
+                self.save()
         print(size, seed, criterion, target, {r: round(self.cells[k]["docstrings"]["perplexity"], 1)
                                               for r, k in keys.items()}, flush=True)
+
+    def mimic_(self, student, tiny, dropped: list[str], seed: int) -> float:
+        """Feature-mimicking recovery of ``student`` in place (MIMIC's budget); its wall seconds."""
+        from practise.machine import bf16_pays_off
+        from practise.recovery import RecoveryConfig, neighbours, recover_
+
+        config = RecoveryConfig(**MIMIC, seed=seed, autocast="bfloat16" if bf16_pays_off() else None)
+        began = time.perf_counter()
+        recover_(student, self.model, tiny, self.info.feature_layer, config,
+                 trainable=neighbours(self.info.trace.candidates(), dropped))
+        student.eval()
+        return time.perf_counter() - began
 
 
 @torch.inference_mode()
@@ -208,7 +232,7 @@ def run(args) -> None:
         for target, info in sorted(latency["targets"].items(), key=lambda t: -float(t[0])):
             for seed in args.seeds:
                 for criterion in args.criteria:
-                    bench.cell(size, seed, criterion, target, info["layers"], most)
+                    bench.cell(size, seed, criterion, target, info["layers"], most, args.repairs)
 
 
 def main() -> None:
@@ -217,6 +241,7 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--criteria", nargs="+", default=CRITERIA, choices=CRITERIA)
+    p.add_argument("--repairs", nargs="+", default=REPAIRS[:2], choices=REPAIRS)
     p.add_argument("--held-out", type=int, default=128, help="lines of each evaluation corpus")
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--report", action="store_true", help="only rewrite the report from cells.json")
