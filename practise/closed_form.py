@@ -61,7 +61,10 @@ class LinearStatistics:
         self.folds: dict[str, list[list[torch.Tensor]]] = {}  # name -> [[xtx, xty], [xtx, xty]]
         self.chosen_ridge: dict[str, float] = {}  # what fit() used, per name
 
-    def add(self, name: str, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> None:
+    def add(self, name: str, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
+            scale: torch.Tensor | None = None) -> None:
+        """``scale`` (one value per sample: per token, per pixel): each sample's error counts
+        relative to it (weighted least squares with weights 1 / scale^2)."""
         if name not in self.xtx:
             width_in, width_out = x.shape[1 if x.dim() == 4 else -1], y.shape[1 if y.dim() == 4 else -1]
             self.xtx[name] = torch.zeros(width_in, width_in, dtype=torch.float64)
@@ -71,6 +74,9 @@ class LinearStatistics:
         for fold in range(2):  # examples 0, 2, 4, ... and 1, 3, 5, ... of the batch
             rows = slice(fold, None, 2)
             xs, ys = _samples(x[rows].detach()).float(), _samples(y[rows].detach()).float()
+            if scale is not None:
+                weight = 1 / _samples(scale[rows].detach().unsqueeze(1 if scale.dim() == 3 else -1)).float().clamp(min=1e-6)
+                xs, ys = xs * weight, ys * weight
             if mask is not None and x.dim() == 3 and mask.shape == x.shape[:2]:
                 keep = mask[rows].reshape(-1).bool()
                 xs, ys = xs[keep], ys[keep]

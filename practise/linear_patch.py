@@ -151,7 +151,8 @@ def _activations(model: nn.Module, x: torch.Tensor, wanted: dict[str, str]) -> d
 
 
 def patch_runs_(student: nn.Module, teacher: nn.Module, units: list[str], dropped: list[str],
-                inputs: torch.Tensor, ridge: float | None = None, batch: int = 32) -> list[PatchRecord]:
+                inputs: torch.Tensor, ridge: float | None = None, batch: int = 32,
+                relative: bool = False) -> list[PatchRecord]:
     """Fold a least-squares linear patch for every run of ``dropped`` units into the kept unit
     before it (see the module docstring), in place on ``student``. ``units``: the network's
     layer-level units in call order (dropped sub-layers are left alone); ``inputs``: the tiny set
@@ -177,11 +178,18 @@ def patch_runs_(student: nn.Module, teacher: nn.Module, units: list[str], droppe
                 log.info("linear patch: %s left unpatched (%s)", ", ".join(run), reason)
                 records.append(PatchRecord(run, unit, None, reason))
                 continue
-            transform, used = _fit(student, unit, sites[unit], batches, [t[str(index)] for t in targets], ridge)
+            transform, used = _fit(student, unit, sites[unit], batches, [t[str(index)] for t in targets], ridge,
+                                   relative)
             fold_(student.get_submodule(sites[unit]), transform)
             records.append(PatchRecord(run, unit, sites[unit], ridge=used))
             log.info("linear patch: %s folded into %s (ridge %g)", ", ".join(run), sites[unit], used)
     return records
+
+
+def token_rms(stream: torch.Tensor) -> torch.Tensor:
+    """Each token's (or pixel's) root mean square over channels: what a following RMSNorm or
+    LayerNorm divides it by, so an error relative to it is the error the next layer sees."""
+    return stream.float().pow(2).mean(dim=1 if stream.dim() == 4 else -1).sqrt()
 
 
 def _batches(inputs: torch.Tensor, masks: torch.Tensor | None, batch: int) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -194,12 +202,14 @@ def _batches(inputs: torch.Tensor, masks: torch.Tensor | None, batch: int) -> li
     return out
 
 
-def _fit(student, unit: str, linear: str, batches, targets: list[torch.Tensor], ridge: float | None
-         ) -> tuple[torch.Tensor, float]:
+def _fit(student, unit: str, linear: str, batches, targets: list[torch.Tensor], ridge: float | None,
+         relative: bool = False) -> tuple[torch.Tensor, float]:
     """T with student's M T ~ teacher's run output - student's (unit output - M), over real
-    tokens, and the ridge strength used."""
+    tokens (``relative``: each token's error relative to its target's RMS), and the ridge
+    strength used."""
     stats = LinearStatistics()
     for (x, mask), target in zip(batches, targets):
         mine = _activations(student, x.clone(), {"m": f"out:{linear}", "out": f"out:{unit}"})
-        stats.add("patch", mine["m"], target - (mine["out"] - mine["m"]), mask)
+        scale = token_rms(target) if relative else None
+        stats.add("patch", mine["m"], target - (mine["out"] - mine["m"]), mask, scale)
     return stats.fit("patch", identity_prior=True, ridge=ridge), stats.chosen_ridge["patch"]

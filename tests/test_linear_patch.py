@@ -84,3 +84,27 @@ def test_a_run_at_the_start_or_a_dropped_sub_layer_is_left_unpatched_and_says_wh
     records = patch_runs_(student, teacher, units, dropped, x, ridge=1e-3)
     assert all(r.linear is None and r.reason for r in records) and len(records) == 2
     assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items())
+
+
+def test_statistics_with_a_scale_per_token_are_weighted_least_squares():
+    """Each token's error counts relative to its scale: the fit equals least squares on rows
+    divided by the scale, and a token with a huge scale no longer dominates the fit."""
+    from practise.closed_form import LinearStatistics
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 5, 3, generator=g)
+    w_true = torch.randn(3, 3, generator=g)
+    y = x @ w_true
+    y[0, 0] = 1000.0  # one outlier token, as an LLM's massive activation
+    scale = y.pow(2).mean(-1).sqrt()
+    stats = LinearStatistics()
+    stats.add("a", x, y, None, scale)
+    rows = (1 / scale).reshape(-1, 1)
+    xs, ys = x.reshape(-1, 3) * rows, y.reshape(-1, 3) * rows
+    assert torch.allclose(stats.xtx["a"].float(), xs.T @ xs, atol=1e-4)
+    assert torch.allclose(stats.xty["a"].float(), xs.T @ ys, atol=1e-4)
+    plain = LinearStatistics()
+    plain.add("a", x, y, None)
+    error = {name: float((x[1:] @ s.fit("a", False, 1e-6) - y[1:]).abs().mean()) for name, s in
+             (("relative", stats), ("plain", plain))}
+    assert error["relative"] < error["plain"] / 2  # the ordinary tokens are fitted, not the outlier
