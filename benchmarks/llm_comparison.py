@@ -14,6 +14,9 @@ time per token beside it, and reported). Criteria:
 
 - practise-folded: closed-form recoverability with the map folded into the layer before (the
   repair the linear patch applies), per unit of measured latency (the default for LLMs);
+  its fits, and every criterion's linear patch, weigh each token's error relative to its RMS
+  with a per-channel ridge (``--fit-scale token``, the default for token models; the earlier
+  run with plain least squares is kept in results/llm_comparison_global_fit);
 - practise-in-place: closed-form recoverability with the map standing in for the layer;
 - cosine (ShortGPT's block influence), sleb (greedy, calibration perplexity), angular (Gromov
   et al.'s contiguous span), last, random.
@@ -80,6 +83,9 @@ class Bench:
         self.cells_path = out / "cells.json"
         self.cells = json.loads(self.cells_path.read_text()) if self.cells_path.is_file() else {}
         self._build_tiny = build_text_tiny_set
+        from practise.scoring import ScoringConfig, resolve_protocol
+        # the patch fits errors the way compress does by default for this model (token-scaled)
+        self.fit_scale = resolve_protocol(ScoringConfig(), self.model).fit_scale
 
     def save(self) -> None:
         tmp = self.cells_path.with_suffix(".tmp")
@@ -175,16 +181,18 @@ class Bench:
             self.save()
         if any(k not in self.cells for r, k in keys.items() if r != "none"):  # both start with the patch
             began = time.perf_counter()
-            patch_runs_(student, self.model, self.info.trace.candidates(), dropped, tiny.tokens)
+            patch_runs_(student, self.model, self.info.trace.candidates(), dropped, tiny.tokens,
+                        fit_scale=self.fit_scale)
             patch_seconds = time.perf_counter() - began
             if "linear-patch" in keys and keys["linear-patch"] not in self.cells:
                 self.cells[keys["linear-patch"]] = {"dropped": dropped, "repair_seconds": patch_seconds,
-                                                    **self.evaluate(student)}
+                                                    "fit_scale": self.fit_scale, **self.evaluate(student)}
                 self.save()
             if "patch+mimic" in keys and keys["patch+mimic"] not in self.cells:
                 seconds = patch_seconds + self.mimic_(student, tiny, dropped, seed)
                 self.cells[keys["patch+mimic"]] = {"dropped": dropped, "repair_seconds": seconds,
-                                                   "mimic": MIMIC, **self.evaluate(student)}
+                                                   "mimic": MIMIC, "fit_scale": self.fit_scale,
+                                                   **self.evaluate(student)}
                 self.save()
         print(size, seed, criterion, target, {r: round(self.cells[k]["docstrings"]["perplexity"], 1)
                                               for r, k in keys.items()}, flush=True)

@@ -45,6 +45,16 @@ def _samples(t: torch.Tensor) -> torch.Tensor:
     return t.movedim(1, -1).reshape(-1, t.shape[1]) if t.dim() == 4 else t.reshape(-1, t.shape[-1])
 
 
+# how least-squares fits weigh errors (see scoring.FIT_SCALES): plain, or relative per token
+GLOBAL_SCALE, TOKEN_SCALE = "global", "token"
+
+
+def token_rms(stream: torch.Tensor) -> torch.Tensor:
+    """Each token's (or pixel's) root mean square over channels: what a following RMSNorm or
+    LayerNorm divides it by, so an error relative to it is the error the next layer sees."""
+    return stream.float().pow(2).mean(dim=1 if stream.dim() == 4 else -1).sqrt()
+
+
 RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # relative to the mean input energy per channel
 FALLBACK_RIDGE = 1e-3  # when there is too little data to cross-validate (one example)
 
@@ -88,36 +98,45 @@ class LinearStatistics:
             self.xty[name] += xty
             self.count[name] += xs.shape[0]
 
-    def fit(self, name: str, identity_prior: bool, ridge: float | None) -> torch.Tensor:
+    def fit(self, name: str, identity_prior: bool, ridge: float | None, per_channel: bool = False) -> torch.Tensor:
         """W with Y ~ X W, shrunk towards the prior (identity or zero) by ``ridge`` times the
         mean input energy per channel; ``ridge`` None: the value of RIDGE_GRID with the least
         error on one fold when fitted on the other (both ways), so that a small tiny set gets
         a strong pull towards the prior and a large one a weak pull."""
         if ridge is None:
-            ridge = self._cross_validated_ridge(name, identity_prior)
+            ridge = self._cross_validated_ridge(name, identity_prior, per_channel)
         self.chosen_ridge[name] = ridge
-        return _ridge_fits(self.xtx[name], self.xty[name], identity_prior, [ridge])[0].float()
+        return _ridge_fits(self.xtx[name], self.xty[name], identity_prior, [ridge], per_channel)[0].float()
 
-    def _cross_validated_ridge(self, name: str, identity_prior: bool) -> float:
+    def _cross_validated_ridge(self, name: str, identity_prior: bool, per_channel: bool = False) -> float:
         (xtx_a, xty_a), (xtx_b, xty_b) = self.folds[name]
         if not (bool(torch.diagonal(xtx_a).gt(0).any()) and bool(torch.diagonal(xtx_b).gt(0).any())):
             return FALLBACK_RIDGE
         errors = [0.0] * len(RIDGE_GRID)
         for (xtx, xty), (held_xtx, held_xty) in (((xtx_a, xty_a), (xtx_b, xty_b)), ((xtx_b, xty_b), (xtx_a, xty_a))):
-            for i, w in enumerate(_ridge_fits(xtx, xty, identity_prior, RIDGE_GRID)):
+            for i, w in enumerate(_ridge_fits(xtx, xty, identity_prior, RIDGE_GRID, per_channel)):
                 # held-out squared error up to its constant trace(Y^T Y)
                 errors[i] += float(((held_xtx @ w) * w).sum() - 2 * (w * held_xty).sum())
         return RIDGE_GRID[min(range(len(RIDGE_GRID)), key=errors.__getitem__)]
 
 
-def _ridge_fits(xtx: torch.Tensor, xty: torch.Tensor, identity_prior: bool, ridges) -> list[torch.Tensor]:
-    """Ridge solutions towards the prior for each relative strength, from one eigendecomposition."""
+def _ridge_fits(xtx: torch.Tensor, xty: torch.Tensor, identity_prior: bool, ridges,
+                per_channel: bool = False) -> list[torch.Tensor]:
+    """Ridge solutions towards the prior for each relative strength, from one eigendecomposition.
+    The pull is relative to the mean input energy per channel, or (``per_channel``) to each
+    input channel's own energy: the fit of standardised inputs, so that a few channels of huge
+    magnitude (an LLM's massive activations) do not set the pull on all the others."""
     channels = xtx.shape[0]
     prior = torch.eye(channels, xty.shape[1], dtype=torch.float64) if identity_prior else torch.zeros_like(xty)
+    residual = xty - xtx @ prior
+    if per_channel:
+        inv_sd = torch.diagonal(xtx).clamp(min=1e-12).rsqrt()
+        xtx, residual = inv_sd[:, None] * xtx * inv_sd[None, :], inv_sd[:, None] * residual
     values, vectors = torch.linalg.eigh(xtx)
-    projected = vectors.T @ (xty - xtx @ prior)
+    projected = vectors.T @ residual
     energy = float(torch.diagonal(xtx).mean())
-    return [prior + vectors @ (projected / (values.clamp(min=0) + r * energy + 1e-12).unsqueeze(1)) for r in ridges]
+    fits = [vectors @ (projected / (values.clamp(min=0) + r * energy + 1e-12).unsqueeze(1)) for r in ridges]
+    return [prior + (inv_sd[:, None] * v if per_channel else v) for v in fits]
 
 
 @dataclass
@@ -132,7 +151,7 @@ class TeacherPass:
 @torch.no_grad()
 def teacher_pass(teacher: nn.Module, feature_layer: str, fitted: list[str], entries: list[str],
                  inputs: torch.Tensor, masks: torch.Tensor | None, batch: int, rows: int,
-                 patches: dict[str, str] | None = None) -> TeacherPass:
+                 patches: dict[str, str] | None = None, relative: bool = False) -> TeacherPass:
     """One pass of ``teacher`` over ``inputs`` (in batches of ``batch`` by length, padding cut;
     stopping at ``feature_layer``): X^T X and X^T Y of every module in ``fitted`` that keeps its
     input's shape, over all examples; the features and the inputs of ``entries`` of the first
@@ -140,7 +159,8 @@ def teacher_pass(teacher: nn.Module, feature_layer: str, fitted: list[str], entr
 
     ``patches`` (block -> the linear layer of the unit before it that a linear patch would be
     folded into, linear_patch.py) adds, under ``patch_key(block)``, the fit of that layer's
-    output M to what the block adds plus M: ``Y = out - in + M``."""
+    output M to what the block adds plus M: ``Y = out - in + M``. ``relative``: each token's
+    error counts relative to the RMS of the block's output (LinearStatistics.add's scale)."""
     stats = LinearStatistics()
     patches = patches or {}
     latest: dict[str, torch.Tensor] = {}  # the patch layers' outputs in the current batch
@@ -167,10 +187,11 @@ def teacher_pass(teacher: nn.Module, feature_layer: str, fitted: list[str], entr
         def record(module, args, kwargs, output):
             x, (y, _) = primary_input(args, kwargs), primary_output(output)
             if x is not None and y is not None and x.shape == y.shape and x.dim() in (3, 4):
-                stats.add(name, x, y, current["mask"])
+                scale = token_rms(y) if relative else None
+                stats.add(name, x, y, current["mask"], scale)
                 made = latest.get(patches.get(name, ""))
                 if made is not None and made.shape == y.shape:
-                    stats.add(patch_key(name), made, y - x + made, current["mask"])
+                    stats.add(patch_key(name), made, y - x + made, current["mask"], scale)
         return record
 
     def keep_latest(name):

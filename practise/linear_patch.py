@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from .call_structure import primary_input, primary_output
-from .closed_form import LinearStatistics
+from .closed_form import GLOBAL_SCALE, TOKEN_SCALE, LinearStatistics, token_rms
 from .inputs import batches_by_length, token_mask, used_length
 from .modes import eval_mode, hooks_removed
 
@@ -112,6 +112,7 @@ class PatchRecord:
     linear: str | None      # the layer the map was folded into (None: not patched)
     reason: str | None = None  # why not patched
     ridge: float | None = None  # the ridge strength used (cross-validated unless given)
+    fit_scale: str | None = None  # how the fit weighed errors (scoring.FIT_SCALES)
 
 
 class _Capture(Exception):
@@ -152,11 +153,12 @@ def _activations(model: nn.Module, x: torch.Tensor, wanted: dict[str, str]) -> d
 
 def patch_runs_(student: nn.Module, teacher: nn.Module, units: list[str], dropped: list[str],
                 inputs: torch.Tensor, ridge: float | None = None, batch: int = 32,
-                relative: bool = False) -> list[PatchRecord]:
+                fit_scale: str = GLOBAL_SCALE) -> list[PatchRecord]:
     """Fold a least-squares linear patch for every run of ``dropped`` units into the kept unit
     before it (see the module docstring), in place on ``student``. ``units``: the network's
     layer-level units in call order (dropped sub-layers are left alone); ``inputs``: the tiny set
-    (evaluation transform). Returns what was done per run."""
+    (evaluation transform); ``fit_scale``: how the fit weighs errors (scoring.FIT_SCALES, made
+    concrete). Returns what was done per run."""
     records = [PatchRecord([d], None, None, "a sub-layer: the linear patch repairs whole layers")
                for d in dropped if d not in units]
     candidates = units
@@ -179,17 +181,12 @@ def patch_runs_(student: nn.Module, teacher: nn.Module, units: list[str], droppe
                 records.append(PatchRecord(run, unit, None, reason))
                 continue
             transform, used = _fit(student, unit, sites[unit], batches, [t[str(index)] for t in targets], ridge,
-                                   relative)
+                                   fit_scale == TOKEN_SCALE)
             fold_(student.get_submodule(sites[unit]), transform)
-            records.append(PatchRecord(run, unit, sites[unit], ridge=used))
-            log.info("linear patch: %s folded into %s (ridge %g)", ", ".join(run), sites[unit], used)
+            records.append(PatchRecord(run, unit, sites[unit], ridge=used, fit_scale=fit_scale))
+            log.info("linear patch: %s folded into %s (ridge %g, %s-scaled fit)", ", ".join(run), sites[unit], used,
+                     fit_scale)
     return records
-
-
-def token_rms(stream: torch.Tensor) -> torch.Tensor:
-    """Each token's (or pixel's) root mean square over channels: what a following RMSNorm or
-    LayerNorm divides it by, so an error relative to it is the error the next layer sees."""
-    return stream.float().pow(2).mean(dim=1 if stream.dim() == 4 else -1).sqrt()
 
 
 def _batches(inputs: torch.Tensor, masks: torch.Tensor | None, batch: int) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -203,13 +200,13 @@ def _batches(inputs: torch.Tensor, masks: torch.Tensor | None, batch: int) -> li
 
 
 def _fit(student, unit: str, linear: str, batches, targets: list[torch.Tensor], ridge: float | None,
-         relative: bool = False) -> tuple[torch.Tensor, float]:
+         token_scaled: bool = False) -> tuple[torch.Tensor, float]:
     """T with student's M T ~ teacher's run output - student's (unit output - M), over real
-    tokens (``relative``: each token's error relative to its target's RMS), and the ridge
-    strength used."""
+    tokens (``token_scaled``: each token's error relative to its target's RMS, the ridge per
+    input channel), and the ridge strength used."""
     stats = LinearStatistics()
     for (x, mask), target in zip(batches, targets):
         mine = _activations(student, x.clone(), {"m": f"out:{linear}", "out": f"out:{unit}"})
-        scale = token_rms(target) if relative else None
+        scale = token_rms(target) if token_scaled else None
         stats.add("patch", mine["m"], target - (mine["out"] - mine["m"]), mask, scale)
-    return stats.fit("patch", identity_prior=True, ridge=ridge), stats.chosen_ridge["patch"]
+    return stats.fit("patch", identity_prior=True, ridge=ridge, per_channel=token_scaled), stats.chosen_ridge["patch"]

@@ -224,7 +224,8 @@ def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConf
     if config.repair == LINEAR_PATCH:
         t = time.perf_counter()
         patches = patch_runs_(student, teacher, info.trace.candidates(), selection.blocks,
-                              tiny_set.eval_tensor().to(device), config.scoring.ridge, config.scoring.eval_batch_size)
+                              tiny_set.eval_tensor().to(device), config.scoring.ridge, config.scoring.eval_batch_size,
+                              fit_scale=config.scoring.fit_scale)
         timings["repair_s"] = time.perf_counter() - t
     t = time.perf_counter()
     trainable = neighbours(names, selection.blocks) if config.recovery.scope == "neighbours" else None

@@ -124,7 +124,8 @@ def _patch_line(run: dict) -> str:
     blocks = ", ".join(f"`{b}`" for b in run["run"])
     if not run["linear"]:
         return f"{blocks} not patched ({run['reason']})"
-    ridge = f" (ridge {run['ridge']:g})" if run.get("ridge") is not None else ""
+    ridge = f" (ridge {run['ridge']:g}" + (f", {run['fit_scale']}-scaled fit" if run.get("fit_scale") else "") + ")" \
+        if run.get("ridge") is not None else ""
     return f"{blocks} folded into `{run['linear']}`{ridge}"
 
 

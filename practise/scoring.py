@@ -44,7 +44,7 @@ from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .progress import Progress, silent
 from .surgery import drop_module_, replace_module_, stand_in
 from .call_structure import IDENTITY, removal_for
-from .closed_form import LinearStandIn, TeacherPass, patch_key, teacher_pass
+from .closed_form import GLOBAL_SCALE, TOKEN_SCALE, LinearStandIn, TeacherPass, patch_key, teacher_pass
 from .linear_patch import find_fold_sites, fold_
 from .prefix_skip import PrefixSkip, entry_unit, reproduces_teacher
 from .tracing import ModelTrace
@@ -57,11 +57,17 @@ PROTOCOLS = (AUTO, "cached", "paper", CLOSED_FORM)
 # trains), or folded into the unit before it (linear_patch.py: the repair compress applies)
 IN_PLACE, FOLDED = "in-place", "folded"
 LINEAR_MAPS = (AUTO, IN_PLACE, FOLDED)
+# closed-form fits (and the linear patch): "global": plain least squares, the ridge relative to
+# the mean input energy per channel; "token": each token's error relative to its RMS (what the
+# next RMSNorm / LayerNorm divides by) and the ridge relative to each input channel's energy,
+# so an LLM's few channels of huge magnitude (massive activations) do not set the fit
+FIT_SCALES = (AUTO, GLOBAL_SCALE, TOKEN_SCALE)
 # settings added after score caches were first written: left out of the fingerprint while
 # they are off, so caches written before them stay valid
-CLOSED_FORM_ONLY = ("ridge", "closed_form_before", "linear_map")
+CLOSED_FORM_ONLY = ("ridge", "closed_form_before", "linear_map", "fit_scale")
 LATER_SETTINGS = {"autocast": (None,), "ridge": (1e-3,), "eval_examples": (None,), "closed_form_before": (False,),
-                  "linear_map": (AUTO, IN_PLACE)}  # the closed-form map stood in place before it could be folded
+                  "linear_map": (AUTO, IN_PLACE),  # the closed-form map stood in place before it could be folded
+                  "fit_scale": (AUTO, GLOBAL_SCALE)}  # (auto is global for image models)
 
 
 @dataclass
@@ -93,6 +99,10 @@ class ScoringConfig:
     # "closed-form": a name in LINEAR_MAPS; auto: folded for token models (whose compress repair
     # is the linear patch by default), in place otherwise
     linear_map: str = AUTO
+    # "closed-form" and the linear patch: a name in FIT_SCALES; auto: token for token models
+    # (benchmarks/results/llm_comparison: a 12-layer span's patch 3,766 -> 278 held-out
+    # perplexity on SmolLM2), global otherwise (what image-model scores were measured with)
+    fit_scale: str = AUTO
 
     def __post_init__(self) -> None:
         if self.ridge is not None and not self.ridge > 0:
@@ -100,6 +110,8 @@ class ScoringConfig:
         if self.linear_map not in LINEAR_MAPS:
             raise UsageError(f"unknown closed-form linear map {self.linear_map!r}; valid choices: "
                              f"{', '.join(LINEAR_MAPS)}")
+        if self.fit_scale not in FIT_SCALES:
+            raise UsageError(f"unknown closed-form fit scale {self.fit_scale!r}; valid choices: {', '.join(FIT_SCALES)}")
         if self.protocol not in PROTOCOLS:
             raise UsageError(f"unknown scoring protocol {self.protocol!r}; valid choices: {', '.join(PROTOCOLS)}")
         check_sgd_settings("scoring", self.iterations, 1, self.batch_size, self.lr, self.momentum,
@@ -133,6 +145,8 @@ def resolve_protocol(config: ScoringConfig, model: nn.Module) -> ScoringConfig:
         config = dataclasses.replace(config, protocol=CLOSED_FORM if is_token_model(model) else "cached")
     if config.protocol == CLOSED_FORM and config.linear_map == AUTO:
         config = dataclasses.replace(config, linear_map=FOLDED if is_token_model(model) else IN_PLACE)
+    if config.fit_scale == AUTO:
+        config = dataclasses.replace(config, fit_scale=TOKEN_SCALE if is_token_model(model) else GLOBAL_SCALE)
     return config
 
 
@@ -263,11 +277,11 @@ class Scorer:
                 after = self._mse_with(block, dropped)
             else:
                 unit, linear = site
-                transform = gathered.statistics.fit(patch_key(block), True, self.config.ridge)
+                transform = gathered.statistics.fit(patch_key(block), True, self.config.ridge, self._per_channel)
                 after = self._mse_with(block, dropped, start=unit, fold=(linear, transform.to(self.device)))
         else:
             removal = removal_for(self.teacher, block)
-            weight = gathered.statistics.fit(block, removal.how == IDENTITY, self.config.ridge)
+            weight = gathered.statistics.fit(block, removal.how == IDENTITY, self.config.ridge, self._per_channel)
             after = self._mse_with(block, LinearStandIn(weight.to(self.device), removal.structure))
         before = self._mse_with(block, dropped) if self.config.closed_form_before else None
         return (after if math.isfinite(after) else math.inf), before, CLOSED_FORM
@@ -280,7 +294,8 @@ class Scorer:
             with eval_mode(self.teacher), flush_denormals():
                 self._teacher_pass = teacher_pass(self.teacher, self.feature_layer, fitted, entries, self.eval_images,
                                                   self.masks, self.config.eval_batch_size, self.eval_count,
-                                                  {b: linear for b, (_, linear) in self._patch_sites.items()})
+                                                  {b: linear for b, (_, linear) in self._patch_sites.items()},
+                                                  relative=self._per_channel)
             self._targets = self._targets if self._targets is not None else self._teacher_pass.targets
             self._bench = copy.deepcopy(self.teacher)
             cached = self._teacher_pass.entry_inputs
@@ -292,6 +307,11 @@ class Scorer:
                         lambda x: forward_features(self._bench, x, self.feature_layer), self.eval_images, self.targets,
                         self.masks)
         return self._teacher_pass
+
+    @property
+    def _per_channel(self) -> bool:
+        """Token-scaled fits (FIT_SCALES): relative errors and a per-channel ridge go together."""
+        return self.config.fit_scale == TOKEN_SCALE
 
     def _find_patch_sites(self) -> dict[str, tuple[str, str]]:
         """block -> (the layer-level unit right before it, the linear layer inside that unit a

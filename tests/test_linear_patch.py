@@ -49,7 +49,8 @@ def test_fold_sites_are_the_layers_added_to_the_residual_stream_found_by_measure
     assert sites == ({u: f"{u}.{site}" for u in units} if site else {})
 
 
-def test_the_patch_repairs_a_dropped_run_better_than_dropping_it_and_keeps_the_architecture():
+@pytest.mark.parametrize("fit_scale", ["global", "token"])
+def test_the_patch_repairs_a_dropped_run_better_than_dropping_it_and_keeps_the_architecture(fit_scale):
     teacher = llama()
     x = tokens(100, n=48)
     layer = find_feature_layer(teacher, trace_model(teacher, x[:1]))
@@ -65,8 +66,9 @@ def test_the_patch_repairs_a_dropped_run_better_than_dropping_it_and_keeps_the_a
         return float(total) / count
 
     plain, plain_at_run = error(student), error(student, units[1], units[3])
-    records = patch_runs_(student, teacher, units, dropped, x, ridge=1e-3)
-    assert [(r.run, r.unit, r.linear) for r in records] == [(dropped, units[1], f"{units[1]}.mlp.down_proj")]
+    records = patch_runs_(student, teacher, units, dropped, x, ridge=1e-3, fit_scale=fit_scale)
+    assert [(r.run, r.unit, r.linear, r.fit_scale) for r in records] == \
+        [(dropped, units[1], f"{units[1]}.mlp.down_proj", fit_scale)]
     # the fitted quantity: the patched layer's output against the teacher's run output (least
     # squares beats the identity, i.e. dropping outright, on the data it was fitted on) ...
     assert error(student, units[1], units[3]) < 0.9 * plain_at_run
@@ -108,3 +110,14 @@ def test_statistics_with_a_scale_per_token_are_weighted_least_squares():
     error = {name: float((x[1:] @ s.fit("a", False, 1e-6) - y[1:]).abs().mean()) for name, s in
              (("relative", stats), ("plain", plain))}
     assert error["relative"] < error["plain"] / 2  # the ordinary tokens are fitted, not the outlier
+
+
+def test_token_models_get_token_scaled_fits_by_default_and_image_models_keep_global_ones():
+    from practise.scoring import ScoringConfig, resolve_protocol
+    from helpers import tiny_resnet
+
+    assert resolve_protocol(ScoringConfig(), llama()).fit_scale == "token"
+    assert resolve_protocol(ScoringConfig(), tiny_resnet()).fit_scale == "global"
+    assert resolve_protocol(ScoringConfig(fit_scale="global"), llama()).fit_scale == "global"
+    with pytest.raises(ValueError, match="valid choices: auto, global, token"):
+        ScoringConfig(fit_scale="local")

@@ -207,8 +207,9 @@ def test_closed_form_scores_token_models_over_real_tokens_only():
     assert all(count == int(mask.sum()) for name, count in stats.count.items() if name in scores)
 
 
-@pytest.mark.parametrize("linear_map", ["in-place", "folded"])
-def test_closed_form_on_a_decoder_runs_only_the_layers_after_the_candidate_and_gives_the_full_pass_value(linear_map):
+@pytest.mark.parametrize("linear_map,fit_scale", [("in-place", "global"), ("folded", "global"), ("folded", "token")])
+def test_closed_form_on_a_decoder_runs_only_the_layers_after_the_candidate_and_gives_the_full_pass_value(
+        linear_map, fit_scale):
     """Prefix skipping (the layers before the candidate pass through, its input comes from the
     teacher pass) must give the R_b of the definition: the whole model run with the block
     replaced by its fitted map (in place), or dropped with the map folded into the previous
@@ -226,8 +227,9 @@ def test_closed_form_on_a_decoder_runs_only_the_layers_after_the_candidate_and_g
     trace = trace_model(model, tiny.tokens[:1])
     layer = find_feature_layer(model, trace)
     config = ScoringConfig(protocol="closed-form", iterations=1, eval_examples=6, eval_batch_size=4,
-                           linear_map=linear_map)
+                           linear_map=linear_map, fit_scale=fit_scale)
     scorer = Scorer(model, tiny, trace, None, layer, config)
+    per_channel = fit_scale == "token"
     calls = []
     for name in trace.candidates():
         model.get_submodule(name).register_forward_pre_hook(lambda m, a, n=name: calls.append(n))
@@ -240,12 +242,13 @@ def test_closed_form_on_a_decoder_runs_only_the_layers_after_the_candidate_and_g
     stats = scorer._teacher_pass.statistics
     if linear_map == "in-place":
         assert before is None and set(calls) == {layers[3]}  # the layers before the block were skipped
-        weight = stats.fit(block, True, config.ridge)
+        weight = stats.fit(block, True, config.ridge, per_channel)
         replace_module_(reference, block, LinearStandIn(weight, removal_for(model, block).structure))
     else:
         assert before is None and set(calls) == {layers[1], layers[3]}  # from the layer the patch is folded into
         drop_module_(reference, block)
-        fold_(reference.get_submodule(f"{layers[1]}.mlp.down_proj"), stats.fit(patch_key(block), True, config.ridge))
+        fold_(reference.get_submodule(f"{layers[1]}.mlp.down_proj"),
+              stats.fit(patch_key(block), True, config.ridge, per_channel))
     with torch.no_grad():
         out = forward_features(reference, tiny.tokens[:6], layer)
         target = forward_features(model, tiny.tokens[:6], layer)

@@ -9,7 +9,7 @@ from ..latency import BACKENDS, DTYPES, LatencyConfig
 from ..latency.config import METRICS
 from ..recovery import RECOVERY_METHODS, SCOPES, RecoveryConfig
 from ..pipeline import REPAIRS, CompressConfig
-from ..scoring import LINEAR_MAPS, PROTOCOLS, ScoringConfig
+from ..scoring import FIT_SCALES, LINEAR_MAPS, PROTOCOLS, ScoringConfig
 from ..selection import parse_target
 from ..synthesis import SynthesisConfig
 from ..tracing import GRANULARITIES, LAYER
@@ -210,6 +210,10 @@ def add_scoring_args(p) -> None:
                    help="closed-form scoring: the fitted map in the dropped block's place (in-place) or folded into "
                         "the layer before it (folded, the linear-patch repair); auto (default): folded for token "
                         "models when the repair is linear-patch, in place otherwise")
+    g.add_argument("--fit-scale", choices=FIT_SCALES, default=d.fit_scale,
+                   help="closed-form fits and the linear patch: global (plain least squares) or token (each token's "
+                        "error relative to its RMS, the ridge per input channel: an LLM's few huge channels do not "
+                        "set the fit); auto (default): token for token models, global otherwise")
     g.add_argument("--score-before", action="store_true",
                    help="closed-form: also measure each block's MSE when dropped outright (one more pass per block)")
     add_score_autocast_arg(g, "none")

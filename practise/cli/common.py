@@ -69,6 +69,7 @@ def scoring_config(a) -> ScoringConfig:
                          eval_examples=getattr(a, "score_eval_examples", None),
                          closed_form_before=getattr(a, "score_before", False),
                          linear_map=getattr(a, "score_linear_map", ScoringConfig.linear_map),
+                         fit_scale=getattr(a, "fit_scale", ScoringConfig.fit_scale),
                          autocast=resolve_autocast(getattr(a, "score_autocast", "none"), a.device))
 
 
