@@ -69,17 +69,6 @@ def _trimmed(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return x, mask
 
 
-@torch.no_grad()
-def calibration_loss(model: nn.Module, teacher_outputs: list[torch.Tensor] | None, data: torch.Tensor,
-                     batches: list[torch.Tensor], causal: bool) -> float:
-    """Perplexity's log (causal LMs) or the output MSE against ``teacher_outputs``, over ``data``."""
-    loss = _Loss(causal)
-    for i, rows in enumerate(batches):
-        x, mask = _trimmed(model, data[rows])
-        loss.add(logits(model, x), x, mask, None if causal else teacher_outputs[i])
-    return loss.value
-
-
 def rank_sleb(inputs: RankingInputs) -> list[str]:
     model, data = need(inputs, "model", "sleb"), need(inputs, "images", "sleb")
     causal = is_causal_lm(unwrap(model))
