@@ -4,7 +4,8 @@ against the full model (paired, interleaved repeats; batch 1 x 128 tokens, decod
 with the KV cache at 128). Answers whether attention sub-layers alone can reach the LLM
 comparison's 15% / 30% targets here, and what dropping them saves in KV-cache memory.
 
-    python benchmarks/llm_attention_only.py
+    python benchmarks/llm_attention_only.py             # latency
+    python benchmarks/llm_attention_only.py --quality   # perplexity with 15 of them dropped
 """
 from __future__ import annotations
 
@@ -52,5 +53,37 @@ def main() -> None:
                                                         "provenance": provenance()}, indent=1))
 
 
+
+
+def quality(count: int = 15, seed: int = 0) -> None:
+    """Held-out perplexity with the ``count`` attention sub-layers of lowest closed-form R_b
+    dropped (64 calibration docstrings of ``seed``; no repair: the linear patch repairs whole
+    layers), beside the LLM comparison's whole-layer rows; appended to results.json."""
+    import time
+
+    from llm_comparison import OUT as COMPARISON, Bench
+    from practise.scoring import Scorer, ScoringConfig, recoverabilities
+    from practise.surgery import drop_blocks
+
+    bench = Bench(COMPARISON, 128, 128)
+    info = inspect_model(bench.model, (2, 128), granularity="sublayer")
+    attention = [b.name for b in info.blocks if b.name.endswith("self_attn")]
+    tiny = bench.tiny(64, seed)
+    began = time.perf_counter()
+    scorer = Scorer(bench.model, tiny, info.trace, info.chain, info.feature_layer,
+                    ScoringConfig(protocol="closed-form", eval_examples=64, eval_batch_size=32))
+    done = recoverabilities(scorer, attention)
+    order = sorted(attention, key=lambda b: (done[b].recoverability, b))
+    seconds = time.perf_counter() - began
+    evaluation = bench.evaluate(drop_blocks(bench.model, order[:count]))
+    path = OUT / "results.json"
+    results = json.loads(path.read_text())
+    results[f"quality/{count}/{seed}"] = {"dropped": order[:count], "ranking_seconds": seconds, **evaluation,
+                                          "provenance": provenance()}
+    atomic_write_text(path, json.dumps(results, indent=1))
+    print(count, seed, {k: round(v["perplexity"], 1) for k, v in evaluation.items()}, flush=True)
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    quality() if sys.argv[1:] == ["--quality"] else main()
