@@ -102,7 +102,8 @@ class LinearStatistics:
         """W with Y ~ X W, shrunk towards the prior (identity or zero) by ``ridge`` times the
         mean input energy per channel; ``ridge`` None: the value of RIDGE_GRID with the least
         error on one fold when fitted on the other (both ways), so that a small tiny set gets
-        a strong pull towards the prior and a large one a weak pull."""
+        a strong pull towards the prior and a large one a weak pull. ``per_channel``: the pull
+        relative to each input channel's own energy instead (see _ridge_fits)."""
         if ridge is None:
             ridge = self._cross_validated_ridge(name, identity_prior, per_channel)
         self.chosen_ridge[name] = ridge
