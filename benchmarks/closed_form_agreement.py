@@ -7,13 +7,15 @@ SGD protocol (the paper's adaptors, lr 0.02; 100 and 300 iterations for the ViT,
 autocast for MiniLM, whose SGD passes are the slowest here); the Spearman correlation over all
 candidates with the longest SGD run and the wall time of each are recorded (resnet56 is measured against the authors' 1000-iteration
 protocol by ``scoring_speed.py --protocol closed-form``). Finished protocols are kept in
-``--out``/scores-*.json and not recomputed.
+``--out``/scores-*.json and not recomputed while their fingerprint (weights, examples,
+resolved scoring settings) is unchanged.
 
     python benchmarks/closed_form_agreement.py      # writes benchmarks/results/closed_form/
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -28,7 +30,7 @@ from practise.data.transforms import TransformConfig, Transforms
 from practise.files import atomic_write_text
 from practise.machine import describe, machine_info
 from practise.pipeline import inspect_model
-from practise.scoring import Scorer, ScoringConfig, recoverabilities
+from practise.scoring import Scorer, ScoringConfig, recoverabilities, scoring_fingerprint
 from practise.seeding import seed_everything
 
 OUT = ROOT / "benchmarks" / "results" / "closed_form"
@@ -64,15 +66,18 @@ def score_case(name: str, teacher, tiny, seed: int, out: Path) -> dict:
     results = {}
     for label, settings in PROTOCOLS[name].items():
         path = out / f"scores-{name}-{label}.json"
-        if path.is_file():
-            results[label] = json.loads(path.read_text())
-            continue
         config = ScoringConfig(seed=seed, **{"iterations": 1, **settings})
         began = time.perf_counter()
         scorer = Scorer(teacher, tiny, info.trace, info.chain, info.feature_layer, config)
+        # reused only when scored with these weights, examples and (resolved) settings
+        key = scoring_fingerprint(teacher, tiny, scorer.config, info.feature_layer)
+        if path.is_file() and json.loads(path.read_text()).get("fingerprint") == key:
+            results[label] = json.loads(path.read_text())
+            continue
         done = recoverabilities(scorer, names)
         results[label] = {"seconds": time.perf_counter() - began, "machine": describe(machine_info()),
-                          "recoverability": {b: done[b].recoverability for b in names}}
+                          "recoverability": {b: done[b].recoverability for b in names}, "fingerprint": key,
+                          "settings": dataclasses.asdict(scorer.config)}
         atomic_write_text(path, json.dumps(results[label], indent=1))
     reference_label = list(PROTOCOLS[name])[-1]
     reference = [results[reference_label]["recoverability"][b] for b in names]

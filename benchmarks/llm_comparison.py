@@ -65,6 +65,7 @@ def corpora(held_out: int) -> dict[str, list[str]]:
 class Bench:
     def __init__(self, out: Path, held_out: int, max_length: int):
         from practise.pipeline import inspect_model
+        from practise.scoring import ScoringConfig, resolve_protocol
         from practise.text import build_text_tiny_set, load_hf
 
         self.out = out
@@ -83,7 +84,6 @@ class Bench:
         self.cells_path = out / "cells.json"
         self.cells = json.loads(self.cells_path.read_text()) if self.cells_path.is_file() else {}
         self._build_tiny = build_text_tiny_set
-        from practise.scoring import ScoringConfig, resolve_protocol
         # the patch fits errors the way compress does by default for this model (token-scaled)
         self.fit_scale = resolve_protocol(ScoringConfig(), self.model).fit_scale
 

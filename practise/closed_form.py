@@ -84,8 +84,9 @@ class LinearStatistics:
         for fold in range(2):  # examples 0, 2, 4, ... and 1, 3, 5, ... of the batch
             rows = slice(fold, None, 2)
             xs, ys = _samples(x[rows].detach()).float(), _samples(y[rows].detach()).float()
-            if scale is not None:
-                weight = 1 / _samples(scale[rows].detach().unsqueeze(1 if scale.dim() == 3 else -1)).float().clamp(min=1e-6)
+            if scale is not None:  # one value per sample, laid out as x's samples are
+                per_sample = scale[rows].detach().unsqueeze(1 if x.dim() == 4 else -1)
+                weight = 1 / _samples(per_sample).float().clamp(min=1e-6)
                 xs, ys = xs * weight, ys * weight
             if mask is not None and x.dim() == 3 and mask.shape == x.shape[:2]:
                 keep = mask[rows].reshape(-1).bool()

@@ -124,9 +124,9 @@ def _patch_line(run: dict) -> str:
     blocks = ", ".join(f"`{b}`" for b in run["run"])
     if not run["linear"]:
         return f"{blocks} not patched ({run['reason']})"
-    ridge = f" (ridge {run['ridge']:g}" + (f", {run['fit_scale']}-scaled fit" if run.get("fit_scale") else "") + ")" \
-        if run.get("ridge") is not None else ""
-    return f"{blocks} folded into `{run['linear']}`{ridge}"
+    how = ([f"ridge {run['ridge']:g}"] if run.get("ridge") is not None else []) + \
+        ([f"{run['fit_scale']}-scaled fit"] if run.get("fit_scale") else [])
+    return f"{blocks} folded into `{run['linear']}`" + (f" ({', '.join(how)})" if how else "")
 
 
 def _interval(interval: list[float] | None, prefix: str = "") -> str:

@@ -100,7 +100,7 @@ class ScoringConfig:
     # is the linear patch by default), in place otherwise
     linear_map: str = AUTO
     # "closed-form" and the linear patch: a name in FIT_SCALES; auto: token for token models
-    # (benchmarks/results/llm_comparison: a 12-layer span's patch 3,766 -> 278 held-out
+    # (benchmarks/results/patch_fit_scale: a 12-layer span's patch 3,766 -> 278 held-out
     # perplexity on SmolLM2), global otherwise (what image-model scores were measured with)
     fit_scale: str = AUTO
 
@@ -277,11 +277,11 @@ class Scorer:
                 after = self._mse_with(block, dropped)
             else:
                 unit, linear = site
-                transform = gathered.statistics.fit(patch_key(block), True, self.config.ridge, self._per_channel)
+                transform = gathered.statistics.fit(patch_key(block), True, self.config.ridge, self._token_scaled)
                 after = self._mse_with(block, dropped, start=unit, fold=(linear, transform.to(self.device)))
         else:
             removal = removal_for(self.teacher, block)
-            weight = gathered.statistics.fit(block, removal.how == IDENTITY, self.config.ridge, self._per_channel)
+            weight = gathered.statistics.fit(block, removal.how == IDENTITY, self.config.ridge, self._token_scaled)
             after = self._mse_with(block, LinearStandIn(weight.to(self.device), removal.structure))
         before = self._mse_with(block, dropped) if self.config.closed_form_before else None
         return (after if math.isfinite(after) else math.inf), before, CLOSED_FORM
@@ -295,7 +295,7 @@ class Scorer:
                 self._teacher_pass = teacher_pass(self.teacher, self.feature_layer, fitted, entries, self.eval_images,
                                                   self.masks, self.config.eval_batch_size, self.eval_count,
                                                   {b: linear for b, (_, linear) in self._patch_sites.items()},
-                                                  relative=self._per_channel)
+                                                  relative=self._token_scaled)
             self._targets = self._targets if self._targets is not None else self._teacher_pass.targets
             self._bench = copy.deepcopy(self.teacher)
             cached = self._teacher_pass.entry_inputs
@@ -309,7 +309,7 @@ class Scorer:
         return self._teacher_pass
 
     @property
-    def _per_channel(self) -> bool:
+    def _token_scaled(self) -> bool:
         """Token-scaled fits (FIT_SCALES): relative errors and a per-channel ridge go together."""
         return self.config.fit_scale == TOKEN_SCALE
 
