@@ -18,6 +18,10 @@ time per token beside it, and reported). Criteria:
   with a per-channel ridge (``--fit-scale token``, the default for token models; the earlier
   run with plain least squares is kept in results/llm_comparison_global_fit);
 - practise-in-place: closed-form recoverability with the map standing in for the layer;
+- practise-iterative: practise-folded, re-scored after each drop on the copy with the dropped
+  layers patched (practise/iterative.py), greedy to the deepest target, each step re-scoring
+  the shortlist compress uses by default (the 8 best of the last step and the neighbours of
+  the dropped runs); practise-iterative-full re-scores every candidate at every step;
 - cosine (ShortGPT's block influence), sleb (greedy, calibration perplexity), angular (Gromov
   et al.'s contiguous span), last, random.
 
@@ -45,7 +49,9 @@ from llm_walkthrough import docstrings
 from text_data import debian_descriptions
 
 OUT = ROOT / "benchmarks" / "results" / "llm_comparison"
-CRITERIA = ["practise-folded", "practise-in-place", "cosine", "sleb", "angular", "last", "random"]
+CRITERIA = ["practise-folded", "practise-in-place", "practise-iterative", "practise-iterative-full",
+            "cosine", "sleb", "angular", "last", "random"]
+GREEDY = ("sleb", "practise-iterative", "practise-iterative-full")  # orders nested: ranked once, as deep as the deepest target
 REPAIRS = ["none", "linear-patch", "patch+mimic"]
 # patch+mimic: the linear patch, then practise's feature mimicking at the walk-through's CPU budget
 # (50 steps of 16 sequences, only the layers next to each dropped run train, bf16 where it pays)
@@ -129,16 +135,25 @@ class Bench:
     def ranking(self, criterion: str, tiny, size: int, seed: int, layers: int) -> tuple[list[str], float]:
         """The criterion's order (its first ``layers`` are dropped) and its wall time."""
         from practise.criteria import RankingInputs, rank_blocks
-        from practise.scoring import Scorer, ScoringConfig, recoverabilities
+        from practise.iterative import Rescorer
+        from practise.pipeline import CompressConfig
+        from practise.scoring import Scorer, ScoringConfig, practise_score, recoverabilities
 
         began = time.perf_counter()
         r_b = {n: 1 / len(self.names) for n in self.names}  # identical layers: equal savings
         if criterion.startswith("practise"):
+            iterative = criterion.startswith("practise-iterative")
             config = ScoringConfig(protocol="closed-form", eval_examples=min(64, size), eval_batch_size=32,
-                                   linear_map=criterion.split("-", 1)[1])
+                                   linear_map="folded" if iterative else criterion.split("-", 1)[1])
             scorer = Scorer(self.model, tiny, self.info.trace, self.info.chain, self.info.feature_layer, config)
             done = recoverabilities(scorer, self.names)
             order = sorted(self.names, key=lambda b: (done[b].recoverability, b))
+            if iterative:  # greedy from the one-shot scores, re-scored on the pruned, patched copy
+                scores = {b: practise_score(done[b].recoverability, r_b[b]) for b in self.names}
+                shortlist = None if criterion.endswith("-full") else CompressConfig.rescore_shortlist
+                rescore = Rescorer(scorer, r_b, shortlist=shortlist, first_scores=scores)
+                order = rank_blocks("practise-iterative", RankingInputs(self.names, r_b, scores=scores,
+                                                                        rescore=rescore, num_blocks=layers))
         else:
             order = rank_blocks(criterion, RankingInputs(self.names, r_b, seed=seed, model=self.model,
                                                          images=tiny.tokens, batch_size=32, num_blocks=layers))
@@ -170,7 +185,7 @@ class Bench:
         tiny = self.tiny(size, seed)
         ranking_key = f"ranking/{size}/{seed}/{criterion}" + (f"/{layers}" if criterion == "angular" else "")
         if ranking_key not in self.cells:
-            order, seconds = self.ranking(criterion, tiny, size, seed, most if criterion == "sleb" else layers)
+            order, seconds = self.ranking(criterion, tiny, size, seed, most if criterion in GREEDY else layers)
             self.cells[ranking_key] = {"order": order, "seconds": seconds}
             self.save()
         order = self.cells[ranking_key]["order"]

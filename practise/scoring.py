@@ -42,7 +42,7 @@ from .modes import eval_mode, flush_denormals, on_device
 from .precision import autocast, check_autocast
 from .optim import batch_indices, check_sgd_settings, set_lr_, step_lr
 from .progress import Progress, silent
-from .surgery import drop_module_, replace_module_, stand_in
+from .surgery import copy_plain_attributes_, drop_module_, replace_module_, stand_in
 from .call_structure import IDENTITY, removal_for
 from .closed_form import GLOBAL_SCALE, TOKEN_SCALE, LinearStandIn, TeacherPass, patch_key, teacher_pass
 from .linear_patch import find_fold_sites, fold_
@@ -124,6 +124,24 @@ class ScoringConfig:
 
 
 @dataclass
+class ClosedFormRepair:
+    """A dropped block's closed-form stand-in: ``replacement`` in its place, and a linear
+    patch ``fold`` = (linear layer, map) folded into the kept unit ``start`` before it (None:
+    the map stands in place, or there is nowhere to fold)."""
+
+    replacement: nn.Module
+    start: str | None = None
+    fold: tuple[str, torch.Tensor] | None = None
+
+    def apply_(self, model: nn.Module, block: str) -> None:
+        """Make the repair permanent in ``model``."""
+        copy_plain_attributes_(model.get_submodule(block), self.replacement)
+        replace_module_(model, block, self.replacement)
+        if self.fold is not None:
+            fold_(model.get_submodule(self.fold[0]), self.fold[1])
+
+
+@dataclass
 class BlockScore:
     block: str
     recoverability: float       # feature MSE after adaptor training (R_b)
@@ -196,7 +214,12 @@ class Scorer:
     """Scores blocks of one teacher on one tiny set; holds the caches shared by blocks."""
 
     def __init__(self, teacher: nn.Module, tiny_set: TinySetProtocol, trace: ModelTrace, chain: list[str] | None,
-                 feature_layer: str, config: ScoringConfig, device: torch.device | str = "cpu"):
+                 feature_layer: str, config: ScoringConfig, device: torch.device | str = "cpu",
+                 targets: torch.Tensor | None = None, dropped: list[str] | tuple[str, ...] = ()):
+        """``targets``: the features R_b is measured against (default: ``teacher``'s own);
+        ``dropped``: units of ``trace`` already replaced in ``teacher`` (iterative selection
+        scores a partly pruned network against the original teacher's features; a linear
+        patch then folds into the kept unit before a run of them)."""
         self.teacher = teacher = on_device(teacher, device)  # the caller's teacher stays where it is
         self.device = torch.device(device)
         self.tiny_set, self.trace, self.chain = tiny_set, trace, chain
@@ -205,7 +228,9 @@ class Scorer:
         self.eval_images = as_format(tiny_set.eval_tensor().to(self.device), self.memory_format)
         # the examples R_b is measured on: the first eval_examples (all by default)
         self.eval_count = min(self.config.eval_examples or len(self.eval_images), len(self.eval_images))
-        self._targets: torch.Tensor | None = None  # the teacher's features; closed-form gathers them itself
+        # the features R_b is measured against (default the teacher's; closed-form gathers them itself)
+        self._targets: torch.Tensor | None = targets
+        self.dropped = list(dropped)
         # real-token weights of each tiny-set example (None for images): padding is not mimicked
         self.masks = token_mask(teacher, self.eval_images)
         self._prefix_cache: tuple[int, torch.Tensor] | None = None
@@ -267,24 +292,27 @@ class Scorer:
         """R_b with ``block`` replaced by its least-squares linear map (closed_form.py), in
         place of the block or folded into the unit before it (``linear_map``); only the network
         after that point runs for each candidate (a feature chain, or prefix_skip.py)."""
+        repair = self.closed_form_repair(block)
+        after = self._mse_with(block, repair.replacement, start=repair.start, fold=repair.fold)
+        before = self._mse_with(block, stand_in(self.teacher, block)) if self.config.closed_form_before else None
+        return (after if math.isfinite(after) else math.inf), before, CLOSED_FORM
+
+    def closed_form_repair(self, block: str) -> "ClosedFormRepair":
+        """What stands for ``block`` when it is dropped and repaired in closed form (fitted on
+        this scorer's model as it is)."""
         gathered = self._gather_closed_form()
         if block not in gathered.statistics.xtx:
             raise RuntimeError(f"{block}: no input/output of the same shape was recorded for the closed-form fit")
-        dropped = stand_in(self.teacher, block)
         if self.config.linear_map == FOLDED:
             site = self._patch_sites.get(block)
             if site is None:  # nothing before it to fold into: the block is dropped outright, as the repair will
-                after = self._mse_with(block, dropped)
-            else:
-                unit, linear = site
-                transform = gathered.statistics.fit(patch_key(block), True, self.config.ridge, self._token_scaled)
-                after = self._mse_with(block, dropped, start=unit, fold=(linear, transform.to(self.device)))
-        else:
-            removal = removal_for(self.teacher, block)
-            weight = gathered.statistics.fit(block, removal.how == IDENTITY, self.config.ridge, self._token_scaled)
-            after = self._mse_with(block, LinearStandIn(weight.to(self.device), removal.structure))
-        before = self._mse_with(block, dropped) if self.config.closed_form_before else None
-        return (after if math.isfinite(after) else math.inf), before, CLOSED_FORM
+                return ClosedFormRepair(stand_in(self.teacher, block))
+            unit, linear = site
+            transform = gathered.statistics.fit(patch_key(block), True, self.config.ridge, self._token_scaled)
+            return ClosedFormRepair(stand_in(self.teacher, block), unit, (linear, transform.to(self.device)))
+        removal = removal_for(self.teacher, block)
+        weight = gathered.statistics.fit(block, removal.how == IDENTITY, self.config.ridge, self._token_scaled)
+        return ClosedFormRepair(LinearStandIn(weight.to(self.device), removal.structure))
 
     def _gather_closed_form(self) -> TeacherPass:
         if self._teacher_pass is None:  # every unit and branch at once: one teacher pass for all blocks
@@ -299,13 +327,13 @@ class Scorer:
             self._targets = self._targets if self._targets is not None else self._teacher_pass.targets
             self._bench = copy.deepcopy(self.teacher)
             cached = self._teacher_pass.entry_inputs
-            if cached:  # checked once, on the deepest entry (the most layers skipped)
+            if cached:  # checked once, on the deepest entry (the most layers skipped), against the model's own pass
                 deepest = max(cached, key=self.trace.call_order.index)
                 with eval_mode(self._bench):
                     self._skip_works = reproduces_teacher(
                         PrefixSkip.for_trace(self._bench, self.trace, deepest, cached[deepest]),
-                        lambda x: forward_features(self._bench, x, self.feature_layer), self.eval_images, self.targets,
-                        self.masks)
+                        lambda x: forward_features(self._bench, x, self.feature_layer), self.eval_images,
+                        self._teacher_pass.targets, self.masks)
         return self._teacher_pass
 
     @property
@@ -314,12 +342,14 @@ class Scorer:
         return self.config.fit_scale == TOKEN_SCALE
 
     def _find_patch_sites(self) -> dict[str, tuple[str, str]]:
-        """block -> (the layer-level unit right before it, the linear layer inside that unit a
-        linear patch folds into), where there is one (linear_patch.find_fold_sites)."""
-        units = self.trace.candidates()
+        """block -> (the kept layer-level unit before it, past any dropped ones, and the linear
+        layer inside that unit a linear patch folds into), where there is one
+        (linear_patch.find_fold_sites)."""
+        gone = set(self.dropped)
+        kept = [u for u in self.trace.candidates() if u not in gone]
         with eval_mode(self.teacher):
-            sites = find_fold_sites(self.teacher, units, self.eval_images[:2].clone())
-        return {b: (p, sites[p]) for p, b in zip(units, units[1:]) if p in sites}
+            sites = find_fold_sites(self.teacher, kept, self.eval_images[:2].clone())
+        return {b: (p, sites[p]) for p, b in zip(kept, kept[1:]) if p in sites}
 
     def _mse_with(self, block: str, replacement: nn.Module, start: str | None = None,
                   fold: tuple[str, torch.Tensor] | None = None) -> float:

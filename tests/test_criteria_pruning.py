@@ -31,7 +31,8 @@ def test_practise_criterion_sorts_by_score_and_needs_scores():
         rank_blocks("practise", RankingInputs(["a"], {"a": 0.1}))
     with pytest.raises(ValueError, match="unknown criterion 'nope'.*random"):
         rank_blocks("nope", inputs)
-    assert set(CRITERIA) == {"practise", "random", "latency", "cosine", "last", "sleb", "angular"}
+    assert set(CRITERIA) == {"practise", "random", "latency", "cosine", "last", "sleb", "angular",
+                             "practise-iterative"}
 
 
 def test_cosine_ranks_a_block_with_a_silenced_branch_first():

@@ -248,6 +248,23 @@ def add_criterion_arg(p) -> None:
     p.add_argument("--criterion", default="practise", choices=CRITERIA.names(),
                    help="block ranking: " + "; ".join(f"{n}: {c.description}" for n, c in CRITERIA.items())
                         + " (default practise; the others skip recoverability scoring)")
+    p.add_argument("--rescore-shortlist", type=optional_count, default=CompressConfig.rescore_shortlist,
+                   help="criteria that re-score after each drop (practise-iterative): blocks re-scored per step, "
+                        "the best of the last step plus the neighbours of the dropped ones (default "
+                        f"{CompressConfig.rescore_shortlist}; 'all': every candidate, slower)")
+
+
+def optional_count(text: str) -> int | None:
+    """A positive integer, or 'all' (None)."""
+    if text == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
+    return value
 
 
 def add_recovery_args(p) -> None:

@@ -91,6 +91,7 @@ def compress_config(a) -> CompressConfig:
         target_latency=a.target_latency, num_blocks=a.num_blocks, include=csv(a.include), exclude=csv(a.exclude),
         feature_layer=a.feature_layer, granularity=getattr(a, "granularity", "layer"), criterion=a.criterion, device=a.device, seed=a.seed,
         repair=getattr(a, "repair", CompressConfig.repair),
+        rescore_shortlist=getattr(a, "rescore_shortlist", CompressConfig.rescore_shortlist),
         scoring=scoring_config(a), latency=latency_config(a), recovery=recovery_config(a))
 
 

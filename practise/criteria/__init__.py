@@ -10,6 +10,7 @@ A new criterion is one file with a ``RankingInputs -> list[str]`` function plus 
 * ``last``: the deepest candidates first.
 * ``sleb``: greedy elimination, re-scoring the rest after each removal (SLEB).
 * ``angular``: the contiguous span of least angular distance (Gromov et al.; ReplaceMe).
+* ``practise-iterative``: PRACTISE's score, re-measured on the pruned network after each drop.
 """
 from .base import CRITERIA, Criterion, RankingInputs, rank_blocks, register_criterion
 from .cosine import cosine_dissimilarity, rank_cosine
@@ -19,6 +20,7 @@ from .practise_score import rank_practise
 from .random_order import rank_random
 from .sleb import rank_sleb
 from .angular_span import rank_angular_span
+from .practise_iterative import rank_practise_iterative
 
 register_criterion("practise", Criterion(rank_practise, needs_scores=True,
                                          description="recoverability / latency saving, lowest first (the paper)"))
@@ -33,5 +35,10 @@ register_criterion("sleb", Criterion(rank_sleb, needs_images=True,
 register_criterion("angular", Criterion(rank_angular_span, needs_images=True,
                                         description="the contiguous span whose input and output are closest in angle "
                                                     "(Gromov et al.)"))
+
+register_criterion("practise-iterative", Criterion(
+    rank_practise_iterative, needs_scores=True, needs_rescoring=True,
+    description="PRACTISE's score, re-measured after each drop on the network with the dropped blocks repaired "
+                "in closed form (greedy)"))
 
 __all__ = ["CRITERIA", "Criterion", "RankingInputs", "rank_blocks", "register_criterion", "cosine_dissimilarity"]

@@ -30,6 +30,9 @@ class RankingInputs:
     # how many blocks go (a contiguous span, greedy elimination's number of steps)
     target_latency: float | None = None
     num_blocks: int | None = None
+    # (removed, left) -> the PRACTISE score of each block left, measured on the network with
+    # ``removed`` dropped and repaired (criteria that re-score after each drop; iterative.py)
+    rescore: Callable[[list[str], list[str]], dict[str, float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Criterion:
     rank: Callable[[RankingInputs], list[str]]
     needs_scores: bool = False   # True: recoverability must be scored first (the expensive step)
     needs_images: bool = False   # True: ranks from the teacher's activations on the tiny set
+    needs_rescoring: bool = False  # True: re-scores recoverability after each drop (closed-form scoring)
     description: str = ""
 
 
@@ -77,6 +81,16 @@ def blocks_for_target(inputs: RankingInputs, largest_first: bool) -> int | None:
         if total >= inputs.target_latency:
             return count
     return len(savings)
+
+
+RESERVE = 1  # greedy steps past the predicted count: the measured saving may fall short of the sum
+
+
+def greedy_steps(inputs: RankingInputs) -> int:
+    """How many blocks a greedy criterion removes one at a time: the most the selection may
+    need (smallest savings first), plus the reserve; all of them when no count or target is given."""
+    needed = blocks_for_target(inputs, largest_first=False)
+    return len(inputs.names) if needed is None else min(len(inputs.names), needed + RESERVE)
 
 
 def rank_blocks(criterion: str, inputs: RankingInputs) -> list[str]:

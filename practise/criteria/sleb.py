@@ -33,10 +33,9 @@ from ..modes import eval_mode
 from ..prefix_skip import PrefixSkip
 from ..text.decode import is_causal_lm
 from ..text.model import unwrap
-from .base import RankingInputs, blocks_for_target, need
+from .base import RankingInputs, greedy_steps, need
 
 log = logging.getLogger(__name__)
-RESERVE = 1  # greedy steps past the predicted count: the measured saving may fall short of the sum
 
 
 class _Loss:
@@ -73,7 +72,7 @@ def rank_sleb(inputs: RankingInputs) -> list[str]:
     model, data = need(inputs, "model", "sleb"), need(inputs, "images", "sleb")
     causal = is_causal_lm(unwrap(model))
     batches = batches_by_length(token_mask(model, data), data.shape[0], inputs.batch_size)
-    steps = _greedy_steps(inputs)
+    steps = greedy_steps(inputs)
     with eval_mode(model):
         reference = None if causal else [logits(model, _trimmed(model, data[rows])[0]).float() for rows in batches]
         elimination = _Elimination(model, list(inputs.names), data, batches, reference, causal)
@@ -160,10 +159,3 @@ def _call_order(model: nn.Module, names: list[str], x: torch.Tensor) -> list[str
     with torch.no_grad():
         called = _inputs_entering(model, names, x)
     return list(called)
-
-
-def _greedy_steps(inputs: RankingInputs) -> int:
-    """How many blocks to remove greedily: the most the selection may need (smallest savings
-    first), plus the reserve; all of them when no count or target is given."""
-    needed = blocks_for_target(inputs, largest_first=False)
-    return len(inputs.names) if needed is None else min(len(inputs.names), needed + RESERVE)
