@@ -50,9 +50,14 @@ def ranking_seconds(cells: dict, size: int, seed: int, criterion: str, layers: i
     return cells.get(key, cells.get(f"{key}/{layers}", {"seconds": math.nan}))["seconds"]
 
 
+# the PRACTISE variants judged, each against the other criteria (not against each other)
+OURS = ("practise-folded", "practise-iterative")
+
+
 def verdicts(table: dict) -> list[str]:
     """Per (size, target, corpus): with each repair, the criterion of lowest mean perplexity and
-    whether practise-folded was lowest in every seed; then each criterion at its best repair."""
+    whether each PRACTISE variant (OURS) was lowest in every seed; then each criterion at its
+    best repair."""
     lines = []
     groups = defaultdict(dict)
     for (size, target, criterion, repair), seeds in table.items():
@@ -73,14 +78,17 @@ def verdicts(table: dict) -> list[str]:
                 else:
                     by_criterion = {c: _perplexities(seeds, corpus) for (c, r), seeds in methods.items() if r == repair}
                     label = f"repair {repair}"
-                lines.append(_verdict(size, target, corpus, label, by_criterion))
+                for ours in [o for o in OURS if o in by_criterion]:
+                    others = {c: p for c, p in by_criterion.items() if c == ours or not c.startswith("practise")}
+                    lines.append(_verdict(size, target, corpus, label, others, ours))
     return lines
 
 
-def _verdict(size: int, target: str, corpus: str, label: str, by_criterion: dict[str, dict[int, float]]) -> str:
-    # compared on the seeds practise-folded ran (else the most any criterion ran); criteria run on
-    # fewer seeds are named, not compared
-    reference = by_criterion.get("practise-folded") or max(by_criterion.values(), key=len)
+def _verdict(size: int, target: str, corpus: str, label: str, by_criterion: dict[str, dict[int, float]],
+             ours_name: str = "practise-folded") -> str:
+    # compared on the seeds ours ran (else the most any criterion ran); criteria run on fewer
+    # seeds are named, not compared
+    reference = by_criterion.get(ours_name) or max(by_criterion.values(), key=len)
     seeds = sorted(reference)
     fewer = sorted(c for c, p in by_criterion.items() if not set(seeds) <= set(p))
     by_criterion = {c: p for c, p in by_criterion.items() if c not in fewer}
@@ -88,17 +96,17 @@ def _verdict(size: int, target: str, corpus: str, label: str, by_criterion: dict
         return f"- {size} sequences, {100 * float(target):.0f}% target, {corpus}, {label}: nothing to compare"
     means = {c: statistics.mean(p[seed] for seed in seeds) for c, p in by_criterion.items()}
     best = min(means, key=means.get)
-    ours = means.get("practise-folded")
-    won = [seed for seed in seeds if min(by_criterion, key=lambda c: by_criterion[c][seed]) == "practise-folded"]
+    ours = means.get(ours_name)
+    won = [seed for seed in seeds if min(by_criterion, key=lambda c: by_criterion[c][seed]) == ours_name]
     if ours is None:
         gap = ""
-    elif best == "practise-folded":
+    elif best == ours_name:
         runner = min((c for c in means if c != best), key=means.get, default=None)
         gap = f" ({100 * (ours / means[runner] - 1):+.1f}% vs `{runner}`)" if runner else ""
     else:
-        gap = f"; practise-folded {ours:,.1f} ({100 * (ours / means[best] - 1):+.1f}%)"
+        gap = f"; {ours_name} {ours:,.1f} ({100 * (ours / means[best] - 1):+.1f}%)"
     return (f"- {size} sequences, {100 * float(target):.0f}% target, {corpus}, {label}: lowest mean perplexity "
-            f"`{best}` {means[best]:,.1f}{gap}; practise-folded lowest in {len(won)} of {len(seeds)} seeds "
+            f"`{best}` {means[best]:,.1f}{gap}; {ours_name} lowest in {len(won)} of {len(seeds)} seeds "
             f"(seeds compared: {', '.join(map(str, seeds))}; criteria compared: {len(by_criterion)}"
             + (f"; run on fewer seeds, not compared: {', '.join(fewer)}" if fewer else "") + ")")
 

@@ -101,3 +101,8 @@ def test_a_shortlist_re_scores_the_best_of_the_last_step_and_the_neighbours_of_d
     assert set(step) == {names[0], names[1], names[4], names[6]}  # 2 best, and 5's neighbours
     full = Rescorer(scorer, r_b)([names[5]], left)
     assert step == pytest.approx({b: full[b] for b in step})
+    shortlisted = Rescorer(scorer, r_b, shortlist=2, first_scores=first)
+    order = rank_blocks("practise-iterative", RankingInputs(names, r_b, scores=first, rescore=shortlisted,
+                                                            num_blocks=3))
+    assert order[0] == names[0] and sorted(order) == names  # the criterion picks among what was re-scored
+    assert all(s["candidates"] < len(names) - len(s["removed"]) for s in shortlisted.steps)
