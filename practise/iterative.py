@@ -10,16 +10,21 @@ scored again on that copy, against the *original* teacher's features. A step cos
 closed-form scoring pass does (one pass of the pruned network for the fits, then the network
 after each candidate), so k steps cost about k one-shot rankings.
 
-``shortlist`` bounds that: each step re-scores only the candidates the previous step ranked
-best (this many) and the kept neighbours of every dropped run (whose scores change most);
-the others are left out of that step. Scores of different steps are never compared (each
-includes the error of what was dropped before it), so leaving a block out never lets a stale,
-lower score win.
+``shortlist`` bounds that. What a block costs at a step is the error it *adds* to the network
+as it stands (its R_b minus the error of the copy, which is the R_b its last drop was chosen
+with), per unit of latency saved, taken to change little with a drop far from the block (the
+blocks next to it are always re-scored). Each step re-scores the ``shortlist`` blocks of lowest added
+cost as last measured (at any earlier step) and the kept neighbours of every dropped run; the
+others keep their last added cost and come back to the shortlist when it is among the lowest.
+The drop is chosen among the re-scored blocks only (scores of different steps are never
+compared). SmolLM2-135M, 64 sequences: re-scoring every candidate at every step took 17.6 min
+to rank 12 of 30 layers (AMD EPYC, 2 cores).
 """
 from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 
 from .errors import UsageError
@@ -44,7 +49,12 @@ class Rescorer:
         if shortlist is not None and shortlist < 1:
             raise UsageError(f"iterative shortlist must be at least 1 (or None: every candidate), got {shortlist}")
         self.base, self.latency_reduction, self.progress = scorer, latency_reduction, progress
-        self.shortlist, self.last = shortlist, dict(first_scores or {})
+        self.shortlist = shortlist
+        # per block, when it was last scored: the error it added per unit of latency saved (the
+        # one-shot score: the teacher's own error is zero), and its R_b
+        self.added = dict(first_scores or {})
+        self.recoverability = {b: s * latency_reduction[b] for b, s in self.added.items() if math.isfinite(s)}
+        self.error = 0.0  # feature error of the copy as it stands
         self.removed: list[str] = []
         self.scorer: Scorer | None = None  # scores the pruned copy as it stands
         self.steps: list[dict] = []        # per re-scoring: what had been removed, how many re-scored, seconds
@@ -60,23 +70,27 @@ class Rescorer:
         self.progress.start(f"re-scoring {len(chosen)} blocks ({len(self.removed)} dropped)", len(chosen))
         scores = {}
         for block in chosen:
-            scores[block] = practise_score(self.scorer.recoverability(block)[0], self.latency_reduction[block])
+            recoverability = self.scorer.recoverability(block)[0]
+            scores[block] = practise_score(recoverability, self.latency_reduction[block])
+            self.recoverability[block] = recoverability
+            self.added[block] = practise_score(recoverability - self.error, self.latency_reduction[block])
             self.progress.advance(1)
         self.progress.end()
         seconds = time.perf_counter() - began
         self.steps.append({"removed": list(self.removed), "candidates": len(chosen), "seconds": seconds})
         log.info("iterative: %d of %d blocks re-scored with %s dropped (%.1f s)", len(chosen), len(left),
                  ", ".join(self.removed), seconds)
-        self.last = scores
         return scores
 
     def _shortlisted(self, left: list[str]) -> list[str]:
-        """The ``shortlist`` best of ``left`` by the last scores, and the kept neighbours of
-        every dropped run, in ``left``'s order (all of ``left`` without a shortlist)."""
-        known = [b for b in left if b in self.last]
-        if self.shortlist is None or len(left) <= self.shortlist or not known:
+        """The ``shortlist`` blocks of ``left`` of lowest added cost when last scored (never
+        scored: first), and the kept neighbours of every dropped run, in ``left``'s order (all
+        of ``left`` without a shortlist)."""
+        if self.shortlist is None or len(left) <= self.shortlist:
             return list(left)
-        best = set(sorted(known, key=lambda b: (self.last[b], b))[:self.shortlist])
+        known = [b for b in left if b in self.added]
+        best = set(sorted(known, key=lambda b: (self.added[b], b))[:self.shortlist])
+        best |= {b for b in left if b not in self.added}  # never scored: scored now
         order = self.base.trace.call_order
         in_order = sorted(set(left) | set(self.removed), key=lambda b: order.index(b) if b in order else len(order))
         near = set(neighbours(in_order, self.removed))
@@ -88,6 +102,8 @@ class Rescorer:
         current.closed_form_repair(block).apply_(current.teacher, block)
         self.removed.append(block)
         self.scorer = self._scorer_for(current.teacher)
+        known = self.recoverability.get(block)  # what the copy now gives (test_iterative checks they agree)
+        self.error = known if known is not None else self.scorer.feature_error()
 
     def _scorer_for(self, model) -> Scorer:
         base = self.base

@@ -415,6 +415,12 @@ class Scorer:
             optimizer.step()
             progress.advance(1)
 
+    def feature_error(self) -> float:
+        """The masked feature MSE of this scorer's model as it is against the targets (zero
+        for the teacher against its own features; a pruned copy's error in iterative selection)."""
+        with eval_mode(self.teacher), flush_denormals():
+            return self._final_mse(lambda x: forward_features(self.teacher, x, self.feature_layer), self.eval_images)
+
     def _final_mse(self, run, inputs: torch.Tensor, skip: PrefixSkip | None = None) -> float:
         """Mean squared error over the evaluated examples (evaluation transform), in batches by
         length with the padding cut (inputs.batches_by_length); ``skip`` (prefix skipping) is

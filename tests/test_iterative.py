@@ -99,6 +99,10 @@ def test_a_shortlist_re_scores_the_best_of_the_last_step_and_the_neighbours_of_d
     left = [n for n in names if n != names[5]]
     step = rescore([names[5]], left)
     assert set(step) == {names[0], names[1], names[4], names[6]}  # 2 best, and 5's neighbours
+    # the copy's error is what layer 5 was scored with; a block not re-scored keeps its added cost
+    assert rescore.error == pytest.approx(first[names[5]] * r_b[names[5]])
+    assert rescore.added[names[2]] == first[names[2]]
+    assert rescore.added[names[0]] == pytest.approx((step[names[0]] * r_b[names[0]] - rescore.error) / r_b[names[0]])
     full = Rescorer(scorer, r_b)([names[5]], left)
     assert step == pytest.approx({b: full[b] for b in step})
     shortlisted = Rescorer(scorer, r_b, shortlist=2, first_scores=first)
