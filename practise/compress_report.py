@@ -122,6 +122,9 @@ class CompressReport:
     world_size: int | None = None      # processes that scored the candidates (torchrun; 1 without)
     saved: dict | None = None          # token models: the folder's form (stock / practise), why, its reload check
     repair: dict | None = None         # the training-free repair before recovery: method, what each run got
+    # criteria that re-score after each drop (iterative.py): per step, the blocks dropped so far,
+    # the scores of the blocks re-scored, and the seconds it took
+    ranking_steps: list | None = None
 
     @property
     def has_accuracy(self) -> bool:

@@ -77,7 +77,8 @@ class Rescorer:
             self.progress.advance(1)
         self.progress.end()
         seconds = time.perf_counter() - began
-        self.steps.append({"removed": list(self.removed), "candidates": len(chosen), "seconds": seconds})
+        self.steps.append({"removed": list(self.removed), "candidates": len(chosen), "seconds": seconds,
+                           "scores": scores})
         log.info("iterative: %d of %d blocks re-scored with %s dropped (%.1f s)", len(chosen), len(left),
                  ", ".join(self.removed), seconds)
         return scores

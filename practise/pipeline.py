@@ -225,8 +225,8 @@ def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConf
     timings["block_latency_s"] = time.perf_counter() - t
     scores = block_scores(done, names, r_b, config.scoring.iterations) if done is not None else []
     t = time.perf_counter()
-    order = rank_blocks(config.criterion, ranking_inputs(config.criterion, names, r_b, scores, teacher, tiny_set,
-                                                         config, scorer, progress))
+    inputs = ranking_inputs(config.criterion, names, r_b, scores, teacher, tiny_set, config, scorer, progress)
+    order = rank_blocks(config.criterion, inputs)
     timings["ranking_s"] = time.perf_counter() - t
     t = time.perf_counter()
     selection = select(timed, sample_shape, order, r_b, config, progress)
@@ -267,6 +267,7 @@ def compress(teacher: nn.Module, tiny_set: TinySetProtocol, config: CompressConf
                           losses, evaluation, block_latency, latency_settings, timings)
     report.evaluation_error, report.decode = evaluation_error, decode
     report.repair = {"method": config.repair, "runs": [asdict(p) for p in patches]} if patches is not None else None
+    report.ranking_steps = inputs.rescore.steps if isinstance(inputs.rescore, Rescorer) else None
     return CompressResult(student, info.blocks, scores, selection, info.feature_layer, report)
 
 

@@ -98,6 +98,8 @@ def to_markdown(report: CompressReport) -> str:
         d = report.decode
         lines += ["", f"Decode latency (greedy, KV cache, prompt {d['prompt_length']} tokens, {d['new_tokens']} new "
                   f"tokens, batch {d['batch']}): {d['teacher_ms']:.2f} -> {d['compressed_ms']:.2f} ms per token."]
+    if report.ranking_steps:
+        lines += ["", _ranking_steps_line(report.ranking_steps)]
     if report.repair:
         lines += ["", f"Repair: `{report.repair['method']}`: " + "; ".join(_patch_line(r) for r in report.repair["runs"])
                   + "."]
@@ -107,6 +109,14 @@ def to_markdown(report: CompressReport) -> str:
               "", "Timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.timings.items())
               + (f", on {describe(report.machine)}" if report.machine else ""), ""]
     return "\n".join(lines + preprocessing_lines(report) + skipped_lines(report))
+
+
+def _ranking_steps_line(steps: list) -> str:
+    """Iterative selection: the table's scores are the first step's; what each later step chose."""
+    after = [f"`{s['removed'][-1]}` ({s['candidates']} blocks, {s['seconds']:.0f} s)" for s in steps]
+    return ("Ranked iteratively (the table's scores are the first step's, on the unpruned teacher; the rank column "
+            "is the greedy order): the blocks left were re-scored on the pruned, repaired copy after dropping, in "
+            "turn, " + ", ".join(after) + ".")
 
 
 def _recoverability_note(scoring: dict) -> str:

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from helpers import tiny_llama, tiny_resnet, tiny_set, token_tiny_set
+from practise.compress_report import CompressReport
 from practise.criteria import RankingInputs, rank_blocks
 from practise.errors import UsageError
 from practise.features import feature_error, forward_features
@@ -10,6 +11,7 @@ from practise.iterative import Rescorer
 from practise.latency import LatencyConfig
 from practise.pipeline import CompressConfig, compress, inspect_model
 from practise.recovery import RecoveryConfig
+from practise.report import to_markdown
 from practise.scoring import Scorer, ScoringConfig, block_scores, recoverabilities
 from practise.surgery import drop_blocks
 
@@ -84,6 +86,10 @@ def test_compress_with_the_iterative_criterion_on_token_and_image_models():
                                                                           criterion="practise-iterative", **FAST))
     assert len(result.selection.blocks) == 2 and result.report.config["scoring"]["protocol"] == "closed-form"
     assert "ranking_s" in result.report.timings
+    steps = result.report.ranking_steps
+    assert [s["removed"] for s in steps] == [result.report.selection.blocks[:i + 1] for i in range(len(steps))]
+    assert "Ranked iteratively" in to_markdown(result.report)
+    assert CompressReport.from_dict(result.report.to_dict()).ranking_steps == steps
     image = compress(tiny_resnet(), tiny_set(16), CompressConfig(num_blocks=2, criterion="practise-iterative", **FAST))
     assert len(image.selection.blocks) == 2 and image.report.config["scoring"]["linear_map"] == "in-place"
     with pytest.raises(UsageError, match="closed-form"):
