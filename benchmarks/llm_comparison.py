@@ -19,9 +19,9 @@ time per token beside it, and reported). Criteria:
   run with plain least squares is kept in results/llm_comparison_global_fit);
 - practise-in-place: closed-form recoverability with the map standing in for the layer;
 - practise-iterative: practise-folded, re-scored after each drop on the copy with the dropped
-  layers patched (practise/iterative.py), greedy to the deepest target, each step re-scoring
-  the shortlist compress uses by default (the 8 best of the last step and the neighbours of
-  the dropped runs); practise-iterative-full re-scores every candidate at every step;
+  layers patched (practise/iterative.py), greedy to the deepest target, every candidate
+  re-scored at every step (compress's default); practise-iterative-shortlist8 re-scores only
+  the 8 of lowest added error and the neighbours of the dropped runs (--rescore-shortlist 8);
 - cosine (ShortGPT's block influence), sleb (greedy, calibration perplexity), angular (Gromov
   et al.'s contiguous span), last, random.
 
@@ -49,9 +49,9 @@ from llm_walkthrough import docstrings
 from text_data import debian_descriptions
 
 OUT = ROOT / "benchmarks" / "results" / "llm_comparison"
-CRITERIA = ["practise-folded", "practise-in-place", "practise-iterative", "practise-iterative-full",
+CRITERIA = ["practise-folded", "practise-in-place", "practise-iterative", "practise-iterative-shortlist8",
             "cosine", "sleb", "angular", "last", "random"]
-GREEDY = ("sleb", "practise-iterative", "practise-iterative-full")  # orders nested: ranked once, as deep as the deepest target
+GREEDY = ("sleb", "practise-iterative", "practise-iterative-shortlist8")  # orders nested: ranked once, as deep as the deepest target
 REPAIRS = ["none", "linear-patch", "patch+mimic"]
 # patch+mimic: the linear patch, then practise's feature mimicking at the walk-through's CPU budget
 # (50 steps of 16 sequences, only the layers next to each dropped run train, bf16 where it pays)
@@ -150,7 +150,7 @@ class Bench:
             order = sorted(self.names, key=lambda b: (done[b].recoverability, b))
             if iterative:  # greedy from the one-shot scores, re-scored on the pruned, patched copy
                 scores = {b: practise_score(done[b].recoverability, r_b[b]) for b in self.names}
-                shortlist = None if criterion.endswith("-full") else CompressConfig.rescore_shortlist
+                shortlist = 8 if criterion.endswith("-shortlist8") else CompressConfig.rescore_shortlist
                 rescore = Rescorer(scorer, r_b, shortlist=shortlist, first_scores=scores)
                 order = rank_blocks("practise-iterative", RankingInputs(self.names, r_b, scores=scores,
                                                                         rescore=rescore, num_blocks=layers))

@@ -65,11 +65,12 @@ class CompressConfig:
     # layers replaced by a least-squares map folded into the layer before it), "none", or "auto":
     # the linear patch for token models, none for image models
     repair: str = "auto"
-    # criteria that re-score after each drop (practise-iterative): each step re-scores only the
-    # blocks the last step ranked best (this many) and the neighbours of the dropped ones (None:
-    # all); SmolLM2, 64 sequences: every candidate at each step took 17.6 min to rank 12 of 30
-    # layers, over the 20-minute budget of a whole LLM run
-    rescore_shortlist: int | None = 8
+    # criteria that re-score after each drop (practise-iterative): None (default) re-scores every
+    # candidate at every step; a number re-scores only that many of lowest added error and the
+    # neighbours of the dropped ones (iterative.py). SmolLM2, 64 sequences, seed 0, 12 of 30
+    # layers: every candidate 17.6 min, perplexity 130.7 with the patch; shortlist 8 7.9 min, a
+    # different set, 164.4 (benchmarks/results/llm_comparison)
+    rescore_shortlist: int | None = None
     device: str = "auto"                  # where scoring and recovery run
     seed: int = 0
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
